@@ -1,0 +1,84 @@
+// A compute graph built by model code, run by a backend. Building a graph
+// only records ops and infers shapes (each op's shape rules live here, once);
+// no arithmetic happens until a Backend runs it.
+#pragma once
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "core/planner.h"
+#include "core/tensor.h"
+
+namespace quanta {
+
+using Shape = std::vector<int64_t>;  // ggml order, 1..4 entries
+
+class Graph {
+public:
+    Graph() = default;
+    Graph(const Graph&) = delete;
+    Graph& operator=(const Graph&) = delete;
+
+    // Leaves.
+    Tensor* external(DType type, const Shape& ne, const void* data, const std::string& name = "");
+    Tensor* input(DType type, const Shape& ne, const std::string& name = "");
+
+    // Elementwise; `b` is broadcast over `a` (each b.ne[d] must divide a.ne[d]).
+    Tensor* add(Tensor* a, Tensor* b);
+    Tensor* mul(Tensor* a, Tensor* b);
+    Tensor* scale(Tensor* a, float s);
+    Tensor* silu(Tensor* a);
+    Tensor* gelu(Tensor* a);
+    // w: [K, N, ...] weights of any type; x: [K, M, ...] f32 -> [N, M, ...] f32.
+    // w's dims 2 and 3 broadcast over x's (grouped-query attention).
+    Tensor* matmul(Tensor* w, Tensor* x);
+    Tensor* rms_norm(Tensor* x, float eps);
+    // x: [head_dim, n_head, n_tokens, 1] f32; pos: [n_tokens] i32. Rotates the
+    // first n_rot dims of each head with angle pos * freq_scale * base^(-2i/n_rot).
+    Tensor* rope(Tensor* x, Tensor* pos, int n_rot, RopeMode mode, float freq_base, float freq_scale = 1.0f);
+    // softmax(x * scale + mask) along rows; mask may be null, else f32 [ne0, >= ne1].
+    Tensor* softmax(Tensor* x, Tensor* mask, float scale);
+    // Rows `ids` (i32 [M]) of `table` ([K, N], any type) -> f32 [K, M].
+    Tensor* get_rows(Tensor* table, Tensor* ids);
+    Tensor* concat(Tensor* a, Tensor* b, int dim);
+    // A contiguous copy converted to `type` (f32, f16 or bf16).
+    Tensor* copy(Tensor* a, DType type);
+    Tensor* cont(Tensor* a) { return copy(a, a->type); }
+    // Writes `src` into `dst` (typically a view of an External cache buffer);
+    // returns a node that depends on the write and aliases dst.
+    Tensor* copy_into(Tensor* src, Tensor* dst);
+
+    // Views (no computation).
+    Tensor* reshape(Tensor* a, const Shape& ne);
+    Tensor* view(Tensor* a, const Shape& ne, const std::vector<size_t>& nb, size_t offset);
+    Tensor* transpose(Tensor* a);
+    // Dimension d of `a` becomes dimension axes[d] of the result.
+    Tensor* permute(Tensor* a, int ax0, int ax1, int ax2, int ax3);
+
+    void mark_output(Tensor* t);
+    const std::vector<Tensor*>& outputs() const { return outputs_; }
+    // Every tensor the outputs depend on, each after its sources.
+    std::vector<Tensor*> topo_order() const;
+    // Fixes the execution order and memory plan; the graph is read-only after.
+    void finalize();
+    bool finalized() const { return finalized_; }
+    const std::vector<Tensor*>& order() const { return order_; }
+    const MemoryPlan& plan() const { return plan_; }
+    size_t size() const { return tensors_.size(); }
+
+private:
+    void check_open() const;
+    Tensor* make(DType type, const int64_t* ne, int n_dims, Op op);
+    Tensor* unary(Op op, Tensor* a);
+    Tensor* binary(Op op, Tensor* a, Tensor* b);
+    Tensor* make_view(Tensor* a);
+
+    std::deque<Tensor> tensors_;  // deque: stable addresses as the graph grows
+    std::vector<Tensor*> outputs_;
+    bool finalized_ = false;
+    std::vector<Tensor*> order_;
+    MemoryPlan plan_;
+};
+
+}  // namespace quanta

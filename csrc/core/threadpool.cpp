@@ -1,0 +1,90 @@
+#include "core/threadpool.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define QUANTA_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define QUANTA_PAUSE() __asm__ __volatile__("yield")
+#else
+#define QUANTA_PAUSE() ((void)0)
+#endif
+
+namespace quanta {
+
+int ThreadPool::default_threads() {
+    const unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 1 : (int)n;
+}
+
+ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads <= 0 ? default_threads() : n_threads) {
+    for (int i = 1; i < n_threads_; ++i) threads_.emplace_back(&ThreadPool::worker, this, i);
+}
+
+ThreadPool::~ThreadPool() {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+}
+
+void ThreadPool::run_guarded(int ith) {
+    try {
+        (*job_)(ith, n_threads_);
+    } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!error_) error_ = std::current_exception();
+        failed_.store(true, std::memory_order_release);
+    }
+}
+
+void ThreadPool::worker(int ith) {
+    uint64_t seen = 0;
+    for (;;) {
+        {
+            std::unique_lock<std::mutex> lock(mutex_);
+            wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+            if (stopping_) return;
+            seen = generation_;
+        }
+        run_guarded(ith);
+        running_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+}
+
+void ThreadPool::run(const std::function<void(int, int)>& job) {
+    job_ = &job;
+    error_ = nullptr;
+    failed_.store(false, std::memory_order_release);
+    barrier_count_.store(0, std::memory_order_relaxed);
+    if (n_threads_ > 1) {
+        running_.store(n_threads_ - 1, std::memory_order_release);
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            ++generation_;
+        }
+        wake_.notify_all();
+    }
+    run_guarded(0);
+    while (running_.load(std::memory_order_acquire) != 0) QUANTA_PAUSE();
+    job_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+}
+
+void ThreadPool::barrier() {
+    if (n_threads_ == 1) return;
+    const uint32_t phase = barrier_phase_.load(std::memory_order_acquire);
+    if (barrier_count_.fetch_add(1, std::memory_order_acq_rel) == n_threads_ - 1) {
+        barrier_count_.store(0, std::memory_order_relaxed);
+        barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
+        return;
+    }
+    int spins = 0;
+    while (barrier_phase_.load(std::memory_order_acquire) == phase && !failed()) {
+        if (++spins < 1 << 14) QUANTA_PAUSE();
+        else std::this_thread::yield();
+    }
+}
+
+}  // namespace quanta

@@ -1,0 +1,133 @@
+// Picks the kernel table at start-up from what the CPU reports (cpuid on x86,
+// always NEON on aarch64). QUANTA_CPU=scalar|avx2|avx512|neon forces a level.
+#include <atomic>
+#include <cstdlib>
+
+#include "core/error.h"
+#include "cpu/kernels.h"
+
+namespace quanta::cpu {
+
+// Defined in kernels_<level>.cpp, which exist only for the levels this
+// architecture compiles (see CMakeLists.txt).
+namespace scalar { const Kernels& kernels_scalar(); }
+#if defined(QUANTA_HAVE_AVX2)
+namespace avx2 { const Kernels& kernels_avx2(); }
+#endif
+#if defined(QUANTA_HAVE_AVX512)
+namespace avx512 { const Kernels& kernels_avx512(); }
+#endif
+#if defined(QUANTA_HAVE_NEON)
+namespace neon { const Kernels& kernels_neon(); }
+#endif
+
+namespace {
+
+bool cpu_has(Level level) {
+    switch (level) {
+        case Level::Scalar: return true;
+#if defined(__x86_64__) && defined(__GNUC__)
+        case Level::Avx2:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                   __builtin_cpu_supports("f16c");
+        case Level::Avx512:
+            return cpu_has(Level::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("avx512vnni");
+#endif
+#if defined(__aarch64__)
+        case Level::Neon: return true;
+#endif
+        default: return false;
+    }
+}
+
+const Kernels* compiled(Level level) {
+    switch (level) {
+        case Level::Scalar: return &scalar::kernels_scalar();
+#if defined(QUANTA_HAVE_AVX2)
+        case Level::Avx2: return &avx2::kernels_avx2();
+#endif
+#if defined(QUANTA_HAVE_AVX512)
+        case Level::Avx512: return &avx512::kernels_avx512();
+#endif
+#if defined(QUANTA_HAVE_NEON)
+        case Level::Neon: return &neon::kernels_neon();
+#endif
+        default: return nullptr;
+    }
+}
+
+const Kernels& initial_kernels() {
+    if (const char* forced = std::getenv("QUANTA_CPU"); forced && *forced) return kernels_for(level_from_name(forced));
+    return kernels_for(available_levels().back());
+}
+
+std::atomic<const Kernels*> g_active{nullptr};
+
+}  // namespace
+
+const char* level_name(Level level) {
+    switch (level) {
+        case Level::Scalar: return "scalar";
+        case Level::Avx2: return "avx2";
+        case Level::Avx512: return "avx512";
+        case Level::Neon: return "neon";
+    }
+    return "?";
+}
+
+Level level_from_name(const std::string& name) {
+    for (Level l : {Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon})
+        if (name == level_name(l)) return l;
+    fail(ErrorKind::InvalidArgument, "unknown CPU level '" + name + "' (expected scalar, avx2, avx512 or neon)");
+}
+
+std::vector<Level> available_levels() {
+    std::vector<Level> out;
+    for (Level l : {Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512})
+        if (compiled(l) && cpu_has(l)) out.push_back(l);
+    return out;
+}
+
+const Kernels& kernels_for(Level level) {
+    const Kernels* k = compiled(level);
+    if (!k) fail(ErrorKind::Unsupported, std::string("CPU level ") + level_name(level) + " is not built for this architecture");
+    if (!cpu_has(level)) fail(ErrorKind::Unsupported, std::string("this CPU does not support ") + level_name(level));
+    return *k;
+}
+
+const Kernels& active_kernels() {
+    const Kernels* k = g_active.load(std::memory_order_acquire);
+    if (!k) {
+        k = &initial_kernels();
+        g_active.store(k, std::memory_order_release);
+    }
+    return *k;
+}
+
+void set_active_level(Level level) { g_active.store(&kernels_for(level), std::memory_order_release); }
+
+std::string cpu_features() {
+    std::string out;
+#if defined(__x86_64__) && defined(__GNUC__)
+    const char* names[] = {"sse4.2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512dq",
+                           "avx512vnni", "avx512bf16", "avxvnni"};
+    // __builtin_cpu_supports needs string literals, so test them one by one.
+    const bool has[] = {
+        (bool)__builtin_cpu_supports("sse4.2"),   (bool)__builtin_cpu_supports("avx"),
+        (bool)__builtin_cpu_supports("avx2"),     (bool)__builtin_cpu_supports("fma"),
+        (bool)__builtin_cpu_supports("f16c"),     (bool)__builtin_cpu_supports("avx512f"),
+        (bool)__builtin_cpu_supports("avx512bw"), (bool)__builtin_cpu_supports("avx512vl"),
+        (bool)__builtin_cpu_supports("avx512dq"), (bool)__builtin_cpu_supports("avx512vnni"),
+        (bool)__builtin_cpu_supports("avx512bf16"), (bool)__builtin_cpu_supports("avxvnni"),
+    };
+    for (size_t i = 0; i < sizeof has / sizeof has[0]; ++i)
+        if (has[i]) out += (out.empty() ? "" : " ") + std::string(names[i]);
+#elif defined(__aarch64__)
+    out = "neon";
+#endif
+    return out;
+}
+
+}  // namespace quanta::cpu

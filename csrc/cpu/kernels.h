@@ -1,0 +1,52 @@
+// The inner loops that depend on the instruction set, as a table of function
+// pointers. kernels_impl.inc is compiled once per level with that level's
+// compiler flags (CMakeLists.txt), and the table for the best level this CPU
+// supports is picked at start-up, so one binary runs everywhere and never
+// executes an instruction the CPU lacks.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace quanta::cpu {
+
+enum class Level { Scalar, Avx2, Avx512, Neon };
+
+struct Kernels {
+    Level level;
+    const char* name;
+    float (*dot_f32)(const float* a, const float* b, int64_t n);
+    float (*dot_f16_f32)(const uint16_t* a, const float* b, int64_t n);
+    float (*dot_bf16_f32)(const uint16_t* a, const float* b, int64_t n);
+    void (*f16_to_f32)(const uint16_t* x, float* y, int64_t n);
+    void (*f32_to_f16)(const float* x, uint16_t* y, int64_t n);
+    void (*bf16_to_f32)(const uint16_t* x, float* y, int64_t n);
+    void (*f32_to_bf16)(const float* x, uint16_t* y, int64_t n);
+    void (*add)(float* y, const float* a, const float* b, int64_t n);
+    void (*mul)(float* y, const float* a, const float* b, int64_t n);
+    void (*scale)(float* y, const float* x, float s, int64_t n);
+    void (*silu)(float* y, const float* x, int64_t n);
+    void (*gelu)(float* y, const float* x, int64_t n);
+    double (*sum_squares)(const float* x, int64_t n);
+    float (*max)(const float* x, int64_t n);
+    // y = exp(x - shift); returns the sum of y.
+    double (*exp_shifted)(float* y, const float* x, float shift, int64_t n);
+};
+
+const char* level_name(Level level);
+// Parses "scalar", "avx2", "avx512", "neon"; throws InvalidArgument otherwise.
+Level level_from_name(const std::string& name);
+// Levels compiled into this build that this CPU can run, best last.
+std::vector<Level> available_levels();
+// Throws Unsupported when `level` is not compiled in or the CPU lacks it.
+const Kernels& kernels_for(Level level);
+
+// The level in use: QUANTA_CPU if set, else the best available.
+const Kernels& active_kernels();
+void set_active_level(Level level);
+
+// A one-line description of the CPU's features, for `quanta info --system`.
+std::string cpu_features();
+
+}  // namespace quanta::cpu

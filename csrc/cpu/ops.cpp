@@ -1,0 +1,329 @@
+#include "cpu/ops.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "quant/dequantize.h"
+#include "quant/fp16.h"
+
+namespace quanta::cpu {
+namespace {
+
+// Thread ith's share [begin, end) of n items.
+void split(int64_t n, const OpContext& c, int64_t* begin, int64_t* end) {
+    const int64_t per = (n + c.nth - 1) / c.nth;
+    *begin = std::min<int64_t>(n, per * c.ith);
+    *end = std::min<int64_t>(n, *begin + per);
+}
+
+char* at(const Tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    return static_cast<char*>(t->data) + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
+}
+
+// Row r of a tensor's rows, as (i1, i2, i3).
+struct RowIndex {
+    int64_t i1, i2, i3;
+};
+RowIndex row_index(const Tensor* t, int64_t r) {
+    return {r % t->ne[1], (r / t->ne[1]) % t->ne[2], r / (t->ne[1] * t->ne[2])};
+}
+
+bool plain_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+float load_float(DType t, const char* p) {
+    uint16_t h;
+    switch (t) {
+        case DType::F16: std::memcpy(&h, p, 2); return f16_to_f32(h);
+        case DType::BF16: std::memcpy(&h, p, 2); return bf16_to_f32(h);
+        default: {
+            float f;
+            std::memcpy(&f, p, 4);
+            return f;
+        }
+    }
+}
+
+void store_float(DType t, char* p, float v) {
+    uint16_t h;
+    switch (t) {
+        case DType::F16: h = f32_to_f16(v); std::memcpy(p, &h, 2); return;
+        case DType::BF16: h = f32_to_bf16(v); std::memcpy(p, &h, 2); return;
+        default: std::memcpy(p, &v, 4); return;
+    }
+}
+
+// ---- elementwise -------------------------------------------------------
+
+void binary_op(const Tensor& dst, const OpContext& c) {
+    const Tensor* a = dst.src[0];
+    const Tensor* b = dst.src[1];
+    const bool is_add = dst.op == Op::Add;
+    int64_t begin, end;
+    split(dst.n_rows(), c, &begin, &end);
+    const int64_t n0 = dst.ne[0], nb0 = b->ne[0];
+    const bool rows_contiguous = a->nb[0] == 4 && b->nb[0] == 4;
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(&dst, r);
+        float* y = reinterpret_cast<float*>(at(&dst, 0, ri.i1, ri.i2, ri.i3));
+        const char* xa = at(a, 0, ri.i1, ri.i2, ri.i3);
+        const char* xb = at(b, 0, ri.i1 % b->ne[1], ri.i2 % b->ne[2], ri.i3 % b->ne[3]);
+        if (rows_contiguous) {
+            for (int64_t j = 0; j < n0; j += nb0) {
+                const float* pa = reinterpret_cast<const float*>(xa) + j;
+                const float* pb = reinterpret_cast<const float*>(xb);
+                if (is_add) c.k->add(y + j, pa, pb, nb0);
+                else c.k->mul(y + j, pa, pb, nb0);
+            }
+            continue;
+        }
+        for (int64_t j = 0; j < n0; ++j) {
+            const float va = load_float(DType::F32, xa + j * a->nb[0]);
+            const float vb = load_float(DType::F32, xb + (j % nb0) * b->nb[0]);
+            y[j] = is_add ? va + vb : va * vb;
+        }
+    }
+}
+
+void unary_op(const Tensor& dst, const OpContext& c) {
+    const Tensor* a = dst.src[0];
+    int64_t begin, end;
+    split(dst.n_rows(), c, &begin, &end);
+    const int64_t n0 = dst.ne[0];
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(&dst, r);
+        float* y = reinterpret_cast<float*>(at(&dst, 0, ri.i1, ri.i2, ri.i3));
+        const char* xr = at(a, 0, ri.i1, ri.i2, ri.i3);
+        const float* x = reinterpret_cast<const float*>(xr);
+        if (a->nb[0] != 4) {  // gather a strided row first
+            for (int64_t j = 0; j < n0; ++j) y[j] = load_float(DType::F32, xr + j * a->nb[0]);
+            x = y;
+        }
+        switch (dst.op) {
+            case Op::Scale: c.k->scale(y, x, dst.f[0], n0); break;
+            case Op::Silu: c.k->silu(y, x, n0); break;
+            case Op::Gelu: c.k->gelu(y, x, n0); break;
+            case Op::RmsNorm: {
+                const double mean = c.k->sum_squares(x, n0) / (double)n0;
+                c.k->scale(y, x, (float)(1.0 / std::sqrt(mean + (double)dst.f[0])), n0);
+                break;
+            }
+            default: break;
+        }
+    }
+}
+
+// ---- matmul --------------------------------------------------------------
+
+void matmul(const Tensor& dst, const OpContext& c) {
+    const Tensor* w = dst.src[0];
+    const Tensor* x = dst.src[1];
+    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
+    int64_t begin, end;
+    split(N * x->ne[2] * x->ne[3], c, &begin, &end);
+    for (int64_t task = begin; task < end; ++task) {
+        const int64_t n = task % N, b = task / N;
+        const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
+        const char* wrow = at(w, 0, n, i2 / r2, i3 / r3);
+        const float* wf = nullptr;
+        if (w->type != DType::F32 && w->type != DType::F16 && w->type != DType::BF16) {
+            dequantize_row(w->type, wrow, c.scratch, K);
+            wf = c.scratch;
+        } else if (w->type == DType::F32) {
+            wf = reinterpret_cast<const float*>(wrow);
+        }
+        for (int64_t m = 0; m < M; ++m) {
+            const float* xr = reinterpret_cast<const float*>(at(x, 0, m, i2, i3));
+            float* y = reinterpret_cast<float*>(at(&dst, n, m, i2, i3));
+            if (wf) *y = c.k->dot_f32(wf, xr, K);
+            else if (w->type == DType::F16) *y = c.k->dot_f16_f32(reinterpret_cast<const uint16_t*>(wrow), xr, K);
+            else *y = c.k->dot_bf16_f32(reinterpret_cast<const uint16_t*>(wrow), xr, K);
+        }
+    }
+}
+
+// ---- attention pieces ------------------------------------------------------
+
+void rope(const Tensor& dst, const OpContext& c) {
+    const Tensor* x = dst.src[0];
+    const int32_t* pos = static_cast<const int32_t*>(dst.src[1]->data);
+    const int n_rot = dst.i[0], half = n_rot / 2;
+    const bool neox = static_cast<RopeMode>(dst.i[1]) == RopeMode::Neox;
+    const double base = dst.f[0], freq_scale = dst.f[1];
+    float* cos_sin = c.scratch;  // [cos(theta_i), sin(theta_i)] for the current token
+    int64_t cached_token = -1;
+    int64_t begin, end;
+    split(dst.n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(&dst, r);
+        if (ri.i2 != cached_token) {
+            for (int i = 0; i < half; ++i) {
+                const double theta = pos[ri.i2] * freq_scale * std::pow(base, -2.0 * i / n_rot);
+                cos_sin[2 * i] = (float)std::cos(theta);
+                cos_sin[2 * i + 1] = (float)std::sin(theta);
+            }
+            cached_token = ri.i2;
+        }
+        const float* xr = reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3));
+        float* y = reinterpret_cast<float*>(at(&dst, 0, ri.i1, ri.i2, ri.i3));
+        for (int i = 0; i < half; ++i) {
+            const int j0 = neox ? i : 2 * i, j1 = neox ? i + half : 2 * i + 1;
+            const float x0 = xr[j0], x1 = xr[j1], cs = cos_sin[2 * i], sn = cos_sin[2 * i + 1];
+            y[j0] = x0 * cs - x1 * sn;
+            y[j1] = x0 * sn + x1 * cs;
+        }
+        for (int64_t j = n_rot; j < dst.ne[0]; ++j) y[j] = xr[j];
+    }
+}
+
+void softmax(const Tensor& dst, const OpContext& c) {
+    const Tensor* x = dst.src[0];
+    const Tensor* mask = dst.src[1];
+    const float scale = dst.f[0];
+    const int64_t n0 = dst.ne[0];
+    int64_t begin, end;
+    split(dst.n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(&dst, r);
+        float* y = reinterpret_cast<float*>(at(&dst, 0, ri.i1, ri.i2, ri.i3));
+        c.k->scale(y, reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3)), scale, n0);
+        if (mask) c.k->add(y, y, reinterpret_cast<const float*>(at(mask, 0, ri.i1, 0, 0)), n0);
+        const float m = c.k->max(y, n0);
+        if (m == -INFINITY) {  // fully masked row: attend to nothing
+            std::memset(y, 0, n0 * sizeof(float));
+            continue;
+        }
+        const double sum = c.k->exp_shifted(y, y, m, n0);
+        c.k->scale(y, y, (float)(1.0 / sum), n0);
+    }
+}
+
+// ---- data movement -------------------------------------------------------
+
+void get_rows(const Tensor& dst, const OpContext& c) {
+    const Tensor* table = dst.src[0];
+    const int32_t* ids = static_cast<const int32_t*>(dst.src[1]->data);
+    const int64_t K = table->ne[0];
+    int64_t begin, end;
+    split(dst.ne[1], c, &begin, &end);
+    for (int64_t m = begin; m < end; ++m) {
+        float* y = reinterpret_cast<float*>(at(&dst, 0, m, 0, 0));
+        const int32_t id = ids[m];
+        if (id < 0 || id >= table->ne[1]) {
+            std::memset(y, 0, K * sizeof(float));
+            c.bad_row_id->store(true, std::memory_order_relaxed);
+            continue;
+        }
+        const char* row = at(table, 0, id, 0, 0);
+        if (table->type == DType::F16) c.k->f16_to_f32(reinterpret_cast<const uint16_t*>(row), y, K);
+        else dequantize_row(table->type, row, y, K);
+    }
+}
+
+// Converts one row of n elements between plain float types; strides in bytes.
+void convert_row(DType st, const char* s, size_t s_stride, DType dt, char* d, size_t d_stride, int64_t n,
+                 const OpContext& c) {
+    const size_t s_size = type_info(st).block_bytes, d_size = type_info(dt).block_bytes;
+    if (s_stride == s_size && d_stride == d_size) {
+        if (st == dt) {
+            std::memcpy(d, s, n * s_size);
+            return;
+        }
+        const auto* s16 = reinterpret_cast<const uint16_t*>(s);
+        auto* d16 = reinterpret_cast<uint16_t*>(d);
+        if (st == DType::F32 && dt == DType::F16) return c.k->f32_to_f16(reinterpret_cast<const float*>(s), d16, n);
+        if (st == DType::F16 && dt == DType::F32) return c.k->f16_to_f32(s16, reinterpret_cast<float*>(d), n);
+        if (st == DType::F32 && dt == DType::BF16) return c.k->f32_to_bf16(reinterpret_cast<const float*>(s), d16, n);
+        if (st == DType::BF16 && dt == DType::F32) return c.k->bf16_to_f32(s16, reinterpret_cast<float*>(d), n);
+    }
+    for (int64_t j = 0; j < n; ++j) store_float(dt, d + j * d_stride, load_float(st, s + j * s_stride));
+}
+
+void copy(const Tensor& dst, const OpContext& c) {
+    const Tensor* src = dst.src[0];
+    int64_t begin, end;
+    split(dst.n_rows(), c, &begin, &end);
+    if (src->same_shape(dst)) {
+        for (int64_t r = begin; r < end; ++r) {
+            const RowIndex ri = row_index(&dst, r);
+            convert_row(src->type, at(src, 0, ri.i1, ri.i2, ri.i3), src->nb[0], dst.type,
+                        at(&dst, 0, ri.i1, ri.i2, ri.i3), dst.nb[0], dst.ne[0], c);
+        }
+        return;
+    }
+    // Same element count, different shapes: walk both in logical row-major order.
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(&dst, r);
+        for (int64_t j = 0; j < dst.ne[0]; ++j) {
+            int64_t flat = r * dst.ne[0] + j;
+            const int64_t s0 = flat % src->ne[0];
+            flat /= src->ne[0];
+            const int64_t s1 = flat % src->ne[1];
+            flat /= src->ne[1];
+            const int64_t s2 = flat % src->ne[2], s3 = flat / src->ne[2];
+            store_float(dst.type, at(&dst, j, ri.i1, ri.i2, ri.i3), load_float(src->type, at(src, s0, s1, s2, s3)));
+        }
+    }
+}
+
+void concat(const Tensor& dst, const OpContext& c) {
+    const Tensor* a = dst.src[0];
+    const Tensor* b = dst.src[1];
+    const int dim = dst.i[0];
+    const size_t es = type_info(dst.type).block_bytes;
+    int64_t begin, end;
+    split(dst.n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(&dst, r);
+        int64_t idx[4] = {0, ri.i1, ri.i2, ri.i3};
+        char* y = at(&dst, 0, ri.i1, ri.i2, ri.i3);
+        for (int64_t j = 0; j < dst.ne[0]; ++j) {
+            idx[0] = j;
+            const bool from_a = idx[dim] < a->ne[dim];
+            const Tensor* s = from_a ? a : b;
+            int64_t si[4] = {idx[0], idx[1], idx[2], idx[3]};
+            if (!from_a) si[dim] -= a->ne[dim];
+            std::memcpy(y + j * es, at(s, si[0], si[1], si[2], si[3]), es);
+        }
+    }
+}
+
+}  // namespace
+
+bool cpu_supports(const Tensor& node) {
+    const Tensor* s0 = node.src[0];
+    switch (node.op) {
+        case Op::None: case Op::View: return true;
+        case Op::Add: case Op::Mul: case Op::Scale: case Op::Silu: case Op::Gelu: case Op::RmsNorm:
+            return node.type == DType::F32;
+        case Op::Rope: case Op::SoftMax: return s0->nb[0] == 4;
+        case Op::MatMul: case Op::GetRows: return type_info(s0->type).can_dequantize;
+        case Op::Copy: return plain_float(s0->type) && plain_float(node.type);
+        case Op::Concat: return type_info(node.type).block_size == 1;
+        default: return false;
+    }
+}
+
+size_t scratch_floats(const Tensor& node) {
+    switch (node.op) {
+        case Op::MatMul: return (size_t)node.src[0]->ne[0];
+        case Op::Rope: return (size_t)node.i[0];
+        default: return 0;
+    }
+}
+
+void compute_node(const Tensor& node, const OpContext& ctx) {
+    switch (node.op) {
+        case Op::Add: case Op::Mul: return binary_op(node, ctx);
+        case Op::Scale: case Op::Silu: case Op::Gelu: case Op::RmsNorm: return unary_op(node, ctx);
+        case Op::MatMul: return matmul(node, ctx);
+        case Op::Rope: return rope(node, ctx);
+        case Op::SoftMax: return softmax(node, ctx);
+        case Op::GetRows: return get_rows(node, ctx);
+        case Op::Copy: return copy(node, ctx);
+        case Op::Concat: return concat(node, ctx);
+        default: return;
+    }
+}
+
+}  // namespace quanta::cpu

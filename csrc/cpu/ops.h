@@ -1,0 +1,27 @@
+// CPU implementations of the graph ops. Each runs on thread `ith` of `nth`
+// over its share of the rows; the level-specific inner loops come from the
+// kernel table. Kernels never throw (a throw mid-graph would strand the other
+// threads at a barrier): anything checkable is checked when the graph is
+// built or prepared, and bad data (an out-of-range row id) is flagged.
+#pragma once
+
+#include <atomic>
+
+#include "core/tensor.h"
+#include "cpu/kernels.h"
+
+namespace quanta::cpu {
+
+struct OpContext {
+    int ith = 0, nth = 1;
+    const Kernels* k = nullptr;
+    float* scratch = nullptr;  // this thread's scratch, scratch_floats(node) long
+    std::atomic<bool>* bad_row_id = nullptr;
+};
+
+bool cpu_supports(const Tensor& node);
+// Per-thread scratch a node needs, in floats.
+size_t scratch_floats(const Tensor& node);
+void compute_node(const Tensor& node, const OpContext& ctx);
+
+}  // namespace quanta::cpu

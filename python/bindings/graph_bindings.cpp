@@ -1,0 +1,152 @@
+// A thin binding of the graph builder, so tests (and later tools) can build
+// small graphs from numpy arrays and check each op against an independent
+// reference. Shapes are in numpy order; op parameters that name dimensions
+// (concat, permute) are in ggml order, as in the C++ API.
+#include <cstring>
+#include <memory>
+
+#include "bindings.h"
+#include "core/error.h"
+#include "core/graph.h"
+#include "cpu/backend_cpu.h"
+#include "cuda/backend_cuda.h"
+
+namespace quanta::bindings {
+namespace {
+
+class PyGraph {
+public:
+    Graph graph;
+    std::vector<py::object> keep_alive;  // arrays backing External tensors
+    std::unique_ptr<Backend> backend;
+    std::string backend_key;
+
+    // `array` holds the elements (float32, float16, int32, or any dtype with
+    // type= naming a plain type of its item size), or for quantized types
+    // the raw blocks as uint8 of shape (rows, bytes_per_row).
+    Tensor* constant(py::array array, const std::string& type) {
+        py::array c = py::array::ensure(array, py::array::c_style);
+        const DType t = type.empty() ? dtype_of(c) : type_from_name(type);
+        const TypeInfo& info = type_info(t);
+        std::vector<int64_t> shape(c.shape(), c.shape() + c.ndim());
+        if (c.itemsize() == 1 && t != DType::I8) {
+            QUANTA_CHECK_ARG(c.ndim() == 2 && shape[1] % (int64_t)info.block_bytes == 0,
+                             "raw blocks must be uint8 of shape (rows, bytes_per_row)");
+            shape[1] = shape[1] / (int64_t)info.block_bytes * info.block_size;
+        } else {
+            QUANTA_CHECK_ARG(info.block_size == 1 && (size_t)c.itemsize() == info.block_bytes,
+                             std::string("array items do not match type ") + info.name);
+        }
+        Tensor* out = graph.external(t, ggml_dims(shape), c.data());
+        keep_alive.push_back(c);
+        return out;
+    }
+
+    static DType dtype_of(const py::array& a) {
+        if (a.dtype().is(py::dtype::of<float>())) return DType::F32;
+        if (a.dtype().is(py::dtype::of<int32_t>())) return DType::I32;
+        if (a.dtype().is(py::dtype("float16"))) return DType::F16;
+        fail(ErrorKind::InvalidArgument, "pass type= for arrays that are not float32, float16 or int32");
+    }
+
+    Backend& backend_for(const std::string& device, int n_threads) {
+        const std::string key = device + "/" + std::to_string(n_threads);
+        if (!backend || backend_key != key) {
+            if (device == "cpu") backend = std::make_unique<cpu::CpuBackend>(n_threads);
+            else if (device == "cuda") backend = std::make_unique<cuda::CudaBackend>();
+            else fail(ErrorKind::InvalidArgument, "device must be 'cpu' or 'cuda'");
+            backend_key = key;
+        }
+        return *backend;
+    }
+
+    py::list run(const std::vector<Tensor*>& outputs, const py::dict& inputs, const std::string& device, int n_threads) {
+        for (Tensor* o : outputs) graph.mark_output(o);
+        Backend& be = backend_for(device, n_threads);
+        be.prepare(graph);
+        for (auto item : inputs) {
+            Tensor* t = item.first.cast<Tensor*>();
+            QUANTA_CHECK_ARG(t->kind == TensorKind::Input, "inputs must be tensors made by input()");
+            py::array a = py::array::ensure(item.second, py::array::c_style);
+            QUANTA_CHECK_ARG((size_t)a.nbytes() == t->n_bytes(), "input '" + t->name + "' has the wrong size");
+            be.set_tensor(t, a.data(), a.nbytes());
+        }
+        {
+            py::gil_scoped_release release;
+            be.compute(graph);
+        }
+        py::list results;
+        for (Tensor* o : outputs) {
+            QUANTA_CHECK_ARG(o->type == DType::F32 || o->type == DType::F16 || o->type == DType::I32,
+                             "outputs must be f32, f16 or i32");
+            const char* np_type = o->type == DType::F32 ? "float32" : o->type == DType::F16 ? "float16" : "int32";
+            int nd = kMaxDims;
+            while (nd > 1 && o->ne[nd - 1] == 1) --nd;
+            py::array a(py::dtype(np_type), numpy_shape(o->ne, nd).cast<std::vector<int64_t>>());
+            be.get_tensor(o, a.mutable_data(), a.nbytes());
+            results.append(a);
+        }
+        return results;
+    }
+};
+
+}  // namespace
+
+void bind_graph(py::module_& m) {
+    py::class_<Tensor>(m, "Tensor")
+        .def_property_readonly("shape", [](const Tensor& t) {
+            int nd = kMaxDims;
+            while (nd > 1 && t.ne[nd - 1] == 1) --nd;
+            return numpy_shape(t.ne, nd);
+        })
+        .def_property_readonly("type", [](const Tensor& t) { return std::string(type_name(t.type)); })
+        .def_property_readonly("op", [](const Tensor& t) { return std::string(op_name(t.op)); })
+        .def_property_readonly("contiguous", &Tensor::is_contiguous)
+        .def_readwrite("name", &Tensor::name);
+
+    using R = py::return_value_policy;
+    auto ref = R::reference_internal;
+    py::class_<PyGraph>(m, "Graph")
+        .def(py::init<>())
+        .def("constant", &PyGraph::constant, py::arg("array"), py::arg("type") = "", ref,
+             "A weight-like leaf backed by `array` (kept alive by the graph).")
+        .def("input", [](PyGraph& g, const std::string& type, const std::vector<int64_t>& shape, const std::string& name) {
+            return g.graph.input(type_from_name(type), ggml_dims(shape), name);
+        }, py::arg("type"), py::arg("shape"), py::arg("name") = "", ref)
+        .def("add", [](PyGraph& g, Tensor* a, Tensor* b) { return g.graph.add(a, b); }, ref)
+        .def("mul", [](PyGraph& g, Tensor* a, Tensor* b) { return g.graph.mul(a, b); }, ref)
+        .def("scale", [](PyGraph& g, Tensor* a, float s) { return g.graph.scale(a, s); }, ref)
+        .def("silu", [](PyGraph& g, Tensor* a) { return g.graph.silu(a); }, ref)
+        .def("gelu", [](PyGraph& g, Tensor* a) { return g.graph.gelu(a); }, ref)
+        .def("matmul", [](PyGraph& g, Tensor* w, Tensor* x) { return g.graph.matmul(w, x); }, ref)
+        .def("rms_norm", [](PyGraph& g, Tensor* x, float eps) { return g.graph.rms_norm(x, eps); }, ref)
+        .def("rope", [](PyGraph& g, Tensor* x, Tensor* pos, int n_rot, const std::string& mode, float base, float scale) {
+            QUANTA_CHECK_ARG(mode == "normal" || mode == "neox", "rope mode is 'normal' or 'neox'");
+            return g.graph.rope(x, pos, n_rot, mode == "neox" ? RopeMode::Neox : RopeMode::Normal, base, scale);
+        }, py::arg("x"), py::arg("pos"), py::arg("n_rot"), py::arg("mode"), py::arg("base"), py::arg("freq_scale") = 1.0f, ref)
+        .def("softmax", [](PyGraph& g, Tensor* x, Tensor* mask, float scale) { return g.graph.softmax(x, mask, scale); },
+             py::arg("x"), py::arg("mask").none(true), py::arg("scale") = 1.0f, ref)
+        .def("get_rows", [](PyGraph& g, Tensor* table, Tensor* ids) { return g.graph.get_rows(table, ids); }, ref)
+        .def("concat", [](PyGraph& g, Tensor* a, Tensor* b, int dim) { return g.graph.concat(a, b, dim); }, ref)
+        .def("copy", [](PyGraph& g, Tensor* a, const std::string& type) { return g.graph.copy(a, type_from_name(type)); }, ref)
+        .def("copy_into", [](PyGraph& g, Tensor* src, Tensor* dst) { return g.graph.copy_into(src, dst); }, ref)
+        .def("reshape", [](PyGraph& g, Tensor* a, const std::vector<int64_t>& shape) {
+            return g.graph.reshape(a, ggml_dims(shape));
+        }, ref)
+        .def("transpose", [](PyGraph& g, Tensor* a) { return g.graph.transpose(a); }, ref)
+        .def("permute", [](PyGraph& g, Tensor* a, int a0, int a1, int a2, int a3) {
+            return g.graph.permute(a, a0, a1, a2, a3);
+        }, ref)
+        .def("view", [](PyGraph& g, Tensor* a, const std::vector<int64_t>& shape, const std::vector<size_t>& row_strides,
+                        size_t offset) {
+            return g.graph.view(a, ggml_dims(shape), row_strides, offset);
+        }, py::arg("a"), py::arg("shape"), py::arg("row_strides"), py::arg("offset") = 0, ref,
+           "A view; shape in numpy order, row_strides in ggml order (nb[1], nb[2], ...).")
+        .def("run", &PyGraph::run, py::arg("outputs"), py::arg("inputs") = py::dict(), py::arg("device") = "cpu",
+             py::arg("n_threads") = 0, "Marks `outputs`, runs the graph, returns them as numpy arrays.")
+        .def_property_readonly("arena_bytes", [](const PyGraph& g) { return g.graph.plan().arena_bytes; })
+        .def_property_readonly("naive_bytes", [](const PyGraph& g) { return g.graph.plan().naive_bytes; })
+        .def_property_readonly("n_nodes", [](const PyGraph& g) { return g.graph.order().size(); });
+}
+
+}  // namespace quanta::bindings

@@ -1,0 +1,99 @@
+#include <cstring>
+
+#include "bindings.h"
+#include "core/error.h"
+#include "cpu/kernels.h"
+#include "cuda/loader.h"
+#include "quant/dequantize.h"
+
+namespace quanta::bindings {
+
+py::tuple numpy_shape(const int64_t* ne, int n_dims) {
+    py::tuple t(n_dims);
+    for (int d = 0; d < n_dims; ++d) t[d] = ne[n_dims - 1 - d];
+    return t;
+}
+
+std::vector<int64_t> ggml_dims(const std::vector<int64_t>& shape) {
+    QUANTA_CHECK_ARG(!shape.empty() && shape.size() <= 4, "shape must have 1..4 dimensions");
+    return std::vector<int64_t>(shape.rbegin(), shape.rend());
+}
+
+void bind_errors(py::module_& m) {
+    // The exception classes live in quanta/errors.py so they can have
+    // several bases (FormatError is also a ValueError); looked up per throw.
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const Error& e) {
+            const char* cls = nullptr;
+            switch (e.kind()) {
+                case ErrorKind::InvalidArgument: PyErr_SetString(PyExc_ValueError, e.what()); return;
+                case ErrorKind::Io: PyErr_SetString(PyExc_OSError, e.what()); return;
+                case ErrorKind::OutOfMemory: PyErr_SetString(PyExc_MemoryError, e.what()); return;
+                case ErrorKind::Internal: PyErr_SetString(PyExc_RuntimeError, e.what()); return;
+                case ErrorKind::Format: cls = "FormatError"; break;
+                case ErrorKind::Model: cls = "ModelError"; break;
+                case ErrorKind::Unsupported: cls = "UnsupportedError"; break;
+            }
+            py::object type = py::module_::import("quanta.errors").attr(cls);
+            PyErr_SetString(type.ptr(), e.what());
+        }
+    });
+    (void)m;
+}
+
+void bind_system(py::module_& m) {
+    m.def("version", [] { return std::string(QUANTA_VERSION); });
+    m.def("cpu_level", [] { return std::string(cpu::active_kernels().name); },
+          "The CPU kernel level in use: scalar, avx2, avx512 or neon.");
+    m.def("set_cpu_level", [](const std::string& name) { cpu::set_active_level(cpu::level_from_name(name)); },
+          "Switches the CPU kernel level (for tests and benchmarks); raises if this CPU lacks it.");
+    m.def("cpu_levels", [] {
+        std::vector<std::string> out;
+        for (cpu::Level l : cpu::available_levels()) out.push_back(cpu::level_name(l));
+        return out;
+    }, "Levels compiled in that this CPU supports, best last.");
+    m.def("cpu_features", &cpu::cpu_features);
+    m.def("cuda_status", [] {
+        const cuda::Status& s = cuda::status();
+        py::dict d;
+        d["library"] = s.library_path.empty() ? py::object(py::none()) : py::object(py::str(s.library_path));
+        d["device_count"] = s.device_count;
+        d["devices"] = s.devices;
+        d["available"] = s.api != nullptr;
+        d["reason"] = s.reason;
+        return d;
+    });
+    m.def(
+        "dequantize",
+        [](py::array_t<uint8_t, py::array::c_style> q, const std::string& qtype, std::vector<int64_t> shape) {
+            const DType type = type_from_name(qtype);
+            const std::vector<int64_t> ne = ggml_dims(shape);
+            int64_t rows = 1;
+            for (size_t d = 1; d < ne.size(); ++d) rows *= ne[d];
+            const size_t row = row_bytes(type, ne[0]);
+            QUANTA_CHECK_ARG((size_t)q.size() == row * (size_t)rows,
+                             "expected " + std::to_string(row * rows) + " bytes for shape and " + qtype + ", got " +
+                                 std::to_string(q.size()));
+            py::array_t<float> out(shape);
+            const uint8_t* src = q.data();
+            float* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                for (int64_t r = 0; r < rows; ++r) dequantize_row(type, src + r * row, dst + r * ne[0], ne[0]);
+            }
+            return out;
+        },
+        py::arg("q"), py::arg("qtype"), py::arg("shape"));
+}
+
+}  // namespace quanta::bindings
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "quanta's C++ core. Use the quanta package, not this module, directly.";
+    quanta::bindings::bind_errors(m);
+    quanta::bindings::bind_system(m);
+    quanta::bindings::bind_gguf(m);
+    quanta::bindings::bind_graph(m);
+}
