@@ -1,5 +1,6 @@
 #include "core/graph.h"
 
+#include <algorithm>
 #include <unordered_set>
 
 #include "core/error.h"
@@ -34,6 +35,7 @@ Tensor* Graph::make(DType type, const int64_t* ne, int n_dims, Op op) {
     Tensor* t = &tensors_.back();
     t->type = type;
     t->op = op;
+    t->n_dims = n_dims;
     for (int d = 0; d < n_dims; ++d) {
         QUANTA_CHECK_ARG(ne[d] >= 0, "negative dimension");
         t->ne[d] = ne[d];
@@ -63,7 +65,7 @@ Tensor* Graph::input(DType type, const Shape& ne, const std::string& name) {
 
 Tensor* Graph::unary(Op op, Tensor* a) {
     check_f32(a, op_name(op));
-    Tensor* t = make(DType::F32, a->ne, kMaxDims, op);
+    Tensor* t = make(DType::F32, a->ne, a->n_dims, op);
     t->src[0] = a;
     return t;
 }
@@ -98,7 +100,7 @@ Tensor* Graph::matmul(Tensor* w, Tensor* x) {
     QUANTA_CHECK_ARG(x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0,
                      "matmul: batch dims of " + describe(w) + " do not broadcast over " + describe(x));
     const int64_t ne[4] = {w->ne[1], x->ne[1], x->ne[2], x->ne[3]};
-    Tensor* t = make(DType::F32, ne, kMaxDims, Op::MatMul);
+    Tensor* t = make(DType::F32, ne, std::max({2, w->n_dims, x->n_dims}), Op::MatMul);
     t->src[0] = w;
     t->src[1] = x;
     return t;
@@ -162,7 +164,7 @@ Tensor* Graph::concat(Tensor* a, Tensor* b, int dim) {
                          "concat: " + describe(a) + " and " + describe(b) + " differ outside dim " + std::to_string(dim));
     int64_t ne[4] = {a->ne[0], a->ne[1], a->ne[2], a->ne[3]};
     ne[dim] += b->ne[dim];
-    Tensor* t = make(a->type, ne, kMaxDims, Op::Concat);
+    Tensor* t = make(a->type, ne, std::max({a->n_dims, b->n_dims, dim + 1}), Op::Concat);
     t->src[0] = a;
     t->src[1] = b;
     t->i[0] = dim;
@@ -172,7 +174,7 @@ Tensor* Graph::concat(Tensor* a, Tensor* b, int dim) {
 Tensor* Graph::copy(Tensor* a, DType type) {
     auto plain = [](DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; };
     QUANTA_CHECK_ARG(plain(a->type) && plain(type), "copy: converts only between f32, f16 and bf16");
-    Tensor* t = make(type, a->ne, kMaxDims, Op::Copy);
+    Tensor* t = make(type, a->ne, a->n_dims, Op::Copy);
     t->src[0] = a;
     return t;
 }
@@ -187,6 +189,7 @@ Tensor* Graph::copy_into(Tensor* src, Tensor* dst) {
         t->ne[d] = dst->ne[d];
         t->nb[d] = dst->nb[d];
     }
+    t->n_dims = dst->n_dims;
     t->view_src = const_cast<Tensor*>(base);
     t->view_offset = dst->view_offset;
     t->src[1] = dst;  // orders the write after whatever produced dst
@@ -194,7 +197,7 @@ Tensor* Graph::copy_into(Tensor* src, Tensor* dst) {
 }
 
 Tensor* Graph::make_view(Tensor* a) {
-    Tensor* t = make(a->type, a->ne, kMaxDims, Op::View);
+    Tensor* t = make(a->type, a->ne, a->n_dims, Op::View);
     t->src[0] = a;
     t->view_src = const_cast<Tensor*>(a->storage());
     t->view_offset = a->view_offset;
@@ -207,6 +210,7 @@ Tensor* Graph::reshape(Tensor* a, const Shape& ne) {
     Tensor* t = make_view(a);
     int64_t n = 1;
     for (int d = 0; d < kMaxDims; ++d) t->ne[d] = d < (int)ne.size() ? ne[d] : 1;
+    t->n_dims = (int)ne.size();
     for (int64_t x : ne) n *= x;
     QUANTA_CHECK_ARG(ne.size() >= 1 && ne.size() <= 4 && n == a->n_elements(),
                      "reshape: " + describe(a) + " cannot become " + std::to_string(n) + " elements");
@@ -219,6 +223,7 @@ Tensor* Graph::view(Tensor* a, const Shape& ne, const std::vector<size_t>& nb, s
                      "view: give 1..4 dims and one stride fewer (row strides)");
     Tensor* t = make_view(a);
     for (int d = 0; d < kMaxDims; ++d) t->ne[d] = d < (int)ne.size() ? ne[d] : 1;
+    t->n_dims = (int)ne.size();
     QUANTA_CHECK_ARG(t->ne[0] % type_info(a->type).block_size == 0, "view: row length breaks a block");
     t->nb[0] = type_info(a->type).block_bytes;
     for (int d = 1; d < kMaxDims; ++d)
@@ -243,6 +248,7 @@ Tensor* Graph::permute(Tensor* a, int ax0, int ax1, int ax2, int ax3) {
     for (int d = 0; d < kMaxDims; ++d) {
         t->ne[axes[d]] = a->ne[d];
         t->nb[axes[d]] = a->nb[d];
+        if (d < a->n_dims) t->n_dims = std::max(t->n_dims, axes[d] + 1);
     }
     return t;
 }

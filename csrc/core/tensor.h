@@ -51,6 +51,7 @@ struct Tensor {
     DType type = DType::F32;
     int64_t ne[kMaxDims] = {1, 1, 1, 1};
     size_t nb[kMaxDims] = {0, 0, 0, 0};
+    int n_dims = 1;  // dims the tensor was declared with (ne[d] == 1 for d >= n_dims)
     void* data = nullptr;
 
     TensorKind kind = TensorKind::Op;

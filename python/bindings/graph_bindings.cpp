@@ -80,9 +80,7 @@ public:
             QUANTA_CHECK_ARG(o->type == DType::F32 || o->type == DType::F16 || o->type == DType::I32,
                              "outputs must be f32, f16 or i32");
             const char* np_type = o->type == DType::F32 ? "float32" : o->type == DType::F16 ? "float16" : "int32";
-            int nd = kMaxDims;
-            while (nd > 1 && o->ne[nd - 1] == 1) --nd;
-            py::array a(py::dtype(np_type), numpy_shape(o->ne, nd).cast<std::vector<int64_t>>());
+            py::array a(py::dtype(np_type), numpy_shape(o->ne, o->n_dims).cast<std::vector<int64_t>>());
             be.get_tensor(o, a.mutable_data(), a.nbytes());
             results.append(a);
         }
@@ -94,11 +92,7 @@ public:
 
 void bind_graph(py::module_& m) {
     py::class_<Tensor>(m, "Tensor")
-        .def_property_readonly("shape", [](const Tensor& t) {
-            int nd = kMaxDims;
-            while (nd > 1 && t.ne[nd - 1] == 1) --nd;
-            return numpy_shape(t.ne, nd);
-        })
+        .def_property_readonly("shape", [](const Tensor& t) { return numpy_shape(t.ne, t.n_dims); })
         .def_property_readonly("type", [](const Tensor& t) { return std::string(type_name(t.type)); })
         .def_property_readonly("op", [](const Tensor& t) { return std::string(op_name(t.op)); })
         .def_property_readonly("contiguous", &Tensor::is_contiguous)
@@ -129,6 +123,7 @@ void bind_graph(py::module_& m) {
         .def("get_rows", [](PyGraph& g, Tensor* table, Tensor* ids) { return g.graph.get_rows(table, ids); }, ref)
         .def("concat", [](PyGraph& g, Tensor* a, Tensor* b, int dim) { return g.graph.concat(a, b, dim); }, ref)
         .def("copy", [](PyGraph& g, Tensor* a, const std::string& type) { return g.graph.copy(a, type_from_name(type)); }, ref)
+        .def("cont", [](PyGraph& g, Tensor* a) { return g.graph.cont(a); }, ref)
         .def("copy_into", [](PyGraph& g, Tensor* src, Tensor* dst) { return g.graph.copy_into(src, dst); }, ref)
         .def("reshape", [](PyGraph& g, Tensor* a, const std::vector<int64_t>& shape) {
             return g.graph.reshape(a, ggml_dims(shape));

@@ -1,0 +1,58 @@
+"""Shared fixtures. The real models are fetched once into the quanta cache
+(tools/fetch_models.py does the same from the command line)."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+import quanta
+from quanta import fetch
+
+
+def _model(name):
+    try:
+        return str(fetch.fetch(name, quiet=True))
+    except OSError as e:  # no network: a real failure, never a skip
+        pytest.fail(f"cannot fetch real model {name}: {e}")
+
+
+@pytest.fixture(scope="session")
+def qwen_path():
+    return _model("qwen2.5-coder-0.5b-instruct-q4_k_m")
+
+
+@pytest.fixture(scope="session")
+def gemma_path():
+    return _model("gemma-3-270m-q4_k_m")
+
+
+@pytest.fixture(scope="session", params=["qwen", "gemma"])
+def real_model_path(request):
+    return request.getfixturevalue(f"{request.param}_path")
+
+
+@pytest.fixture(params=quanta._core.cpu_levels())
+def cpu_level(request):
+    """Runs a test once per CPU kernel level this machine has, restoring the default after."""
+    before = quanta._core.cpu_level()
+    quanta._core.set_cpu_level(request.param)
+    yield request.param
+    quanta._core.set_cpu_level(before)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def require_tool(name):
+    """A path to `name`; in CI a missing tool fails the test, elsewhere it skips."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(message + " (.ci/run should install it)")
+        pytest.skip(message)
+    return path
