@@ -77,7 +77,7 @@ void Writer::set(const std::string& key, Value value) {
 void Writer::add_tensor(const std::string& name, DType type, const std::vector<int64_t>& ne) {
     QUANTA_CHECK_ARG(!header_written_, "tensors must be declared before tensor data is written");
     QUANTA_CHECK_ARG(!name.empty() && name.size() <= 1024, "tensor name must have 1..1024 bytes");
-    QUANTA_CHECK_ARG(names_.insert(name).second, "tensor '" + name + "' is declared twice");
+    QUANTA_CHECK_ARG(index_.emplace(name, tensors_.size()).second, "tensor '" + name + "' is declared twice");
     QUANTA_CHECK_ARG(!ne.empty() && ne.size() <= (size_t)kMaxDims, "tensor '" + name + "' must have 1..4 dimensions");
     int64_t rows = 1;
     for (size_t i = 0; i < ne.size(); ++i) {
@@ -133,10 +133,22 @@ void Writer::write_header() {
     header_written_ = true;
 }
 
+void Writer::start_data() {
+    if (!header_written_) {
+        write_header();
+        skip_empty_tensors();
+    }
+}
+
+// Empty tensors occupy no bytes, so the stream moves past them by itself.
+void Writer::skip_empty_tensors() {
+    while (current_ < tensors_.size() && tensors_[current_].nbytes == 0) ++current_;
+}
+
 void Writer::write_tensor_data(const void* data, size_t nbytes) {
     QUANTA_CHECK_ARG(!finished_, "writer is already finished");
-    if (!header_written_) write_header();
-    while (current_ < tensors_.size() && tensors_[current_].nbytes == 0) ++current_;  // empty tensors
+    start_data();
+    if (nbytes == 0) return;
     QUANTA_CHECK_ARG(current_ < tensors_.size(), "more tensor data than declared tensors");
     const Pending& t = tensors_[current_];
     QUANTA_CHECK_ARG(current_done_ + nbytes <= t.nbytes,
@@ -148,13 +160,26 @@ void Writer::write_tensor_data(const void* data, size_t nbytes) {
         pad_to_alignment();
         ++current_;
         current_done_ = 0;
+        skip_empty_tensors();
     }
+}
+
+void Writer::write_tensor(const std::string& name, const void* data, size_t nbytes) {
+    start_data();
+    const auto it = index_.find(name);
+    QUANTA_CHECK_ARG(it != index_.end(), "tensor '" + name + "' was never declared");
+    const Pending& t = tensors_[it->second];
+    QUANTA_CHECK_ARG(nbytes == t.nbytes, "tensor '" + name + "' expects " + std::to_string(t.nbytes) +
+                                             " bytes, got " + std::to_string(nbytes));
+    if (t.nbytes == 0) return;
+    QUANTA_CHECK_ARG(it->second == current_ && current_done_ == 0,
+                     "tensor '" + name + "' is written out of order (next is '" + next_tensor_name() + "')");
+    write_tensor_data(data, nbytes);
 }
 
 void Writer::finish() {
     QUANTA_CHECK_ARG(!finished_, "writer is already finished");
-    if (!header_written_) write_header();
-    while (current_ < tensors_.size() && tensors_[current_].nbytes == 0) ++current_;
+    start_data();
     QUANTA_CHECK_ARG(current_ == tensors_.size(),
                      "tensor '" + (current_ < tensors_.size() ? tensors_[current_].name : std::string()) +
                          "' and those after it were declared but never written");

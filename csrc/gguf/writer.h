@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -30,6 +31,8 @@ public:
     // Streams the bytes of the next declared tensor. May be called several
     // times per tensor; the tensor is complete when its byte size is reached.
     void write_tensor_data(const void* data, size_t nbytes);
+    // Streams the whole of tensor `name`, which must be the next one and exactly its size.
+    void write_tensor(const std::string& name, const void* data, size_t nbytes);
     // Checks every tensor was written in full, then renames into place.
     void finish();
 
@@ -47,6 +50,8 @@ private:
     };
 
     void write_header();
+    void start_data();
+    void skip_empty_tensors();
     void write_bytes(const void* data, size_t n);
     void pad_to_alignment();
 
@@ -56,7 +61,8 @@ private:
     bool header_written_ = false, finished_ = false;
     uint64_t written_ = 0;  // bytes written to the file so far
     std::vector<KeyValue> kv_;
-    std::unordered_set<std::string> keys_, names_;
+    std::unordered_set<std::string> keys_;
+    std::unordered_map<std::string, size_t> index_;  // tensor name -> declaration order
     std::vector<Pending> tensors_;
     uint64_t data_size_ = 0;
     size_t current_ = 0;       // index of the tensor being streamed

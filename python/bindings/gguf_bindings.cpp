@@ -165,7 +165,7 @@ void bind_gguf(py::module_& m) {
                               const std::vector<int64_t>& shape) {
             w.add_tensor(name, type_from_name(type), ggml_dims(shape));
         }, py::arg("name"), py::arg("type"), py::arg("shape"))
-        .def("write_tensor_data", [](gguf::Writer& w, py::buffer data) {
+        .def("write_tensor", [](gguf::Writer& w, const std::string& name, py::buffer data) {
             const py::buffer_info info = data.request();
             py::ssize_t expect = info.itemsize;
             for (int d = (int)info.ndim - 1; d >= 0; --d) {
@@ -174,8 +174,8 @@ void bind_gguf(py::module_& m) {
             }
             const size_t nbytes = (size_t)info.size * (size_t)info.itemsize;
             py::gil_scoped_release release;
-            w.write_tensor_data(info.ptr, nbytes);
-        }, py::arg("data"))
+            w.write_tensor(name, info.ptr, nbytes);
+        }, py::arg("name"), py::arg("data"))
         .def("finish", &gguf::Writer::finish, py::call_guard<py::gil_scoped_release>());
 }
 

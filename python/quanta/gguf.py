@@ -203,7 +203,7 @@ class GGUFWriter:
             raise ValueError("GGUFWriter.write() was already called")
         for name, data, type in self._pending:
             array = data() if callable(data) else data
-            self._writer.write_tensor_data(_to_stored_bytes(name, np.asarray(array), type))
+            self._writer.write_tensor(name, _to_stored_bytes(name, np.asarray(array), type))
         self._pending = []
         self._writer.finish()
         self._done = True
