@@ -36,14 +36,20 @@ def _build_parser() -> argparse.ArgumentParser:
 _MAX_ARRAY_ITEMS_SHOWN = 8
 
 
-def _short(value, limit: int = 120) -> str:
-    """A one-line rendering of a metadata value, summarising long arrays."""
+def _short(value, limit: int = 120, f32: bool = False) -> str:
+    """A one-line rendering of a metadata value, summarising long arrays.
+    f32 values print at float32 precision (1e-06, not 9.99999997e-07)."""
     if isinstance(value, list):
         kind = type(value[0]).__name__ if value else "item"
-        head = ", ".join(_short(v, 24) for v in value[:_MAX_ARRAY_ITEMS_SHOWN])
+        head = ", ".join(_short(v, 24, f32) for v in value[:_MAX_ARRAY_ITEMS_SHOWN])
         more = ", ..." if len(value) > _MAX_ARRAY_ITEMS_SHOWN else ""
         return f"[{len(value)} {kind}s: {head}{more}]" if len(value) > _MAX_ARRAY_ITEMS_SHOWN else f"[{head}]"
-    text = repr(value)
+    if f32 and isinstance(value, float):
+        import numpy as np
+
+        text = str(np.float32(value))
+    else:
+        text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -86,7 +92,8 @@ def _cmd_info(args) -> int:
     print("\nmetadata:")
     width = max((len(k) for k in f.metadata), default=0)
     for key, value in f.metadata.items():
-        print(f"  {key:<{width}}  {types[key]:<14} {_short(value)}")
+        is_f32 = types[key] in ("f32", "array[f32]")
+        print(f"  {key:<{width}}  {types[key]:<14} {_short(value, f32=is_f32)}")
     print("\ntensors:")
     counts: dict = {}
     name_width = max((len(t.name) for t in f.tensors), default=0)
