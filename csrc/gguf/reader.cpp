@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -15,6 +16,51 @@ namespace {
 
 constexpr int kMaxArrayNesting = 8;
 constexpr size_t kMaxTensorNameBytes = 1024;
+// A count is only known to fit in the bytes left, and an item in memory is up
+// to ten times its smallest encoding (a Value is 120 bytes, an empty nested
+// array 12), once per nesting level: reserving a claimed count in full would
+// let a 64 MiB file ask for 5 GiB. Past this many items vectors grow as usual.
+constexpr uint64_t kMaxReserve = 1 << 16;
+
+template <typename Vector>
+void reserve_claimed(Vector& v, uint64_t count) {
+    v.reserve((size_t)std::min(count, kMaxReserve));
+}
+
+// Strict UTF-8 as Python decodes it: no overlong forms, surrogates or code
+// points past U+10FFFF. Keys and tensor names become str in Python, so one
+// that is not UTF-8 must fail here as a FormatError, not later as a decode error.
+bool is_utf8(const std::string& s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    const size_t n = s.size();
+    for (size_t i = 0; i < n;) {
+        const unsigned c = p[i];
+        if (c < 0x80) {
+            ++i;
+            continue;
+        }
+        size_t len;
+        unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;  // overlong
+            if (c == 0xED) hi = 0x9F;  // surrogates
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;  // overlong
+            if (c == 0xF4) hi = 0x8F;  // past U+10FFFF
+        } else {
+            return false;  // a continuation byte, or a lead byte of an overlong or too large form
+        }
+        if (len > n - i || p[i + 1] < lo || p[i + 1] > hi) return false;
+        for (size_t k = 2; k < len; ++k)
+            if (p[i + k] < 0x80 || p[i + k] > 0xBF) return false;
+        i += len;
+    }
+    return true;
+}
 
 // A bounds-checked little-endian cursor over the file's bytes.
 class Cursor {
@@ -96,11 +142,11 @@ Value read_array(Cursor& c, const std::string& key, int depth) {
     v.count = count;
     if (elem == ValueType::String) {
         c.check_count(count, 8, "key '" + key + "': string array length", count_at);
-        v.strings.reserve((size_t)count);
+        reserve_claimed(v.strings, count);
         for (uint64_t i = 0; i < count; ++i) v.strings.push_back(c.read_string("array string"));
     } else if (elem == ValueType::Array) {
         c.check_count(count, 12, "key '" + key + "': nested array length", count_at);
-        v.arrays.reserve((size_t)count);
+        reserve_claimed(v.arrays, count);
         for (uint64_t i = 0; i < count; ++i) v.arrays.push_back(read_array(c, key, depth + 1));
     } else {
         const size_t elem_size = value_type_size(elem);
@@ -122,12 +168,16 @@ Value read_value(Cursor& c, ValueType type, const std::string& key, int depth) {
     return v;
 }
 
-// ne[0] * ... * ne[n-1] without overflow; false if the product exceeds INT64_MAX.
-bool checked_product(const int64_t* ne, int n, int64_t* out) {
+// ne[0] * ... * ne[n-1] without overflow, counting a dimension of 0 as 1;
+// false if that exceeds INT64_MAX. An empty tensor's other dimensions still
+// size its rows (a 0 x 2^62 f32 tensor has 2^64-byte rows), so they must be
+// representable too.
+bool checked_extent(const int64_t* ne, int n, int64_t* out) {
     int64_t prod = 1;
     for (int i = 0; i < n; ++i) {
-        if (ne[i] != 0 && prod > INT64_MAX / ne[i]) return false;
-        prod *= ne[i];
+        const int64_t d = ne[i] == 0 ? 1 : ne[i];
+        if (prod > INT64_MAX / d) return false;
+        prod *= d;
     }
     *out = prod;
     return true;
@@ -200,11 +250,12 @@ void File::parse() {
     c.check_count(n_kv, 14, "metadata count", counts_at + 8);
     c.check_count(n_tensors, 33, "tensor count", counts_at);
 
-    kv_.reserve((size_t)n_kv);
+    reserve_claimed(kv_, n_kv);
     for (uint64_t i = 0; i < n_kv; ++i) {
         const size_t at = c.pos();
         std::string key = c.read_string("metadata key");
         if (key.empty()) c.error("metadata key #" + std::to_string(i) + " is empty", at);
+        if (!is_utf8(key)) c.error("metadata key #" + std::to_string(i) + " is not valid UTF-8", at);
         if (kv_index_.count(key)) c.error("duplicate metadata key '" + key + "'", at);
         const size_t type_at = c.pos();
         const uint32_t type_id = c.read<uint32_t>("value type");
@@ -223,7 +274,7 @@ void File::parse() {
         alignment_ = al;
     }
 
-    tensors_.reserve((size_t)n_tensors);
+    reserve_claimed(tensors_, n_tensors);
     for (uint64_t i = 0; i < n_tensors; ++i) {
         const size_t at = c.pos();
         TensorInfo t;
@@ -233,6 +284,7 @@ void File::parse() {
             c.error("tensor #" + std::to_string(i) + " has a name of " + std::to_string(t.name.size()) +
                         " bytes (1.." + std::to_string(kMaxTensorNameBytes) + " allowed)",
                     at);
+        if (!is_utf8(t.name)) c.error("tensor #" + std::to_string(i) + " has a name that is not valid UTF-8", at);
         if (tensor_index_.count(t.name)) c.error("duplicate tensor name '" + t.name + "'", at);
 
         const size_t dims_at = c.pos();
@@ -246,9 +298,9 @@ void File::parse() {
             if (ne > (uint64_t)INT64_MAX) c.error(what + ": dimension " + std::to_string(d) + " is negative", dim_at);
             t.ne[d] = (int64_t)ne;
         }
-        int64_t n_elements = 0;
-        if (!checked_product(t.ne, kMaxDims, &n_elements))
-            c.error(what + ": element count overflows", dims_at);
+        int64_t extent = 0;
+        if (!checked_extent(t.ne, kMaxDims, &extent)) c.error(what + ": element count overflows", dims_at);
+        const bool empty = t.ne[0] == 0 || t.ne[1] == 0 || t.ne[2] == 0 || t.ne[3] == 0;
 
         const size_t type_at = c.pos();
         const uint32_t type_id = c.read<uint32_t>("tensor type");
@@ -259,9 +311,9 @@ void File::parse() {
             c.error(what + ": row length " + std::to_string(t.ne[0]) + " is not a multiple of " + info->name +
                         "'s block size " + std::to_string(info->block_size),
                     dims_at);
-        const uint64_t n_blocks = (uint64_t)n_elements / (uint64_t)info->block_size;
-        if (n_blocks > SIZE_MAX / info->block_bytes) c.error(what + ": byte size overflows", dims_at);
-        t.nbytes = (size_t)n_blocks * info->block_bytes;
+        const uint64_t extent_blocks = (uint64_t)extent / (uint64_t)info->block_size;
+        if (extent_blocks > (uint64_t)INT64_MAX / info->block_bytes) c.error(what + ": byte size overflows", dims_at);
+        t.nbytes = empty ? 0 : (size_t)extent_blocks * info->block_bytes;
 
         const size_t offset_at = c.pos();
         t.offset = c.read<uint64_t>("tensor offset");
