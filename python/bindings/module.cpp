@@ -4,7 +4,9 @@
 #include "core/error.h"
 #include "cpu/kernels.h"
 #include "cuda/loader.h"
+#include "core/threadpool.h"
 #include "quant/dequantize.h"
+#include "quant/quantize.h"
 
 namespace quanta::bindings {
 
@@ -65,6 +67,26 @@ void bind_system(py::module_& m) {
         d["reason"] = s.reason;
         return d;
     });
+    m.def(
+        "quantize",
+        [](py::array_t<float, py::array::c_style> x, const std::string& qtype, int n_threads) {
+            const DType type = type_from_name(qtype);
+            QUANTA_CHECK_ARG(x.ndim() == 2, "quantize takes a 2-D float32 array (rows, row_length)");
+            const int64_t rows = x.shape(0), n = x.shape(1);
+            const size_t row = row_bytes(type, n);
+            py::array_t<uint8_t> out({(py::ssize_t)rows, (py::ssize_t)row});
+            const float* src = x.data();
+            uint8_t* dst = out.mutable_data();
+            {
+                py::gil_scoped_release release;
+                ThreadPool pool(rows * n < (1 << 16) ? 1 : n_threads);
+                pool.run([&](int ith, int nth) {
+                    for (int64_t r = ith; r < rows; r += nth) quantize_row(type, src + r * n, dst + r * row, n);
+                });
+            }
+            return out;
+        },
+        py::arg("x"), py::arg("qtype"), py::arg("n_threads") = 0);
     m.def(
         "dequantize",
         [](py::array_t<uint8_t, py::array::c_style> q, const std::string& qtype, std::vector<int64_t> shape) {

@@ -17,6 +17,7 @@ __all__ = [
     "QuantaError",
     "UnsupportedError",
     "dequantize",
+    "quantize",
     "get_include",
     "get_lib_dir",
     "system_info",
@@ -34,6 +35,24 @@ def get_include() -> str:
 def get_lib_dir() -> str:
     """The folder holding libquanta.so (and libquanta_cuda.so when built with CUDA)."""
     return str(_PACKAGE_DIR / "lib")
+
+
+def quantize(x, qtype: str, n_threads: int = 0) -> "numpy.ndarray":  # noqa: F821
+    """Encodes a 2-D float32 array into ggml blocks of `qtype` ("q4_0", "q4_k", "f16", ...).
+
+    The row length must be a multiple of the type's block size (32, or 256 for k-quants). Returns uint8 of
+    shape (rows, bytes_per_row). q4_0, q4_1, q5_0, q5_1, q8_0, f16 and bf16 are bit-exact with ggml.
+    """
+    import numpy as np
+
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        raise ValueError(f"quantize takes float32 data, not {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"quantize takes a 2-D array (rows, row_length), not {x.ndim}-D")
+    if not x.flags.c_contiguous:
+        raise ValueError("quantize takes C-contiguous data (use numpy.ascontiguousarray)")
+    return _core.quantize(x, qtype, n_threads)
 
 
 def dequantize(q, qtype: str, shape) -> "numpy.ndarray":  # noqa: F821
