@@ -16,6 +16,11 @@ namespace {
 
 constexpr int QK = 32;
 
+// ggml truncates with a C cast, which is undefined for inf/nan (they arise
+// when a subnormal scale's reciprocal overflows); x86 yields 0 there, as does
+// numpy, so we define it that way on every machine.
+int trunc_finite(float v) { return std::isfinite(v) ? (int)v : 0; }
+
 void store_f16(uint8_t* p, float v) {
     const uint16_t h = f32_to_f16(v);
     std::memcpy(p, &h, 2);
@@ -62,7 +67,7 @@ void q_sym(const float* x, uint8_t* b, int bits) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     uint8_t q[QK];
     for (int j = 0; j < QK; ++j) {
-        const int v = (int8_t)(x[j] * id + (half + 0.5f));
+        const int v = (int8_t)trunc_finite(x[j] * id + (half + 0.5f));
         q[j] = (uint8_t)(v < qmax ? v : qmax);
     }
     store_f16(b, d);
@@ -84,7 +89,7 @@ void q_affine(const float* x, uint8_t* b, int bits) {
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     uint8_t q[QK];
     for (int j = 0; j < QK; ++j) {
-        const int v = (int8_t)((x[j] - mn) * id + 0.5f);
+        const int v = (int8_t)trunc_finite((x[j] - mn) * id + 0.5f);
         q[j] = (uint8_t)(v < qmax ? v : qmax);
     }
     store_f16(b, d);
@@ -105,7 +110,7 @@ void q8_0(const float* x, uint8_t* b) {
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
     store_f16(b, d);
-    for (int j = 0; j < QK; ++j) b[2 + j] = (uint8_t)(int8_t)std::round(x[j] * id);
+    for (int j = 0; j < QK; ++j) b[2 + j] = (uint8_t)(int8_t)trunc_finite(std::round(x[j] * id));
 }
 
 }  // namespace
