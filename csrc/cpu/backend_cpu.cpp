@@ -19,7 +19,7 @@ std::string CpuBackend::name() const {
 
 bool CpuBackend::supports(const Tensor& node) const { return cpu_supports(node); }
 
-void CpuBackend::reserve(size_t arena_bytes, size_t scratch_floats) {
+void CpuBackend::reserve(size_t arena_bytes, size_t scratch_floats, size_t shared_bytes) {
     if (arena_bytes > arena_bytes_) {
         void* p = nullptr;
         if (posix_memalign(&p, kArenaAlignment, arena_bytes) != 0)
@@ -32,13 +32,18 @@ void CpuBackend::reserve(size_t arena_bytes, size_t scratch_floats) {
         scratch_per_thread_ = scratch_floats;
         scratch_.assign(scratch_per_thread_ * (size_t)pool_.size(), 0.0f);
     }
+    if (shared_bytes > shared_.size()) shared_.resize(shared_bytes);
 }
 
 void CpuBackend::prepare(Graph& graph) {
     check_graph(graph);
-    size_t scratch = 0;
-    for (const Tensor* t : graph.order()) scratch = std::max(scratch, scratch_floats(*t));
-    reserve(graph.plan().arena_bytes, scratch);
+    // Sized for every level, so switching levels between runs needs no new prepare.
+    size_t scratch = 0, shared = 0;
+    for (const Tensor* t : graph.order()) {
+        scratch = std::max(scratch, scratch_floats(*t));
+        for (Level level : available_levels()) shared = std::max(shared, shared_bytes(*t, kernels_for(level)));
+    }
+    reserve(graph.plan().arena_bytes, scratch, shared);
     bind_memory(graph.plan(), graph.order(), static_cast<char*>(arena_));
 }
 
@@ -64,6 +69,8 @@ void CpuBackend::compute(Graph& graph) {
         ctx.nth = nth;
         ctx.k = k;
         ctx.scratch = scratch_.empty() ? nullptr : scratch_.data() + (size_t)ith * scratch_per_thread_;
+        ctx.shared = shared_.data();
+        ctx.pool = &pool_;
         ctx.bad_row_id = &bad_row_id_;
         for (const Tensor* node : graph.order()) {
             if (node->op == Op::None || node->op == Op::View) continue;

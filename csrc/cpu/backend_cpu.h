@@ -31,13 +31,14 @@ public:
     size_t arena_bytes() const { return arena_bytes_; }
 
 private:
-    void reserve(size_t arena_bytes, size_t scratch_floats);
+    void reserve(size_t arena_bytes, size_t scratch_floats, size_t shared_bytes);
 
     ThreadPool pool_;
     void* arena_ = nullptr;
     size_t arena_bytes_ = 0;
     std::vector<float> scratch_;  // n_threads * scratch_per_thread_
     size_t scratch_per_thread_ = 0;
+    std::vector<uint8_t> shared_;  // work memory all threads of a node share
     std::atomic<bool> bad_row_id_{false};
 };
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "cpu/act_formats.h"
 #include "cpu/kernels.h"
 
 namespace quanta::cpu {
@@ -107,6 +108,28 @@ const Kernels& active_kernels() {
 }
 
 void set_active_level(Level level) { g_active.store(&kernels_for(level), std::memory_order_release); }
+
+QuantDotFn quant_dot(const Kernels& k, DType type) {
+    switch (type) {
+        case DType::Q4_0: return k.dot_q4_0;
+        case DType::Q4_1: return k.dot_q4_1;
+        case DType::Q5_0: return k.dot_q5_0;
+        case DType::Q5_1: return k.dot_q5_1;
+        case DType::Q8_0: return k.dot_q8_0;
+        case DType::Q4_K: return k.dot_q4_k;
+        case DType::Q5_K: return k.dot_q5_k;
+        case DType::Q6_K: return k.dot_q6_k;
+        default: return nullptr;
+    }
+}
+
+QuantizeActFn quantize_act(const Kernels& k, DType weight_type) {
+    switch (act_format_for(weight_type)) {
+        case ActFormat::Block32: return k.quantize_act32;
+        case ActFormat::Block256: return k.quantize_act256;
+        default: return nullptr;
+    }
+}
 
 std::string cpu_features() {
     std::string out;

@@ -9,9 +9,17 @@
 #include <string>
 #include <vector>
 
+#include "quant/types.h"
+
 namespace quanta::cpu {
 
 enum class Level { Scalar, Avx2, Avx512, Neon };
+
+// Quantizes a row of n floats into an 8-bit activation format (act_formats.h).
+using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
+// out[j * out_stride] = dot(weight row w, activation row a + j * a_stride) for j < na (1..4).
+using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, float* out,
+                            size_t out_stride, int na);
 
 struct Kernels {
     Level level;
@@ -32,7 +40,14 @@ struct Kernels {
     float (*max)(const float* x, int64_t n);
     // y = exp(x - shift); returns the sum of y.
     double (*exp_shifted)(float* y, const float* x, float shift, int64_t n);
+
+    QuantizeActFn quantize_act32, quantize_act256;
+    QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;
 };
+
+// The fast dot kernel for weights of `type`, or null when there is none.
+QuantDotFn quant_dot(const Kernels& k, DType type);
+QuantizeActFn quantize_act(const Kernels& k, DType weight_type);
 
 const char* level_name(Level level);
 // Parses "scalar", "avx2", "avx512", "neon"; throws InvalidArgument otherwise.

@@ -3,6 +3,9 @@
 #include <cmath>
 #include <cstring>
 
+#include <algorithm>
+
+#include "cpu/act_formats.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
 
@@ -114,7 +117,49 @@ void unary_op(const Tensor& dst, const OpContext& c) {
 
 // ---- matmul --------------------------------------------------------------
 
+// Activation rows per cache block in the quantized matmul: a block of
+// quantized activations stays in L2 while every weight row streams past it.
+constexpr size_t kActBlockBytes = 192 * 1024;
+
+// Quantized weights: activations are quantized to 8 bits once (all threads
+// share the work), then each thread takes a range of weight rows and runs the
+// integer dot kernel against up to 4 activation rows at a time.
+void matmul_quantized(const Tensor& dst, const OpContext& c, QuantDotFn dot) {
+    const Tensor* w = dst.src[0];
+    const Tensor* x = dst.src[1];
+    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
+    const size_t arow = act_row_bytes(act_format_for(w->type), K);
+    const QuantizeActFn quantize = quantize_act(*c.k, w->type);
+
+    int64_t begin, end;
+    split(x->n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(x, r);
+        quantize(reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3)), c.shared + r * arow, K);
+    }
+    c.pool->barrier();
+
+    const size_t out_stride = dst.nb[1] / sizeof(float);
+    const int64_t m_block = std::max<int64_t>(4, (int64_t)(kActBlockBytes / arow) / 4 * 4);
+    split(N * x->ne[2] * x->ne[3], c, &begin, &end);
+    for (int64_t m0 = 0; m0 < M; m0 += m_block) {
+        const int64_t m1 = std::min(M, m0 + m_block);
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t n = task % N, b = task / N;
+            const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
+            const char* wrow = at(w, 0, n, i2 / r2, i3 / r3);
+            const uint8_t* act = c.shared + (size_t)(M * (i2 + x->ne[2] * i3)) * arow;
+            for (int64_t m = m0; m < m1; m += 4) {
+                float* out = reinterpret_cast<float*>(at(&dst, n, m, i2, i3));
+                dot(K, wrow, act + m * arow, arow, out, out_stride, (int)std::min<int64_t>(4, m1 - m));
+            }
+        }
+    }
+}
+
 void matmul(const Tensor& dst, const OpContext& c) {
+    if (QuantDotFn dot = quant_dot(*c.k, dst.src[0]->type)) return matmul_quantized(dst, c, dot);
     const Tensor* w = dst.src[0];
     const Tensor* x = dst.src[1];
     const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
@@ -302,6 +347,12 @@ bool cpu_supports(const Tensor& node) {
         case Op::Concat: return type_info(node.type).block_size == 1;
         default: return false;
     }
+}
+
+size_t shared_bytes(const Tensor& node, const Kernels& k) {
+    if (node.op != Op::MatMul || !quant_dot(k, node.src[0]->type)) return 0;
+    const Tensor* w = node.src[0];
+    return act_row_bytes(act_format_for(w->type), w->ne[0]) * (size_t)node.src[1]->n_rows();
 }
 
 size_t scratch_floats(const Tensor& node) {

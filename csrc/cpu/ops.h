@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "core/tensor.h"
+#include "core/threadpool.h"
 #include "cpu/kernels.h"
 
 namespace quanta::cpu {
@@ -15,13 +16,17 @@ namespace quanta::cpu {
 struct OpContext {
     int ith = 0, nth = 1;
     const Kernels* k = nullptr;
-    float* scratch = nullptr;  // this thread's scratch, scratch_floats(node) long
+    float* scratch = nullptr;   // this thread's scratch, scratch_floats(node) long
+    uint8_t* shared = nullptr;  // one buffer for all threads, shared_bytes(node) long
+    ThreadPool* pool = nullptr; // for barriers between phases of one op
     std::atomic<bool>* bad_row_id = nullptr;
 };
 
 bool cpu_supports(const Tensor& node);
 // Per-thread scratch a node needs, in floats.
 size_t scratch_floats(const Tensor& node);
+// Work memory shared by all threads of a node (quantized activations), in bytes.
+size_t shared_bytes(const Tensor& node, const Kernels& k);
 void compute_node(const Tensor& node, const OpContext& ctx);
 
 }  // namespace quanta::cpu

@@ -1,0 +1,54 @@
+// The 8-bit activation formats that quantized matmuls run on. Activations are
+// quantized per row on the fly (symmetric, levels in [-127, 127]), so weight x
+// activation products become integer dot products. The formats are internal to
+// quanta (never stored in files), which lets them carry what the kernels need:
+// an f32 scale (finer than ggml's f16) and precomputed sums for offset terms.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/types.h"
+
+namespace quanta::cpu {
+
+// For the 32-element weight formats (q4_0, q4_1, q5_0, q5_1, q8_0).
+struct ActBlock32 {
+    float d;      // x ~ d * q
+    int32_t sum;  // sum of q, for weights with an offset (q - 8) or a min
+    int8_t q[32];
+};
+static_assert(sizeof(ActBlock32) == 40, "ActBlock32 layout");
+
+// For the 256-element k-quant formats (q4_k, q5_k, q6_k).
+struct ActBlock256 {
+    float d;
+    int16_t sums[16];  // sum of q over each group of 16
+    int8_t q[256];
+};
+static_assert(sizeof(ActBlock256) == 292, "ActBlock256 layout");
+
+enum class ActFormat { None, Block32, Block256 };
+
+// The activation format a weight type's fast kernel uses (None: no fast kernel).
+inline ActFormat act_format_for(DType weight) {
+    switch (weight) {
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+            return ActFormat::Block32;
+        case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+            return ActFormat::Block256;
+        default:
+            return ActFormat::None;
+    }
+}
+
+// Bytes of one activation row of n elements in `format`.
+inline size_t act_row_bytes(ActFormat format, int64_t n) {
+    switch (format) {
+        case ActFormat::Block32: return (size_t)(n / 32) * sizeof(ActBlock32);
+        case ActFormat::Block256: return (size_t)(n / 256) * sizeof(ActBlock256);
+        default: return 0;
+    }
+}
+
+}  // namespace quanta::cpu
