@@ -254,9 +254,9 @@ Tensor* Graph::permute(Tensor* a, int ax0, int ax1, int ax2, int ax3) {
 }
 
 void Graph::mark_output(Tensor* t) {
-    check_open();
     for (Tensor* o : outputs_)
         if (o == t) return;
+    check_open();
     outputs_.push_back(t);
 }
 
