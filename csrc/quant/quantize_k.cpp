@@ -146,13 +146,13 @@ float affine_error(AffineBlock& b, const float* x, bool store) {
     return err;
 }
 
-// Nudges each sub-block's (ls, lm) to the best of its 3x3 neighbourhood.
+// Nudges each sub-block's (ls, lm) to the best of its 5x5 neighbourhood.
 void refine_affine_scales(AffineBlock& b, const float* x) {
     for (int j = 0; j < 8; ++j) {
         float best = affine_sub_error(b, x, j, b.ls[j], b.lm[j], nullptr);
         int bls = b.ls[j], blm = b.lm[j];
-        for (int dls = -1; dls <= 1; ++dls)
-            for (int dlm = -1; dlm <= 1; ++dlm) {
+        for (int dls = -2; dls <= 2; ++dls)
+            for (int dlm = -2; dlm <= 2; ++dlm) {
                 const int ls = b.ls[j] + dls, lm = b.lm[j] + dlm;
                 if ((dls == 0 && dlm == 0) || ls < 0 || ls > 63 || lm < 0 || lm > 63) continue;
                 const float err = affine_sub_error(b, x, j, ls, lm, nullptr);
@@ -185,7 +185,9 @@ void refit_affine_supers(AffineBlock& b, const float* x) {
     b.dmin = f16_round((float)((sbb > 0 ? (saa * sxb - sab * sxa) / det : 0.0)));
 }
 
-void quantize_affine(const float* x, int nmax, AffineBlock& b) {
+// One candidate quantization of the block: fits with the given sub-block
+// weighting, 6-bit scales, then refinement. Returns its squared error.
+float quantize_affine_with(const float* x, int nmax, bool magnitude_weights, AffineBlock& b) {
     b.nmax = nmax;
     float scales[8], mins[8], weights[32];
     float max_scale = 0, max_min = 0;
@@ -194,7 +196,7 @@ void quantize_affine(const float* x, int nmax, AffineBlock& b) {
         float sum_x2 = 0;
         for (int i = 0; i < 32; ++i) sum_x2 += xs[i] * xs[i];
         const float rms = std::sqrt(sum_x2 / 32);
-        for (int i = 0; i < 32; ++i) weights[i] = rms + std::fabs(xs[i]);
+        for (int i = 0; i < 32; ++i) weights[i] = magnitude_weights ? rms + std::fabs(xs[i]) : 1.0f;
         scales[j] = nmax == 15 ? fit_affine(xs, weights, 32, nmax, -1.0f, 0.1f, 20, &mins[j])
                                : fit_affine(xs, weights, 32, nmax, -0.5f, 0.1f, 15, &mins[j]);
         max_scale = std::fmax(max_scale, scales[j]);
@@ -210,7 +212,7 @@ void quantize_affine(const float* x, int nmax, AffineBlock& b) {
     b.dmin = f16_round(max_min / 63.0f);
 
     float best = affine_error(b, x, true);
-    for (int round = 0; round < 2; ++round) {
+    for (int round = 0; round < 3; ++round) {
         AffineBlock trial = b;
         refine_affine_scales(trial, x);
         affine_error(trial, x, true);
@@ -220,6 +222,15 @@ void quantize_affine(const float* x, int nmax, AffineBlock& b) {
         best = err;
         b = trial;
     }
+    return best;
+}
+
+// Magnitude-weighted fits suit most blocks; plain least squares wins on some
+// (outlier-heavy ones). Both are tried and the lower error kept.
+void quantize_affine(const float* x, int nmax, AffineBlock& b) {
+    AffineBlock alt;
+    const float weighted = quantize_affine_with(x, nmax, true, b);
+    if (quantize_affine_with(x, nmax, false, alt) < weighted) b = alt;
 }
 
 void pack_affine(const AffineBlock& b, uint8_t* out, bool five_bit) {

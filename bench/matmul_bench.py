@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""Quantized matmul speed: batch-1 matvec (decode) as GB/s of weight bytes
+streamed, next to this machine's read bandwidth measured in the same run, and
+batch-512 matmul (prefill) as GOP/s; with ggml's kernels on the same shapes
+when llama-cpp-python is installed (see ggml_peer.py).
+
+    python bench/matmul_bench.py --threads 2
+"""
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import quanta
+from quanta import _core
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "f16"]
+
+
+def best_time(fn, repeats):
+    fn()  # warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def read_bandwidth(threads, nbytes=1 << 30):
+    """GB/s of summing a 1 GiB array split over `threads` Python threads (numpy releases the GIL)."""
+    a = np.ones(nbytes // 8, dtype=np.float64)
+    parts = np.array_split(a, threads)
+
+    def run():
+        ts = [threading.Thread(target=np.sum, args=(p,)) for p in parts]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+
+    return nbytes / best_time(run, 5) / 1e9
+
+
+class QuantaMatmul:
+    def __init__(self, blocks, wtype, m, k, threads):
+        self.graph = _core.Graph()
+        self.x = self.graph.input("f32", [m, k])
+        self.out = self.graph.matmul(self.graph.constant(blocks, wtype), self.x)
+        self.threads = threads
+        self.xv = np.random.default_rng(0).standard_normal((m, k), dtype=np.float32)
+
+    def __call__(self):
+        self.graph.run([self.out], {self.x: self.xv}, "cpu", self.threads)
+
+
+def weights(wtype, n, k, rng):
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    if wtype == "f16":
+        return w.astype(np.float16), w.astype(np.float16).nbytes
+    blocks = quanta.quantize(w, wtype)
+    return blocks, blocks.nbytes
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--types", nargs="*", default=TYPES)
+    parser.add_argument("--rows", type=int, default=16384, help="matvec rows (weights far larger than cache)")
+    parser.add_argument("--k", type=int, default=4096)
+    parser.add_argument("--prefill", type=int, default=512, help="batch for the matmul benchmark")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    try:
+        import ggml_peer
+
+        peer = ggml_peer.Ggml()
+    except (ImportError, OSError) as e:
+        peer = None
+        print(f"(ggml peer unavailable: {e})", file=sys.stderr)
+
+    rng = np.random.default_rng(0)
+    bw = read_bandwidth(args.threads)
+    rows = []
+    for wtype in args.types:
+        w, nbytes = weights(wtype, args.rows, args.k, rng)
+        ours = best_time(QuantaMatmul(w, wtype, 1, args.k, args.threads), 10)
+        row = {"type": wtype, "weight_mb": nbytes / 1e6, "matvec_gbs": nbytes / ours / 1e9}
+        row["matvec_pct_bw"] = 100 * row["matvec_gbs"] / bw
+        small_n = 2048  # prefill shape: 2048 x k weights, `prefill` activation rows
+        ops = 2 * small_n * args.k * args.prefill
+        mm = QuantaMatmul(w[:small_n], wtype, args.prefill, args.k, args.threads)
+        row["prefill_gops"] = ops / best_time(mm, 3) / 1e9
+        if peer and peer.supports(wtype):
+            row["ggml_matvec_gbs"] = nbytes / best_time(peer.matmul(w, wtype, 1, args.k, args.threads), 10) / 1e9
+            row["ggml_prefill_gops"] = ops / best_time(peer.matmul(w[:small_n], wtype, args.prefill, args.k,
+                                                                    args.threads), 3) / 1e9
+        rows.append(row)
+
+    result = {"threads": args.threads, "read_bandwidth_gbs": bw, "cpu_level": _core.cpu_level(),
+              "shape": {"matvec": [args.rows, args.k], "prefill": [2048, args.k, args.prefill]}, "rows": rows}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    print(f"threads {args.threads}, cpu level {_core.cpu_level()}, read bandwidth {bw:.1f} GB/s "
+          f"(numpy sum, {args.threads} threads)")
+    print(f"matvec {args.rows}x{args.k}; prefill 2048x{args.k} weights x {args.prefill} rows")
+    header = "| type | MB | matvec GB/s | % of read bw | ggml matvec GB/s | prefill GOP/s | ggml prefill GOP/s |"
+    print(header)
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['type']} | {r['weight_mb']:.0f} | {r['matvec_gbs']:.1f} | {r['matvec_pct_bw']:.0f}% | "
+              f"{r.get('ggml_matvec_gbs', float('nan')):.1f} | {r['prefill_gops']:.0f} | "
+              f"{r.get('ggml_prefill_gops', float('nan')):.0f} |")
+
+
+if __name__ == "__main__":
+    main()
