@@ -14,8 +14,8 @@ namespace quanta::cpu {
 
 // For the 32-element weight formats (q4_0, q4_1, q5_0, q5_1, q8_0).
 struct ActBlock32 {
-    float d;      // x ~ d * q
-    int32_t sum;  // sum of q, for weights with an offset (q - 8) or a min
+    float d;     // x ~ d * q
+    float dsum;  // d * (sum of q): the block's sum, for weights with an offset (q - 8) or a min
     int8_t q[32];
 };
 static_assert(sizeof(ActBlock32) == 40, "ActBlock32 layout");

@@ -16,6 +16,14 @@ T load(const std::vector<uint8_t>& raw, uint64_t i) {
     return v;
 }
 
+// Float to int64 without undefined behaviour: nan is 0, out-of-range values saturate.
+int64_t saturating_int(double f) {
+    if (std::isnan(f)) return 0;
+    if (f >= 9223372036854775807.0) return INT64_MAX;
+    if (f <= -9223372036854775808.0) return INT64_MIN;
+    return (int64_t)f;
+}
+
 template <typename T>
 Value scalar(ValueType type, T v) {
     Value out;
@@ -60,8 +68,8 @@ int64_t Value::int_at(uint64_t i) const {
         case ValueType::I32: return load<int32_t>(raw, i);
         case ValueType::U64: return (int64_t)load<uint64_t>(raw, i);
         case ValueType::I64: return load<int64_t>(raw, i);
-        case ValueType::F32: return (int64_t)load<float>(raw, i);
-        case ValueType::F64: return (int64_t)load<double>(raw, i);
+        case ValueType::F32: return saturating_int(load<float>(raw, i));
+        case ValueType::F64: return saturating_int(load<double>(raw, i));
         default: fail(ErrorKind::InvalidArgument, "value is not numeric");
     }
 }

@@ -45,12 +45,9 @@ void touch_value(const Value& v) {
         for (const Value& item : v.arrays) touch_value(item);
         return;
     }
-    // Numeric or bool: int_at only for integer kinds (a float cast to an
-    // integer is undefined when out of range), float_at for every kind.
-    const ValueType t = v.numeric_type();
-    const bool integer = quanta::gguf::is_integer(t) || t == ValueType::Bool;
+    // Numeric or bool: every accessor on every element (int_at saturates floats).
     for (uint64_t i = 0; i < n; ++i) {
-        if (integer) g_sink = g_sink + (uint64_t)v.int_at(i);
+        g_sink = g_sink + (uint64_t)v.int_at(i);
         const double f = v.float_at(i);
         g_sink = g_sink + (f == f ? 1 : 0);
     }
