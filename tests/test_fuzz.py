@@ -76,7 +76,10 @@ def test_fuzz_gguf_reader(fuzz_binary, tmp_path):
                UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1")
     cmd = [fuzz_binary, corpus, seeds, f"-dict={dictionary}", f"-max_total_time={FUZZ_SECONDS}",
            "-rss_limit_mb=2048", "-timeout=5", "-print_final_stats=1", f"-artifact_prefix={artifacts}/"]
-    run = _run(cmd, timeout=FUZZ_SECONDS + 120, env=env)
+    # Through a shell that forks: Linux carries a process's peak RSS across execve, so a fuzzer
+    # exec'd straight from this (model-laden) pytest process would start "using" pytest's
+    # gigabytes and trip -rss_limit_mb at once. The shell's own child starts from the shell's.
+    run = _run(["sh", "-c", '"$0" "$@"; exit $?', *cmd], timeout=FUZZ_SECONDS + 120, env=env)
     log = run.stderr + run.stdout
     stats = dict(re.findall(r"^stat::(\w+):\s+(\d+)", log, re.M))
     found = sorted(p.name for p in artifacts.iterdir())
