@@ -79,10 +79,15 @@ def dequantized_activations(x, qtype):
     return (q * (amax / np.float32(127))).reshape(x.shape).astype(np.float64)
 
 
-@pytest.mark.parametrize("wtype", QUANT_TYPES)
+# Row lengths: 512 for every type; 800 = 25 blocks of 32 (an odd count: a half-filled last
+# activation pair) for the 32-element types (k-quant rows are whole 256-element super-blocks).
+SHAPES = [(t, 512) for t in QUANT_TYPES] + [(t, 800) for t in QUANT_TYPES if not t.endswith("_k")]
+
+
+@pytest.mark.parametrize("wtype,k", SHAPES)
 @pytest.mark.parametrize("m", [1, 2, 5, 9])
-def test_matmul_quantized_weights(cpu_level, rng, wtype, m):
-    n, k = 19, 512
+def test_matmul_quantized_weights(cpu_level, rng, wtype, k, m):
+    n = 19
     w = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
     x[0, :32] = 0  # an all-zero activation block

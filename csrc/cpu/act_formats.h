@@ -12,13 +12,26 @@
 
 namespace quanta::cpu {
 
-// For the 32-element weight formats (q4_0, q4_1, q5_0, q5_1, q8_0).
-struct ActBlock32 {
-    float d;     // x ~ d * q
-    float dsum;  // d * (sum of q): the block's sum, for weights with an offset (q - 8) or a min
-    int8_t q[32];
+// For the 32-element weight formats (q4_0, q4_1, q5_0, q5_1, q8_0): blocks
+// stored in pairs, so one 64-byte load holds two blocks' levels and one 8-byte
+// load their scales. A row with an odd block count ends in a half-empty pair.
+struct ActPair32 {
+    float d[2];     // block 2p + h: x ~ d[h] * q[32 h + i]
+    float dsum[2];  // d[h] * (sum of the block's q), for weights with an offset (q - 8) or a min
+    int8_t q[64];
 };
-static_assert(sizeof(ActBlock32) == 40, "ActBlock32 layout");
+static_assert(sizeof(ActPair32) == 80, "ActPair32 layout");
+
+// Block b of a row of pairs.
+struct ActBlock32Ref {
+    float d, dsum;
+    const int8_t* q;
+};
+inline ActBlock32Ref act_block32(const void* row, int64_t b) {
+    const ActPair32& p = static_cast<const ActPair32*>(row)[b / 2];
+    const int h = (int)(b & 1);
+    return {p.d[h], p.dsum[h], p.q + 32 * h};
+}
 
 // For the 256-element k-quant formats (q4_k, q5_k, q6_k).
 struct ActBlock256 {
@@ -45,7 +58,7 @@ inline ActFormat act_format_for(DType weight) {
 // Bytes of one activation row of n elements in `format`.
 inline size_t act_row_bytes(ActFormat format, int64_t n) {
     switch (format) {
-        case ActFormat::Block32: return (size_t)(n / 32) * sizeof(ActBlock32);
+        case ActFormat::Block32: return (size_t)((n / 32 + 1) / 2) * sizeof(ActPair32);
         case ActFormat::Block256: return (size_t)(n / 256) * sizeof(ActBlock256);
         default: return 0;
     }
