@@ -85,7 +85,7 @@ SHAPES = [(t, 512) for t in QUANT_TYPES] + [(t, 800) for t in QUANT_TYPES if not
 
 
 @pytest.mark.parametrize("wtype,k", SHAPES)
-@pytest.mark.parametrize("m", [1, 2, 5, 9])
+@pytest.mark.parametrize("m", [1, 2, 5, 9, 33])  # 33: the tiled prefill GEMM where the level has one
 def test_matmul_quantized_weights(cpu_level, rng, wtype, k, m):
     n = 19
     w = rng.standard_normal((n, k), dtype=np.float32)

@@ -20,6 +20,9 @@ using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
 // out[j * out_stride] = dot(weight row w, activation row a + j * a_stride) for j < na (1..4).
 using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, float* out,
                             size_t out_stride, int na);
+// The prefill GEMM tile over a weight panel (panel.h): out[i + j * out_stride] for i < nw, j < na.
+using GemmTileFn = void (*)(int64_t kpad, const uint8_t* levels, const float* scales, const float* biases,
+                            const uint8_t* act, size_t act_stride, int na, float* out, size_t out_stride, int nw);
 
 struct Kernels {
     Level level;
@@ -43,6 +46,7 @@ struct Kernels {
 
     QuantizeActFn quantize_act32, quantize_act256;
     QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;
+    GemmTileFn gemm_tile;  // null where the level has no tiled GEMM
 };
 
 // The fast dot kernel for weights of `type`, or null when there is none.

@@ -1,0 +1,142 @@
+#include "cpu/panel.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "quant/fp16.h"
+
+namespace quanta::cpu {
+namespace {
+
+float f16_at(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return f16_to_f32(h);
+}
+
+// Scale s for elements [e, e + n) (n a multiple of 4), bias c for their groups of 16.
+void set_affine(float* s, float* c, int64_t e, int n, float scale, float bias) {
+    for (int k = 0; k < n / 4; ++k) s[e / 4 + k] = scale;
+    for (int k = 0; k < n / 16; ++k) c[e / 16 + k] = bias;
+}
+
+void unpack_block32(DType type, const uint8_t* b, int64_t e, uint8_t* L, float* s, float* c) {
+    const float d = f16_at(b);
+    if (type == DType::Q8_0) {  // signed levels shifted to unsigned: x = d * (L - 128)
+        for (int i = 0; i < 32; ++i) L[e + i] = (uint8_t)((int8_t)b[2 + i] + 128);
+        return set_affine(s, c, e, 32, d, -128.0f * d);
+    }
+    const bool has_min = type == DType::Q4_1 || type == DType::Q5_1;
+    const bool five = type == DType::Q5_0 || type == DType::Q5_1;
+    const uint8_t* qs = b + 2 + (has_min ? 2 : 0) + (five ? 4 : 0);
+    uint32_t qh = 0;
+    if (five) std::memcpy(&qh, b + 2 + (has_min ? 2 : 0), 4);
+    for (int i = 0; i < 16; ++i) {
+        L[e + i] = (uint8_t)((qs[i] & 0x0f) | (((qh >> i) & 1u) << 4));
+        L[e + i + 16] = (uint8_t)((qs[i] >> 4) | (((qh >> (i + 16)) & 1u) << 4));
+    }
+    const float offset = five ? 16.0f : 8.0f;
+    set_affine(s, c, e, 32, d, has_min ? f16_at(b + 2) : -offset * d);
+}
+
+void scales_mins_k4(const uint8_t* p, int j, int* sc, int* m) {
+    if (j < 4) {
+        *sc = p[j] & 63;
+        *m = p[j + 4] & 63;
+    } else {
+        *sc = (p[j + 4] & 0x0f) | ((p[j - 4] >> 6) << 4);
+        *m = (p[j + 4] >> 4) | ((p[j] >> 6) << 4);
+    }
+}
+
+void unpack_q45k(const uint8_t* b, bool five, int64_t e, uint8_t* L, float* s, float* c) {
+    const float d = f16_at(b), dmin = f16_at(b + 2);
+    const uint8_t* qh = b + 16;
+    const uint8_t* qs = b + (five ? 48 : 16);
+    for (int chunk = 0; chunk < 4; ++chunk) {
+        for (int l = 0; l < 32; ++l) {
+            const uint8_t byte = qs[32 * chunk + l];
+            L[e + 64 * chunk + l] = (uint8_t)((byte & 0x0f) | (five ? ((qh[l] >> (2 * chunk)) & 1) << 4 : 0));
+            L[e + 64 * chunk + 32 + l] = (uint8_t)((byte >> 4) | (five ? ((qh[l] >> (2 * chunk + 1)) & 1) << 4 : 0));
+        }
+        for (int half = 0; half < 2; ++half) {
+            int sc, m;
+            scales_mins_k4(b + 4, 2 * chunk + half, &sc, &m);
+            set_affine(s, c, e + 64 * chunk + 32 * half, 32, d * (float)sc, -(dmin * (float)m));
+        }
+    }
+}
+
+void unpack_q6k(const uint8_t* b, int64_t e, uint8_t* L, float* s, float* c) {
+    const uint8_t* ql = b;
+    const uint8_t* qh = b + 128;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
+    const float d = f16_at(b + 208);
+    for (int h = 0; h < 2; ++h)
+        for (int l = 0; l < 32; ++l) {
+            const uint8_t l0 = ql[64 * h + l], l1 = ql[64 * h + l + 32], hb = qh[32 * h + l];
+            L[e + 128 * h + l] = (uint8_t)((l0 & 0x0f) | ((hb & 3) << 4));
+            L[e + 128 * h + 32 + l] = (uint8_t)((l1 & 0x0f) | (((hb >> 2) & 3) << 4));
+            L[e + 128 * h + 64 + l] = (uint8_t)((l0 >> 4) | (((hb >> 4) & 3) << 4));
+            L[e + 128 * h + 96 + l] = (uint8_t)((l1 >> 4) | (((hb >> 6) & 3) << 4));
+        }
+    for (int g = 0; g < 16; ++g) {
+        const float scale = d * (float)sc[g];
+        set_affine(s, c, e + 16 * g, 16, scale, -32.0f * scale);
+    }
+}
+
+}  // namespace
+
+bool has_panel_unpacker(DType type) {
+    switch (type) {
+        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+        case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+            return true;
+        default:
+            return false;
+    }
+}
+
+void unpack_panel_row(DType type, const void* w, int64_t k, int64_t kpad, uint8_t* L, float* s, float* c) {
+    const uint8_t* p = static_cast<const uint8_t*>(w);
+    const TypeInfo& info = type_info(type);
+    for (int64_t b = 0; b < k / info.block_size; ++b, p += info.block_bytes) {
+        const int64_t e = b * info.block_size;
+        if (type == DType::Q4_K || type == DType::Q5_K) unpack_q45k(p, type == DType::Q5_K, e, L, s, c);
+        else if (type == DType::Q6_K) unpack_q6k(p, e, L, s, c);
+        else unpack_block32(type, p, e, L, s, c);
+    }
+    std::memset(L + k, 0, (size_t)(kpad - k));
+    for (int64_t i = k / 4; i < kpad / 4; ++i) s[i] = 0.0f;
+    for (int64_t i = k / 16; i < kpad / 16; ++i) c[i] = 0.0f;
+}
+
+void quantize_gemm_act_row(const float* x, int64_t k, int64_t kpad, int block, uint8_t* out) {
+    int8_t* q = reinterpret_cast<int8_t*>(out);
+    float* dl = reinterpret_cast<float*>(out + kpad);
+    float* dsum = dl + kpad / 4;
+    for (int64_t b = 0; b < k / block; ++b) {
+        // The same levels as the matvec formats (qdot_impl.inc): scale amax / 127, round half to even.
+        const float* xb = x + b * block;
+        float amax = 0.0f;
+        for (int i = 0; i < block; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const float d = amax / 127.0f;
+        for (int i = 0; i < block; i += 16) {
+            int32_t sum = 0;
+            for (int t = 0; t < 16; ++t) {
+                const int v = (int)std::nearbyint(xb[i + t] * id);
+                q[b * block + i + t] = (int8_t)v;
+                sum += v;
+            }
+            dsum[(b * block + i) / 16] = d * (float)sum;
+        }
+        for (int i = 0; i < block / 4; ++i) dl[(b * block) / 4 + i] = d;
+    }
+    std::memset(q + k, 0, (size_t)(kpad - k));
+    for (int64_t i = k / 4; i < kpad / 4; ++i) dl[i] = 0.0f;
+    for (int64_t i = k / 16; i < kpad / 16; ++i) dsum[i] = 0.0f;
+}
+
+}  // namespace quanta::cpu
