@@ -145,8 +145,8 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     split(x->n_rows(), c, &begin, &end);
     for (int64_t r = begin; r < end; ++r) {
         const RowIndex ri = row_index(x, r);
-        quantize_gemm_act_row(reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3)), K, kpad, block,
-                              c.shared + r * arow);
+        c.k->quantize_gemm_act(reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3)), K, kpad, block,
+                               c.shared + r * arow);
     }
     c.pool->barrier();
 
