@@ -15,6 +15,16 @@ def run(graph, outputs, inputs=None, threads=2):
     return graph.run(outputs, inputs or {}, "cpu", threads)
 
 
+def typed_constant(graph, x, qtype):
+    """A constant holding x stored as `qtype`, and the float values it then holds (decoded by gguf-py)."""
+    if qtype == "f32":
+        return graph.constant(x), x
+    gtype = getattr(gguf.GGMLQuantizationType, qtype.upper())
+    stored = gguf.quants.quantize(x, gtype)
+    held = gguf.quants.dequantize(stored, gtype).reshape(x.shape).astype(np.float32)
+    return graph.constant(stored.view(np.uint8).reshape(x.shape[0], -1), qtype), held
+
+
 def test_add_mul_broadcast(cpu_level, rng):
     a = rng.standard_normal((3, 5, 37), dtype=np.float32)
     for b_shape in [(3, 5, 37), (1, 1, 37), (3, 1, 37), (1, 5, 1)]:
@@ -52,13 +62,7 @@ def test_matmul_float_weights(cpu_level, rng, wtype, m):
     w = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
     g = _core.Graph()
-    if wtype == "f32":
-        tw, w_used = g.constant(w), w
-    elif wtype == "f16":
-        tw, w_used = g.constant(w.astype(np.float16)), w.astype(np.float16).astype(np.float32)
-    else:
-        bits = quanta.quantize(w, "bf16").view(np.uint16)
-        tw, w_used = g.constant(bits, "bf16"), quanta.dequantize(bits.view(np.uint8), "bf16", w.shape)
+    tw, w_used = typed_constant(g, w, wtype)
     (y,) = run(g, [g.matmul(tw, g.constant(x))])
     assert y.shape == (m, n)
     np.testing.assert_allclose(y, x.astype(np.float64) @ w_used.T.astype(np.float64), rtol=1e-4, atol=1e-4)
@@ -209,14 +213,7 @@ def test_get_rows(cpu_level, rng, ttype):
     table = rng.standard_normal((50, 64), dtype=np.float32)
     ids = np.array([0, 49, 7, 7, 23], dtype=np.int32)
     g = _core.Graph()
-    if ttype == "f32":
-        t, ref = g.constant(table), table
-    elif ttype == "f16":
-        t, ref = g.constant(table.astype(np.float16)), table.astype(np.float16).astype(np.float32)
-    else:
-        qt = getattr(gguf.GGMLQuantizationType, ttype.upper())
-        blocks = gguf.quants.quantize(table, qt)
-        t, ref = g.constant(blocks, ttype), gguf.quants.dequantize(blocks, qt)
+    t, ref = typed_constant(g, table, ttype)
     (rows,) = run(g, [g.get_rows(t, g.constant(ids))])
     np.testing.assert_array_equal(rows, ref[ids])
 

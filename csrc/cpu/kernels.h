@@ -47,7 +47,7 @@ struct Kernels {
     QuantizeActFn quantize_act32, quantize_act256;
     QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;
     GemmTileFn gemm_tile;  // null where the level has no tiled GEMM
-    // quantize_gemm_act_row (panel.h), vectorized where the level has the GEMM.
+    // Quantizes an activation row into the GEMM layout (panel.h); null with gemm_tile.
     void (*quantize_gemm_act)(const float* x, int64_t k, int64_t kpad, int block, uint8_t* out);
 };
 

@@ -1,6 +1,5 @@
 #include "cpu/panel.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "quant/fp16.h"
@@ -110,33 +109,6 @@ void unpack_panel_row(DType type, const void* w, int64_t k, int64_t kpad, uint8_
     std::memset(L + k, 0, (size_t)(kpad - k));
     for (int64_t i = k / 4; i < kpad / 4; ++i) s[i] = 0.0f;
     for (int64_t i = k / 16; i < kpad / 16; ++i) c[i] = 0.0f;
-}
-
-void quantize_gemm_act_row(const float* x, int64_t k, int64_t kpad, int block, uint8_t* out) {
-    int8_t* q = reinterpret_cast<int8_t*>(out);
-    float* dl = reinterpret_cast<float*>(out + kpad);
-    float* dsum = dl + kpad / 4;
-    for (int64_t b = 0; b < k / block; ++b) {
-        // The same levels as the matvec formats (qdot_impl.inc): scale amax / 127, round half to even.
-        const float* xb = x + b * block;
-        float amax = 0.0f;
-        for (int i = 0; i < block; ++i) amax = std::fmax(amax, std::fabs(xb[i]));
-        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-        const float d = amax / 127.0f;
-        for (int i = 0; i < block; i += 16) {
-            int32_t sum = 0;
-            for (int t = 0; t < 16; ++t) {
-                const int v = (int)std::nearbyint(xb[i + t] * id);
-                q[b * block + i + t] = (int8_t)v;
-                sum += v;
-            }
-            dsum[(b * block + i) / 16] = d * (float)sum;
-        }
-        for (int i = 0; i < block / 4; ++i) dl[(b * block) / 4 + i] = d;
-    }
-    std::memset(q + k, 0, (size_t)(kpad - k));
-    for (int64_t i = k / 4; i < kpad / 4; ++i) dl[i] = 0.0f;
-    for (int64_t i = k / 16; i < kpad / 16; ++i) dsum[i] = 0.0f;
 }
 
 }  // namespace quanta::cpu

@@ -29,8 +29,10 @@ inline size_t gemm_act_row_bytes(int64_t kpad) { return panel_row_bytes(kpad); }
 bool has_panel_unpacker(DType type);
 // Unpacks one weight row of k elements (type with a panel unpacker) into L, s, c (kpad long).
 void unpack_panel_row(DType type, const void* w, int64_t k, int64_t kpad, uint8_t* L, float* s, float* c);
-// Quantizes one activation row of k floats, `block` elements per scale (32 or 256),
-// into the GEMM row layout at `out` (gemm_act_row_bytes(kpad) bytes).
-void quantize_gemm_act_row(const float* x, int64_t k, int64_t kpad, int block, uint8_t* out);
+// Activation rows (gemm_act_row_bytes(kpad) bytes): int8 levels[kpad] | float
+// scale per 4 elements | float scaled sum per 16 elements; quantized by the
+// level that has the GEMM (Kernels::quantize_gemm_act) with the same levels as
+// the row kernels' formats: per block of 32 (256 for k-quant weights), scale
+// amax / 127, round half to even.
 
 }  // namespace quanta::cpu
