@@ -59,6 +59,15 @@ void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
     if (qh) *qh = high;
 }
 
+// Stores 32 levels after a block's scale fields: nibbles for 4 bits; for 5
+// bits the u32 of fifth bits, then the nibbles.
+void store_levels(const uint8_t* q, uint8_t* out, int bits) {
+    if (bits == 4) return pack_nibbles(q, out, nullptr);
+    uint32_t qh;
+    pack_nibbles(q, out + 4, &qh);
+    std::memcpy(out, &qh, 4);
+}
+
 // q4_0 / q5_0: symmetric, d = max / -(2^(bits-1)), q = trunc(x / d + 2^(bits-1) + 0.5).
 void q_sym(const float* x, uint8_t* b, int bits) {
     const float half = (float)(1 << (bits - 1));
@@ -71,13 +80,7 @@ void q_sym(const float* x, uint8_t* b, int bits) {
         q[j] = (uint8_t)(v < qmax ? v : qmax);
     }
     store_f16(b, d);
-    if (bits == 4) {
-        pack_nibbles(q, b + 2, nullptr);
-    } else {
-        uint32_t qh;
-        pack_nibbles(q, b + 6, &qh);
-        std::memcpy(b + 2, &qh, 4);
-    }
+    store_levels(q, b + 2, bits);
 }
 
 // q4_1 / q5_1: affine, d = (max - min) / (2^bits - 1), q = trunc((x - min) / d + 0.5).
@@ -94,13 +97,7 @@ void q_affine(const float* x, uint8_t* b, int bits) {
     }
     store_f16(b, d);
     store_f16(b + 2, mn);
-    if (bits == 4) {
-        pack_nibbles(q, b + 4, nullptr);
-    } else {
-        uint32_t qh;
-        pack_nibbles(q, b + 8, &qh);
-        std::memcpy(b + 4, &qh, 4);
-    }
+    store_levels(q, b + 4, bits);
 }
 
 // q8_0: d = absmax / 127, q = round-half-away(x / d).
