@@ -18,9 +18,10 @@ namespace quanta::cpu {
 struct ActPair32 {
     float d[2];     // block 2p + h: x ~ d[h] * q[32 h + i]
     float dsum[2];  // d[h] * (sum of the block's q), for weights with an offset (q - 8) or a min
+    float d16[16];  // d[0] x 8, d[1] x 8: the scales of the 16 lanes of a 64-byte integer dot
     int8_t q[64];
 };
-static_assert(sizeof(ActPair32) == 80, "ActPair32 layout");
+static_assert(sizeof(ActPair32) == 144, "ActPair32 layout");
 
 // Block b of a row of pairs.
 struct ActBlock32Ref {
