@@ -47,23 +47,21 @@ def best_times_alternating(fns, repeats):
     return best
 
 
-def read_bandwidth(threads, nbytes=1 << 30):
-    """GB/s of reading a 1 GiB array split over `threads` Python threads (numpy releases the GIL),
-    the best of numpy's sum and BLAS's dot: numpy's sum is compute-bound near 15 GB/s per thread
-    on these machines, the dot kernel is not."""
-    a = np.ones(nbytes // 8, dtype=np.float64)
-    parts = np.array_split(a, threads)
-    best = 0.0
-    for reader in (np.sum, lambda p: p @ p):
-        def run():
-            ts = [threading.Thread(target=reader, args=(p,)) for p in parts]
-            for t in ts:
-                t.start()
-            for t in ts:
-                t.join()
+class ReadBandwidth:
+    """Reads a 512 MiB array split over `threads` Python threads (numpy releases the GIL) with
+    BLAS's dot, which is not compute-bound (numpy's sum is, near 15 GB/s a thread here).
+    Timed alternately with the kernels, so each row's reference sees the same machine state."""
 
-        best = max(best, nbytes / best_time(run, 5) / 1e9)
-    return best
+    def __init__(self, threads, nbytes=512 << 20):
+        self.nbytes = nbytes
+        self.parts = np.array_split(np.ones(nbytes // 8, dtype=np.float64), threads)
+
+    def __call__(self):
+        ts = [threading.Thread(target=lambda p=p: p @ p) for p in self.parts]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
 
 
 class QuantaMatmul:
@@ -105,13 +103,13 @@ def main():
         print(f"(ggml peer unavailable: {e})", file=sys.stderr)
 
     rng = np.random.default_rng(0)
-    bw = read_bandwidth(args.threads)
+    reader = ReadBandwidth(args.threads)
     rows = []
     for wtype in args.types:
         w, nbytes = weights(wtype, args.rows, args.k, rng)
         small_n = 2048  # prefill shape: 2048 x k weights, `prefill` activation rows
         ops = 2 * small_n * args.k * args.prefill
-        matvec = [QuantaMatmul(w, wtype, 1, args.k, args.threads)]
+        matvec = [QuantaMatmul(w, wtype, 1, args.k, args.threads), reader]
         prefill = [QuantaMatmul(w[:small_n], wtype, args.prefill, args.k, args.threads)]
         if peer and peer.supports(wtype):
             matvec.append(peer.matmul(w, wtype, 1, args.k, args.threads))
@@ -119,29 +117,30 @@ def main():
         mv = best_times_alternating(matvec, 20)
         pf = best_times_alternating(prefill, 4)
         row = {"type": wtype, "weight_mb": nbytes / 1e6, "matvec_gbs": nbytes / mv[0] / 1e9,
-               "prefill_gops": ops / pf[0] / 1e9}
-        row["matvec_pct_bw"] = 100 * row["matvec_gbs"] / bw
-        if len(mv) > 1:
-            row["ggml_matvec_gbs"] = nbytes / mv[1] / 1e9
+               "read_gbs": reader.nbytes / mv[1] / 1e9, "prefill_gops": ops / pf[0] / 1e9}
+        row["matvec_pct_bw"] = 100 * row["matvec_gbs"] / row["read_gbs"]
+        if len(mv) > 2:
+            row["ggml_matvec_gbs"] = nbytes / mv[2] / 1e9
             row["ggml_prefill_gops"] = ops / pf[1] / 1e9
-            row["matvec_ratio"] = mv[1] / mv[0]
+            row["matvec_ratio"] = mv[2] / mv[0]
             row["prefill_ratio"] = pf[1] / pf[0]
         rows.append(row)
 
-    result = {"threads": args.threads, "read_bandwidth_gbs": bw, "cpu_level": _core.cpu_level(),
+    result = {"threads": args.threads, "cpu_level": _core.cpu_level(),
               "shape": {"matvec": [args.rows, args.k], "prefill": [2048, args.k, args.prefill]}, "rows": rows}
     if args.json:
         print(json.dumps(result, indent=1))
         return
-    print(f"threads {args.threads}, cpu level {_core.cpu_level()}, read bandwidth {bw:.1f} GB/s "
-          f"(1 GiB read by {args.threads} threads)")
+    print(f"threads {args.threads}, cpu level {_core.cpu_level()}; read bw: 512 MiB read by {args.threads} threads "
+          f"(BLAS dot), timed alternately with each row's kernels")
     print(f"matvec {args.rows}x{args.k}; prefill 2048x{args.k} weights x {args.prefill} rows")
-    print("| type | MB | matvec GB/s | % of read bw | ggml GB/s | quanta/ggml | prefill GOP/s | ggml GOP/s | "
-          "quanta/ggml |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| type | MB | matvec GB/s | read bw GB/s | % of read bw | ggml GB/s | quanta/ggml | prefill GOP/s | "
+          "ggml GOP/s | quanta/ggml |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     nan = float("nan")
     for r in rows:
-        print(f"| {r['type']} | {r['weight_mb']:.0f} | {r['matvec_gbs']:.1f} | {r['matvec_pct_bw']:.0f}% | "
+        print(f"| {r['type']} | {r['weight_mb']:.0f} | {r['matvec_gbs']:.1f} | {r['read_gbs']:.1f} | "
+              f"{r['matvec_pct_bw']:.0f}% | "
               f"{r.get('ggml_matvec_gbs', nan):.1f} | {r.get('matvec_ratio', nan):.2f} | {r['prefill_gops']:.0f} | "
               f"{r.get('ggml_prefill_gops', nan):.0f} | {r.get('prefill_ratio', nan):.2f} |")
 
