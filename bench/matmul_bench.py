@@ -24,16 +24,6 @@ sys.path.insert(0, str(Path(__file__).parent))
 TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k", "f16"]
 
 
-def best_time(fn, repeats):
-    fn()  # warm up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
 def best_times_alternating(fns, repeats):
     """Best time of each callable, running them in turn so that machine noise hits all alike."""
     for fn in fns:
