@@ -128,8 +128,21 @@ constexpr size_t kActBlockBytes = 192 * 1024;
 constexpr int64_t kGemmMinRows = 16;
 
 bool use_gemm(const Tensor& node, const Kernels& k) {
-    return node.op == Op::MatMul && k.gemm_tile && has_panel_unpacker(node.src[0]->type) &&
+    return node.op == Op::MatMul && k.gemm_tile && act_format_for(node.src[0]->type) != ActFormat::None &&
            node.src[1]->ne[1] >= kGemmMinRows;
+}
+
+// Phase one of a quantized matmul: the threads share quantizing every
+// activation row into c.shared (row r at r * row_bytes), then meet.
+template <typename QuantizeRow>
+void quantize_activations(const Tensor* x, const OpContext& c, size_t row_bytes, QuantizeRow quantize_row) {
+    int64_t begin, end;
+    split(x->n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(x, r);
+        quantize_row(reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3)), c.shared + r * row_bytes);
+    }
+    c.pool->barrier();
 }
 
 void matmul_gemm(const Tensor& dst, const OpContext& c) {
@@ -140,16 +153,11 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     const int64_t kpad = panel_k(K);
     const size_t arow = gemm_act_row_bytes(kpad);
     const int block = act_format_for(w->type) == ActFormat::Block256 ? 256 : 32;
+    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) {
+        c.k->quantize_gemm_act(row, K, kpad, block, out);
+    });
 
     int64_t begin, end;
-    split(x->n_rows(), c, &begin, &end);
-    for (int64_t r = begin; r < end; ++r) {
-        const RowIndex ri = row_index(x, r);
-        c.k->quantize_gemm_act(reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3)), K, kpad, block,
-                               c.shared + r * arow);
-    }
-    c.pool->barrier();
-
     uint8_t* L = reinterpret_cast<uint8_t*>(c.scratch);
     float* s = reinterpret_cast<float*>(L + kPanelRows * kpad);
     float* bias = s + kPanelRows * kpad / 4;
@@ -184,15 +192,9 @@ void matmul_quantized(const Tensor& dst, const OpContext& c, QuantDotFn dot) {
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
     const size_t arow = act_row_bytes(act_format_for(w->type), K);
     const QuantizeActFn quantize = quantize_act(*c.k, w->type);
+    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { quantize(row, out, K); });
 
     int64_t begin, end;
-    split(x->n_rows(), c, &begin, &end);
-    for (int64_t r = begin; r < end; ++r) {
-        const RowIndex ri = row_index(x, r);
-        quantize(reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3)), c.shared + r * arow, K);
-    }
-    c.pool->barrier();
-
     const size_t out_stride = dst.nb[1] / sizeof(float);
     const int64_t m_block = std::max<int64_t>(4, (int64_t)(kActBlockBytes / arow) / 4 * 4);
     split(N * x->ne[2] * x->ne[3], c, &begin, &end);

@@ -3,15 +3,10 @@
 #include <cstring>
 
 #include "quant/fp16.h"
+#include "quant/k_scales.h"
 
 namespace quanta::cpu {
 namespace {
-
-float f16_at(const uint8_t* p) {
-    uint16_t h;
-    std::memcpy(&h, p, 2);
-    return f16_to_f32(h);
-}
 
 // Scale s for elements [e, e + n) (n a multiple of 4), bias c for their groups of 16.
 void set_affine(float* s, float* c, int64_t e, int n, float scale, float bias) {
@@ -20,7 +15,7 @@ void set_affine(float* s, float* c, int64_t e, int n, float scale, float bias) {
 }
 
 void unpack_block32(DType type, const uint8_t* b, int64_t e, uint8_t* L, float* s, float* c) {
-    const float d = f16_at(b);
+    const float d = f16_load(b);
     if (type == DType::Q8_0) {  // signed levels shifted to unsigned: x = d * (L - 128)
         for (int i = 0; i < 32; ++i) L[e + i] = (uint8_t)((int8_t)b[2 + i] + 128);
         return set_affine(s, c, e, 32, d, -128.0f * d);
@@ -35,21 +30,11 @@ void unpack_block32(DType type, const uint8_t* b, int64_t e, uint8_t* L, float* 
         L[e + i + 16] = (uint8_t)((qs[i] >> 4) | (((qh >> (i + 16)) & 1u) << 4));
     }
     const float offset = five ? 16.0f : 8.0f;
-    set_affine(s, c, e, 32, d, has_min ? f16_at(b + 2) : -offset * d);
-}
-
-void scales_mins_k4(const uint8_t* p, int j, int* sc, int* m) {
-    if (j < 4) {
-        *sc = p[j] & 63;
-        *m = p[j + 4] & 63;
-    } else {
-        *sc = (p[j + 4] & 0x0f) | ((p[j - 4] >> 6) << 4);
-        *m = (p[j + 4] >> 4) | ((p[j] >> 6) << 4);
-    }
+    set_affine(s, c, e, 32, d, has_min ? f16_load(b + 2) : -offset * d);
 }
 
 void unpack_q45k(const uint8_t* b, bool five, int64_t e, uint8_t* L, float* s, float* c) {
-    const float d = f16_at(b), dmin = f16_at(b + 2);
+    const float d = f16_load(b), dmin = f16_load(b + 2);
     const uint8_t* qh = b + 16;
     const uint8_t* qs = b + (five ? 48 : 16);
     for (int chunk = 0; chunk < 4; ++chunk) {
@@ -60,7 +45,7 @@ void unpack_q45k(const uint8_t* b, bool five, int64_t e, uint8_t* L, float* s, f
         }
         for (int half = 0; half < 2; ++half) {
             int sc, m;
-            scales_mins_k4(b + 4, 2 * chunk + half, &sc, &m);
+            k4_scale_min(b + 4, 2 * chunk + half, &sc, &m);
             set_affine(s, c, e + 64 * chunk + 32 * half, 32, d * (float)sc, -(dmin * (float)m));
         }
     }
@@ -70,7 +55,7 @@ void unpack_q6k(const uint8_t* b, int64_t e, uint8_t* L, float* s, float* c) {
     const uint8_t* ql = b;
     const uint8_t* qh = b + 128;
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-    const float d = f16_at(b + 208);
+    const float d = f16_load(b + 208);
     for (int h = 0; h < 2; ++h)
         for (int l = 0; l < 32; ++l) {
             const uint8_t l0 = ql[64 * h + l], l1 = ql[64 * h + l + 32], hb = qh[32 * h + l];
@@ -86,16 +71,6 @@ void unpack_q6k(const uint8_t* b, int64_t e, uint8_t* L, float* s, float* c) {
 }
 
 }  // namespace
-
-bool has_panel_unpacker(DType type) {
-    switch (type) {
-        case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-        case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-            return true;
-        default:
-            return false;
-    }
-}
 
 void unpack_panel_row(DType type, const void* w, int64_t k, int64_t kpad, uint8_t* L, float* s, float* c) {
     const uint8_t* p = static_cast<const uint8_t*>(w);

@@ -26,8 +26,8 @@ inline size_t panel_row_bytes(int64_t kpad) { return (size_t)kpad + (size_t)kpad
 // Bytes of one activation row: levels, scales, group sums.
 inline size_t gemm_act_row_bytes(int64_t kpad) { return panel_row_bytes(kpad); }
 
-bool has_panel_unpacker(DType type);
-// Unpacks one weight row of k elements (type with a panel unpacker) into L, s, c (kpad long).
+// Unpacks one weight row of k elements into L, s, c (kpad long); every type with
+// an activation format (act_formats.h), i.e. every type with fast dot kernels.
 void unpack_panel_row(DType type, const void* w, int64_t k, int64_t kpad, uint8_t* L, float* s, float* c);
 // Activation rows (gemm_act_row_bytes(kpad) bytes): int8 levels[kpad] | float
 // scale per 4 elements | float scaled sum per 16 elements; quantized by the

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "quant/fp16.h"
+#include "quant/k_scales.h"
 
 namespace quanta {
 namespace {
@@ -26,11 +27,9 @@ uint32_t load_u32(const uint8_t* p) {
     return v;
 }
 
-float load_f16(const uint8_t* p) { return f16_to_f32(load_u16(p)); }
-
 // q4_0: f16 d | 16 nibble bytes. Low nibble of byte j is element j, high nibble element j+16.
 void dq_q4_0(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
+    const float d = f16_load(b);
     const uint8_t* qs = b + 2;
     for (int j = 0; j < QK / 2; ++j) {
         y[j] = (float)((qs[j] & 0x0f) - 8) * d;
@@ -40,8 +39,8 @@ void dq_q4_0(const uint8_t* b, float* y) {
 
 // q4_1: f16 d | f16 m | 16 nibble bytes.
 void dq_q4_1(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
-    const float m = load_f16(b + 2);
+    const float d = f16_load(b);
+    const float m = f16_load(b + 2);
     const uint8_t* qs = b + 4;
     for (int j = 0; j < QK / 2; ++j) {
         y[j] = (float)(qs[j] & 0x0f) * d + m;
@@ -57,29 +56,29 @@ int q5_value(const uint8_t* qs, uint32_t qh, int j) {
 
 // q5_0: f16 d | u32 qh | 16 nibble bytes.
 void dq_q5_0(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
+    const float d = f16_load(b);
     const uint32_t qh = load_u32(b + 2);
     for (int j = 0; j < QK; ++j) y[j] = (float)(q5_value(b + 6, qh, j) - 16) * d;
 }
 
 // q5_1: f16 d | f16 m | u32 qh | 16 nibble bytes.
 void dq_q5_1(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
-    const float m = load_f16(b + 2);
+    const float d = f16_load(b);
+    const float m = f16_load(b + 2);
     const uint32_t qh = load_u32(b + 4);
     for (int j = 0; j < QK; ++j) y[j] = (float)q5_value(b + 8, qh, j) * d + m;
 }
 
 // q8_0: f16 d | int8[32].
 void dq_q8_0(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
+    const float d = f16_load(b);
     const int8_t* qs = reinterpret_cast<const int8_t*>(b + 2);
     for (int j = 0; j < QK; ++j) y[j] = (float)qs[j] * d;
 }
 
 // q8_1: f16 d | f16 s (= d * sum(q), unused here) | int8[32].
 void dq_q8_1(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
+    const float d = f16_load(b);
     const int8_t* qs = reinterpret_cast<const int8_t*>(b + 4);
     for (int j = 0; j < QK; ++j) y[j] = (float)qs[j] * d;
 }
@@ -88,8 +87,8 @@ void dq_q8_1(const uint8_t* b, float* y) {
 void dq_q2_k(const uint8_t* b, float* y) {
     const uint8_t* scales = b;
     const uint8_t* q = b + 16;
-    const float d = load_f16(b + 80);
-    const float dmin = load_f16(b + 82);
+    const float d = f16_load(b + 80);
+    const float dmin = f16_load(b + 82);
     int is = 0;
     for (int n = 0; n < QK_K; n += 128, q += 32) {
         for (int shift = 0; shift < 8; shift += 2) {
@@ -108,7 +107,7 @@ void dq_q3_k(const uint8_t* b, float* y) {
     const uint8_t* hmask = b;
     const uint8_t* q = b + 32;
     const uint8_t* packed = b + 96;
-    const float d_all = load_f16(b + 108);
+    const float d_all = f16_load(b + 108);
 
     // Unpack: scale i has its low 4 bits in nibble i of bytes 0..7 and its
     // high 2 bits in the 2-bit field i of bytes 8..11.
@@ -135,28 +134,17 @@ void dq_q3_k(const uint8_t* b, float* y) {
     }
 }
 
-// The 12-byte packing of eight 6-bit scales and eight 6-bit mins used by q4_k and q5_k.
-void scale_min_k4(int j, const uint8_t* q, uint8_t* sc, uint8_t* m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
 // q4_k: f16 d | f16 dmin | scales[12] | nibbles[128].
 void dq_q4_k(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
-    const float dmin = load_f16(b + 2);
+    const float d = f16_load(b);
+    const float dmin = f16_load(b + 2);
     const uint8_t* scales = b + 4;
     const uint8_t* q = b + 16;
     for (int is = 0; is < 8; is += 2, q += 32) {
-        uint8_t sc, m;
-        scale_min_k4(is, scales, &sc, &m);
+        int sc, m;
+        k4_scale_min(scales, is, &sc, &m);
         const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        scale_min_k4(is + 1, scales, &sc, &m);
+        k4_scale_min(scales, is + 1, &sc, &m);
         const float d2 = d * (float)sc, m2 = dmin * (float)m;
         for (int l = 0; l < 32; ++l) *y++ = d1 * (float)(q[l] & 0x0f) - m1;
         for (int l = 0; l < 32; ++l) *y++ = d2 * (float)(q[l] >> 4) - m2;
@@ -165,17 +153,17 @@ void dq_q4_k(const uint8_t* b, float* y) {
 
 // q5_k: f16 d | f16 dmin | scales[12] | qh[32] | nibbles[128].
 void dq_q5_k(const uint8_t* b, float* y) {
-    const float d = load_f16(b);
-    const float dmin = load_f16(b + 2);
+    const float d = f16_load(b);
+    const float dmin = f16_load(b + 2);
     const uint8_t* scales = b + 4;
     const uint8_t* qh = b + 16;
     const uint8_t* ql = b + 48;
     uint8_t u1 = 1, u2 = 2;
     for (int is = 0; is < 8; is += 2, ql += 32, u1 <<= 2, u2 <<= 2) {
-        uint8_t sc, m;
-        scale_min_k4(is, scales, &sc, &m);
+        int sc, m;
+        k4_scale_min(scales, is, &sc, &m);
         const float d1 = d * (float)sc, m1 = dmin * (float)m;
-        scale_min_k4(is + 1, scales, &sc, &m);
+        k4_scale_min(scales, is + 1, &sc, &m);
         const float d2 = d * (float)sc, m2 = dmin * (float)m;
         for (int l = 0; l < 32; ++l) *y++ = d1 * (float)((ql[l] & 0x0f) + ((qh[l] & u1) ? 16 : 0)) - m1;
         for (int l = 0; l < 32; ++l) *y++ = d2 * (float)((ql[l] >> 4) + ((qh[l] & u2) ? 16 : 0)) - m2;
@@ -187,7 +175,7 @@ void dq_q6_k(const uint8_t* b, float* y) {
     const uint8_t* ql = b;
     const uint8_t* qh = b + 128;
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-    const float d = load_f16(b + 208);
+    const float d = f16_load(b + 208);
     for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
         for (int l = 0; l < 32; ++l) {
             const int is = l / 16;

@@ -61,6 +61,18 @@ static inline uint16_t f32_to_f16(float f) {
     return (uint16_t)(sign | q);
 }
 
+// An f16 stored at p (any alignment), and storing one.
+static inline float f16_load(const void* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return f16_to_f32(h);
+}
+
+static inline void f16_store(void* p, float v) {
+    const uint16_t h = f32_to_f16(v);
+    std::memcpy(p, &h, 2);
+}
+
 static inline float bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
 
 static inline uint16_t f32_to_bf16(float f) {

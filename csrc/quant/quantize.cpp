@@ -21,11 +21,6 @@ constexpr int QK = 32;
 // numpy, so we define it that way on every machine.
 int trunc_finite(float v) { return std::isfinite(v) ? (int)v : 0; }
 
-void store_f16(uint8_t* p, float v) {
-    const uint16_t h = f32_to_f16(v);
-    std::memcpy(p, &h, 2);
-}
-
 // The element of largest magnitude, keeping its sign; the first one on ties.
 float signed_absmax(const float* x) {
     float amax = 0.0f, max = 0.0f;
@@ -79,7 +74,7 @@ void q_sym(const float* x, uint8_t* b, int bits) {
         const int v = (int8_t)trunc_finite(x[j] * id + (half + 0.5f));
         q[j] = (uint8_t)(v < qmax ? v : qmax);
     }
-    store_f16(b, d);
+    f16_store(b, d);
     store_levels(q, b + 2, bits);
 }
 
@@ -95,8 +90,8 @@ void q_affine(const float* x, uint8_t* b, int bits) {
         const int v = (int8_t)trunc_finite((x[j] - mn) * id + 0.5f);
         q[j] = (uint8_t)(v < qmax ? v : qmax);
     }
-    store_f16(b, d);
-    store_f16(b + 2, mn);
+    f16_store(b, d);
+    f16_store(b + 2, mn);
     store_levels(q, b + 4, bits);
 }
 
@@ -106,7 +101,7 @@ void q8_0(const float* x, uint8_t* b) {
     for (int j = 0; j < QK; ++j) amax = std::fmax(amax, std::fabs(x[j]));
     const float d = amax / 127.0f;
     const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    store_f16(b, d);
+    f16_store(b, d);
     for (int j = 0; j < QK; ++j) b[2 + j] = (uint8_t)(int8_t)trunc_finite(std::round(x[j] * id));
 }
 
@@ -134,7 +129,7 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
     switch (type) {
         case DType::F32: std::memcpy(dst, src, (size_t)n * 4); return;
         case DType::F16:
-            for (int64_t i = 0; i < n; ++i) store_f16(out + 2 * i, src[i]);
+            for (int64_t i = 0; i < n; ++i) f16_store(out + 2 * i, src[i]);
             return;
         case DType::BF16:
             for (int64_t i = 0; i < n; ++i) {

@@ -24,11 +24,6 @@ int nearest(float x) { return (int)std::lrintf(x); }  // round half to even
 int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 float f16_round(float x) { return f16_to_f32(f32_to_f16(x)); }
 
-void store_f16(uint8_t* p, float v) {
-    const uint16_t h = f32_to_f16(v);
-    std::memcpy(p, &h, 2);
-}
-
 // ---- step 1: sub-block fits -------------------------------------------------
 
 // x ~ scale * L + offset with L in [0, nmax] and offset <= 0, minimising the
@@ -182,7 +177,7 @@ void refit_affine_supers(AffineBlock& b, const float* x) {
     const double det = saa * sbb - sab * sab;
     if (det <= 0) return;
     b.d = f16_round((float)((sxa * sbb - sxb * sab) / det));
-    b.dmin = f16_round((float)((sbb > 0 ? (saa * sxb - sab * sxa) / det : 0.0)));
+    b.dmin = f16_round((float)((saa * sxb - sab * sxa) / det));
 }
 
 // One candidate quantization of the block: fits with the given sub-block
@@ -234,8 +229,8 @@ void quantize_affine(const float* x, int nmax, AffineBlock& b) {
 }
 
 void pack_affine(const AffineBlock& b, uint8_t* out, bool five_bit) {
-    store_f16(out, b.d);
-    store_f16(out + 2, b.dmin);
+    f16_store(out, b.d);
+    f16_store(out + 2, b.dmin);
     uint8_t* sc = out + 4;
     std::memset(sc, 0, 12);
     for (int j = 0; j < 8; ++j) {
@@ -338,7 +333,7 @@ void pack_symmetric(const SymBlock& b, uint8_t* out) {
     uint8_t* qh = out + 128;
     int8_t* sc = reinterpret_cast<int8_t*>(out + 192);
     for (int j = 0; j < 16; ++j) sc[j] = (int8_t)b.sc[j];
-    store_f16(out + 208, b.d);
+    f16_store(out + 208, b.d);
     for (int half = 0; half < 2; ++half) {
         const int8_t* q = b.q + 128 * half;
         for (int l = 0; l < 32; ++l) {
