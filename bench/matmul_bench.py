@@ -97,7 +97,7 @@ def main():
     rows = []
     for wtype in args.types:
         w, nbytes = weights(wtype, args.rows, args.k, rng)
-        small_n = 2048  # prefill shape: 2048 x k weights, `prefill` activation rows
+        small_n = min(2048, args.rows)  # prefill shape: 2048 x k weights, `prefill` activation rows
         ops = 2 * small_n * args.k * args.prefill
         matvec = [QuantaMatmul(w, wtype, 1, args.k, args.threads), reader]
         prefill = [QuantaMatmul(w[:small_n], wtype, args.prefill, args.k, args.threads)]

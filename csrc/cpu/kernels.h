@@ -20,9 +20,12 @@ using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
 // out[j * out_stride] = dot(weight row w, activation row a + j * a_stride) for j < na (1..4).
 using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, float* out,
                             size_t out_stride, int na);
-// The prefill GEMM tile over a weight panel (panel.h): out[i + j * out_stride] for i < nw, j < na.
-using GemmTileFn = void (*)(int64_t kpad, const uint8_t* levels, const float* scales, const float* biases,
-                            const uint8_t* act, size_t act_stride, int na, float* out, size_t out_stride, int nw);
+// The prefill GEMM tile over a panel of kPanelRows weight rows (panel.h; its
+// 16-row groups group_bytes apart) and na (1..4) activation rows of k elements
+// (GEMM layout, act_stride bytes apart): out[i + j * out_stride] for i < nw,
+// j < na. sub: elements per integer sub-block scale (Super256 panels).
+using GemmTileFn = void (*)(int64_t k, const uint8_t* panel, size_t group_bytes, const uint8_t* act,
+                            size_t act_stride, int na, float* out, size_t out_stride, int nw, int sub);
 
 struct Kernels {
     Level level;
@@ -46,9 +49,10 @@ struct Kernels {
 
     QuantizeActFn quantize_act32, quantize_act256;
     QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;
-    GemmTileFn gemm_tile;  // null where the level has no tiled GEMM
-    // Quantizes an activation row into the GEMM layout (panel.h); null with gemm_tile.
-    void (*quantize_gemm_act)(const float* x, int64_t k, int64_t kpad, int block, uint8_t* out);
+    // Null where the level has no tiled GEMM, one per panel kind.
+    GemmTileFn gemm_tile32, gemm_tile256;
+    // Quantizes an activation row into the GEMM layout (panel.h); null with the tiles.
+    void (*quantize_gemm_act)(const float* x, int64_t k, int block, uint8_t* out);
 };
 
 // The fast dot kernel for weights of `type`, or null when there is none.

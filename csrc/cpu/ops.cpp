@@ -123,13 +123,17 @@ void unary_op(const Tensor& dst, const OpContext& c) {
 constexpr size_t kActBlockBytes = 192 * 1024;
 
 // Prefill with many activation rows, where the level has a tiled GEMM: each
-// thread unpacks 4 weight rows at a time into a panel (panel.h), once for all
-// activation rows, and runs the 4x4 tile over them.
+// thread unpacks kPanelRows weight rows at a time into a panel (panel.h), once
+// for all activation rows, and runs the register tile over them.
 constexpr int64_t kGemmMinRows = 16;
 
+GemmTileFn gemm_tile_for(const Kernels& k, DType weight) {
+    if (act_format_for(weight) == ActFormat::None) return nullptr;
+    return panel_kind(weight) == PanelKind::Super256 ? k.gemm_tile256 : k.gemm_tile32;
+}
+
 bool use_gemm(const Tensor& node, const Kernels& k) {
-    return node.op == Op::MatMul && k.gemm_tile && act_format_for(node.src[0]->type) != ActFormat::None &&
-           node.src[1]->ne[1] >= kGemmMinRows;
+    return node.op == Op::MatMul && gemm_tile_for(k, node.src[0]->type) && node.src[1]->ne[1] >= kGemmMinRows;
 }
 
 // Phase one of a quantized matmul: the threads share quantizing every
@@ -150,33 +154,30 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     const Tensor* x = dst.src[1];
     const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
-    const int64_t kpad = panel_k(K);
-    const size_t arow = gemm_act_row_bytes(kpad);
-    const int block = act_format_for(w->type) == ActFormat::Block256 ? 256 : 32;
-    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) {
-        c.k->quantize_gemm_act(row, K, kpad, block, out);
-    });
+    const int block = panel_block(w->type);
+    const size_t arow = gemm_act_row_bytes(K, block);
+    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_gemm_act(row, K, block, out); });
 
     int64_t begin, end;
-    uint8_t* L = reinterpret_cast<uint8_t*>(c.scratch);
-    float* s = reinterpret_cast<float*>(L + kPanelRows * kpad);
-    float* bias = s + kPanelRows * kpad / 4;
+    const GemmTileFn tile = gemm_tile_for(*c.k, w->type);
+    uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
+    const size_t group_bytes = panel_group_bytes(w->type, K);
     const size_t out_stride = dst.nb[1] / sizeof(float);
+    const int sub = panel_sub_block(w->type);
     const int64_t tiles = (N + kPanelRows - 1) / kPanelRows;
     split(tiles * x->ne[2] * x->ne[3], c, &begin, &end);
     for (int64_t task = begin; task < end; ++task) {
         const int64_t n0 = (task % tiles) * kPanelRows, b = task / tiles;
         const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
         const int nw = (int)std::min<int64_t>(kPanelRows, N - n0);
-        for (int i = 0; i < kPanelRows; ++i) {
-            if (i < nw) unpack_panel_row(w->type, at(w, 0, n0 + i, i2 / r2, i3 / r3), K, kpad, L + i * kpad,
-                                         s + i * kpad / 4, bias + i * kpad / 16);
-            else std::memset(L + i * kpad, 0, (size_t)kpad);  // rows past N: zero levels, results unused
-        }
+        const void* rows[kPanelRows];
+        for (int i = 0; i < nw; ++i) rows[i] = at(w, 0, n0 + i, i2 / r2, i3 / r3);
+        unpack_panel(w->type, rows, nw, K, panel);
         const uint8_t* act = c.shared + (size_t)(M * (i2 + x->ne[2] * i3)) * arow;
         for (int64_t m = 0; m < M; m += 4) {
             float* out = reinterpret_cast<float*>(at(&dst, n0, m, i2, i3));
-            c.k->gemm_tile(kpad, L, s, bias, act + m * arow, arow, (int)std::min<int64_t>(4, M - m), out, out_stride, nw);
+            tile(K, panel, group_bytes, act + m * arow, arow, (int)std::min<int64_t>(4, M - m), out, out_stride, nw,
+                 sub);
         }
     }
 }
@@ -407,15 +408,18 @@ bool cpu_supports(const Tensor& node) {
 size_t shared_bytes(const Tensor& node, const Kernels& k) {
     if (node.op != Op::MatMul || !quant_dot(k, node.src[0]->type)) return 0;
     const Tensor* w = node.src[0];
-    const size_t row = use_gemm(node, k) ? gemm_act_row_bytes(panel_k(w->ne[0]))
+    const size_t row = use_gemm(node, k) ? gemm_act_row_bytes(w->ne[0], panel_block(w->type))
                                          : act_row_bytes(act_format_for(w->type), w->ne[0]);
     return row * (size_t)node.src[1]->n_rows();
 }
 
 size_t scratch_floats(const Tensor& node) {
     switch (node.op) {
-        case Op::MatMul:  // a dequantized row, or a GEMM panel of kPanelRows rows
-            return std::max((size_t)node.src[0]->ne[0], kPanelRows * panel_row_bytes(panel_k(node.src[0]->ne[0])) / 4);
+        case Op::MatMul:  // a dequantized row, or a GEMM panel
+            return std::max((size_t)node.src[0]->ne[0],
+                            act_format_for(node.src[0]->type) == ActFormat::None
+                                ? 0
+                                : (panel_bytes(node.src[0]->type, node.src[0]->ne[0]) + 3) / 4);
         case Op::Rope: return (size_t)node.i[0];
         default: return 0;
     }

@@ -1,38 +1,77 @@
-// Layouts for the tiled prefill GEMM (gemm_impl.inc). Every quantized weight
-// type unpacks to the same panel form, x = s * L + c, with
-//   L  unsigned 8-bit levels in natural element order,
-//   s  one float scale per 4 elements (the lanes of an integer dot product),
-//   c  one float bias per 16 elements (the smallest scale group, q6_k's);
-// and activations to rows of int8 levels with their block scale per 4
-// elements and scaled sums per 16. Then for any type
-//   dot(w, a) = sum over lanes of s * d * (L . q)  +  sum over groups of c * dsum,
-// an integer dot product per lane plus one short float dot. Rows are padded
-// with zeros to a multiple of 64 elements.
+// Layouts for the tiled prefill GEMM (gemm_impl.inc). A thread unpacks
+// kPanelRows weight rows into a panel, once for all activation rows, and runs a
+// register tile over it.
+//
+// The panel is vertical: one 64-byte vector holds 4 consecutive elements of 16
+// weight rows (lane r = row r), so a single vpdpbusd against 4 activation bytes
+// broadcast to every lane advances 16 output sums at once, each in its own
+// lane. There are no horizontal reductions, and every scale is applied per
+// vector of 16 rows rather than per row. Levels are unsigned bytes L, so each
+// element is x = scale * L - offset:
+//
+//   Block32 (q4_0, q4_1, q5_0, q5_1, q8_0), per 32-element block and 16 rows:
+//     L    8 vectors (elements 4s .. 4s+3 in vector s)
+//     d    16 floats: x = d * L + m
+//     m    16 floats (q4_1/q5_1: the min; the others: -offset * d)
+//   Super256 (q4_k, q5_k, q6_k), per 256-element super-block and 16 rows, with
+//   sub-blocks of S elements (32 for q4_k/q5_k, 16 for q6_k):
+//     L    64 vectors
+//     sc   256 / S vectors of int32 sub-block scales
+//     m    8 vectors of int16 pairs: the offsets of 16-element groups 2p and
+//          2p + 1 (q4_k/q5_k: the 6-bit min; q6_k: 32 * sc)
+//     d    16 floats, dmin 16 floats: x = d * sc * L - dmin * m
+//
+// A panel is kPanelGroups groups of 16 rows, each group's blocks in order.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "cpu/act_formats.h"
 #include "quant/types.h"
 
 namespace quanta::cpu {
 
-constexpr int kPanelRows = 4;
+constexpr int kPanelLanes = 16;
+constexpr int kPanelGroups = 2;
+constexpr int kPanelRows = kPanelLanes * kPanelGroups;
 
-inline int64_t panel_k(int64_t k) { return (k + 63) / 64 * 64; }
+enum class PanelKind { Block32, Super256 };
 
-// Bytes of one weight row's panel: levels, scales, biases.
-inline size_t panel_row_bytes(int64_t kpad) { return (size_t)kpad + (size_t)kpad + (size_t)kpad / 4; }
-// Bytes of one activation row: levels, scales, group sums.
-inline size_t gemm_act_row_bytes(int64_t kpad) { return panel_row_bytes(kpad); }
+inline PanelKind panel_kind(DType weight) {
+    return act_format_for(weight) == ActFormat::Block256 ? PanelKind::Super256 : PanelKind::Block32;
+}
+inline int panel_block(DType weight) { return panel_kind(weight) == PanelKind::Super256 ? 256 : 32; }
+// Elements per integer sub-block scale (Super256).
+inline int panel_sub_block(DType weight) { return weight == DType::Q6_K ? 16 : 32; }
 
-// Unpacks one weight row of k elements into L, s, c (kpad long); every type with
-// an activation format (act_formats.h), i.e. every type with fast dot kernels.
-void unpack_panel_row(DType type, const void* w, int64_t k, int64_t kpad, uint8_t* L, float* s, float* c);
-// Activation rows (gemm_act_row_bytes(kpad) bytes): int8 levels[kpad] | float
-// scale per 4 elements | float scaled sum per 16 elements; quantized by the
-// level that has the GEMM (Kernels::quantize_gemm_act) with the same levels as
-// the row kernels' formats: per block of 32 (256 for k-quant weights), scale
-// amax / 127, round half to even.
+// Byte offsets inside one block of a 16-row group.
+constexpr size_t kB32Scale = 512, kB32Min = 576, kB32Bytes = 640;
+constexpr size_t kS256Scales = 4096;
+inline size_t s256_mins(int sub) { return kS256Scales + (size_t)(256 / sub) * 64; }
+inline size_t s256_d(int sub) { return s256_mins(sub) + 512; }
+inline size_t s256_bytes(int sub) { return s256_d(sub) + 128; }
+
+inline size_t panel_block_bytes(DType weight) {
+    return panel_kind(weight) == PanelKind::Super256 ? s256_bytes(panel_sub_block(weight)) : kB32Bytes;
+}
+// Bytes of one 16-row group for rows of k elements, and of a whole panel.
+inline size_t panel_group_bytes(DType weight, int64_t k) {
+    return (size_t)(k / panel_block(weight)) * panel_block_bytes(weight);
+}
+inline size_t panel_bytes(DType weight, int64_t k) { return kPanelGroups * panel_group_bytes(weight, k); }
+
+// Unpacks weight rows rows[0..n) (n <= kPanelRows; k elements each) into a
+// panel; rows past n are zero.
+void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel);
+
+// Activation rows for the GEMM, quantized per block of 32 (256 for k-quant
+// weights) with the same levels as the row kernels' formats (scale amax / 127,
+// round half to even):
+//   int8 q[k] | float d per block | float d * (sum of q) per block | int16 sum of q per 16 elements
+inline size_t gemm_act_d(int64_t k) { return (size_t)k; }
+inline size_t gemm_act_dsum(int64_t k, int block) { return (size_t)k + 4 * (size_t)(k / block); }
+inline size_t gemm_act_qsum(int64_t k, int block) { return (size_t)k + 8 * (size_t)(k / block); }
+inline size_t gemm_act_row_bytes(int64_t k, int block) { return gemm_act_qsum(k, block) + (size_t)k / 8; }
 
 }  // namespace quanta::cpu
