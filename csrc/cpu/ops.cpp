@@ -124,7 +124,10 @@ constexpr size_t kActBlockBytes = 192 * 1024;
 
 // Prefill with many activation rows, where the level has a tiled GEMM: each
 // thread unpacks kPanelRows weight rows at a time into a panel (panel.h), once
-// for all activation rows, and runs the register tile over them.
+// for all activation rows, and runs the register tile over them. Unpacking
+// costs about as much as 10-20 rows of the row kernels, so below that the row
+// kernels win: measured crossovers on 2 threads (bench/README.md) were 14-15
+// rows for q5_0/q8_0 and about 20 for q4_k/q6_k.
 constexpr int64_t kGemmMinRows = 16;
 
 GemmTileFn gemm_tile_for(const Kernels& k, DType weight) {

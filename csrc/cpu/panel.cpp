@@ -8,30 +8,42 @@
 namespace quanta::cpu {
 namespace {
 
-// One row's block in natural order, before it is spread over the lanes.
+// One row's block, levels as 32-bit words of 4 consecutive elements (the unit
+// a panel lane holds), decoded with word operations.
 struct Decoded {
-    uint8_t L[256];
-    float d, m;              // Block32: x = d * L + m
-    float dmin;              // Super256: x = d * sc * L - dmin * min
+    uint32_t L4[64];
+    float d, m;               // Block32: x = d * L + m
+    float dmin;               // Super256: x = d * sc * L - dmin * min
     int32_t sc[16], min[16];  // Super256: per sub-block scale, per 16-element group offset
 };
+
+constexpr uint32_t kLow4 = 0x0f0f0f0fu, kLow2 = 0x03030303u, kLow1 = 0x01010101u;
+
+uint32_t word(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// Bits 0..3 of x to bit 4 of bytes 0..3 (the fifth bit of 4 levels).
+uint32_t fifth_bits(uint32_t x) { return ((x & 0xf) * 0x00204081u & kLow1) << 4; }
 
 void decode_block32(DType type, const uint8_t* b, Decoded* out) {
     const float d = f16_load(b);
     out->d = d;
     if (type == DType::Q8_0) {  // signed levels shifted to unsigned: x = d * (L - 128)
-        for (int i = 0; i < 32; ++i) out->L[i] = (uint8_t)((int8_t)b[2 + i] + 128);
+        for (int s = 0; s < 8; ++s) out->L4[s] = word(b + 2 + 4 * s) ^ 0x80808080u;
         out->m = -128.0f * d;
         return;
     }
     const bool has_min = type == DType::Q4_1 || type == DType::Q5_1;
     const bool five = type == DType::Q5_0 || type == DType::Q5_1;
     const uint8_t* qs = b + 2 + (has_min ? 2 : 0) + (five ? 4 : 0);
-    uint32_t qh = 0;
-    if (five) std::memcpy(&qh, b + 2 + (has_min ? 2 : 0), 4);
-    for (int i = 0; i < 16; ++i) {
-        out->L[i] = (uint8_t)((qs[i] & 0x0f) | (((qh >> i) & 1u) << 4));
-        out->L[i + 16] = (uint8_t)((qs[i] >> 4) | (((qh >> (i + 16)) & 1u) << 4));
+    const uint32_t qh = five ? word(b + 2 + (has_min ? 2 : 0)) : 0;
+    for (int s = 0; s < 4; ++s) {  // elements 4s.. in the low nibbles, 16 + 4s.. in the high ones
+        const uint32_t q = word(qs + 4 * s);
+        out->L4[s] = (q & kLow4) | fifth_bits(qh >> (4 * s));
+        out->L4[4 + s] = ((q >> 4) & kLow4) | fifth_bits(qh >> (16 + 4 * s));
     }
     out->m = has_min ? f16_load(b + 2) : -(five ? 16.0f : 8.0f) * d;
 }
@@ -41,13 +53,12 @@ void decode_q45k(const uint8_t* b, bool five, Decoded* out) {
     out->dmin = f16_load(b + 2);
     const uint8_t* qh = b + 16;
     const uint8_t* qs = b + (five ? 48 : 16);
-    for (int chunk = 0; chunk < 4; ++chunk) {
-        for (int l = 0; l < 32; ++l) {
-            const uint8_t byte = qs[32 * chunk + l];
-            out->L[64 * chunk + l] = (uint8_t)((byte & 0x0f) | (five ? ((qh[l] >> (2 * chunk)) & 1) << 4 : 0));
-            out->L[64 * chunk + 32 + l] = (uint8_t)((byte >> 4) | (five ? ((qh[l] >> (2 * chunk + 1)) & 1) << 4 : 0));
+    for (int chunk = 0; chunk < 4; ++chunk)  // 64 elements: 32 low nibbles, then 32 high ones
+        for (int t = 0; t < 8; ++t) {
+            const uint32_t q = word(qs + 32 * chunk + 4 * t), h = five ? word(qh + 4 * t) : 0;
+            out->L4[16 * chunk + t] = (q & kLow4) | ((h >> (2 * chunk)) & kLow1) << 4;
+            out->L4[16 * chunk + 8 + t] = ((q >> 4) & kLow4) | ((h >> (2 * chunk + 1)) & kLow1) << 4;
         }
-    }
     for (int j = 0; j < 8; ++j) {
         int sc, m;
         k4_scale_min(b + 4, j, &sc, &m);
@@ -61,13 +72,14 @@ void decode_q6k(const uint8_t* b, Decoded* out) {
     const uint8_t* qh = b + 128;
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
     out->d = out->dmin = f16_load(b + 208);
-    for (int h = 0; h < 2; ++h)
-        for (int l = 0; l < 32; ++l) {
-            const uint8_t l0 = ql[64 * h + l], l1 = ql[64 * h + l + 32], hb = qh[32 * h + l];
-            out->L[128 * h + l] = (uint8_t)((l0 & 0x0f) | ((hb & 3) << 4));
-            out->L[128 * h + 32 + l] = (uint8_t)((l1 & 0x0f) | (((hb >> 2) & 3) << 4));
-            out->L[128 * h + 64 + l] = (uint8_t)((l0 >> 4) | (((hb >> 4) & 3) << 4));
-            out->L[128 * h + 96 + l] = (uint8_t)((l1 >> 4) | (((hb >> 6) & 3) << 4));
+    for (int h = 0; h < 2; ++h)  // 128 elements: 4 runs of 32 from ql's nibbles and qh's bit pairs
+        for (int t = 0; t < 8; ++t) {
+            const uint32_t l0 = word(ql + 64 * h + 4 * t), l1 = word(ql + 64 * h + 32 + 4 * t);
+            const uint32_t hb = word(qh + 32 * h + 4 * t);
+            out->L4[32 * h + t] = (l0 & kLow4) | (hb & kLow2) << 4;
+            out->L4[32 * h + 8 + t] = (l1 & kLow4) | ((hb >> 2) & kLow2) << 4;
+            out->L4[32 * h + 16 + t] = ((l0 >> 4) & kLow4) | ((hb >> 4) & kLow2) << 4;
+            out->L4[32 * h + 24 + t] = ((l1 >> 4) & kLow4) | ((hb >> 6) & kLow2) << 4;
         }
     for (int g = 0; g < 16; ++g) {  // x = d * sc * (L - 32)
         out->sc[g] = sc[g];
@@ -89,7 +101,7 @@ void set_lane(uint8_t* vec, int lane, T v) {
 // Spreads one row's decoded block over lane `lane` of a 16-row group's block.
 void spread(DType type, const Decoded& b, int lane, uint8_t* out) {
     const int n = panel_block(type);
-    for (int s = 0; s < n / 4; ++s) std::memcpy(out + 64 * s + 4 * lane, b.L + 4 * s, 4);
+    for (int s = 0; s < n / 4; ++s) set_lane(out + 64 * s, lane, b.L4[s]);
     if (panel_kind(type) == PanelKind::Block32) {
         set_lane(out + kB32Scale, lane, b.d);
         set_lane(out + kB32Min, lane, b.m);
@@ -110,7 +122,7 @@ void spread(DType type, const Decoded& b, int lane, uint8_t* out) {
 void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel) {
     const TypeInfo& info = type_info(type);
     const size_t block_bytes = panel_block_bytes(type), group_bytes = panel_group_bytes(type, k);
-    std::memset(panel, 0, kPanelGroups * group_bytes);
+    if (n < kPanelRows) std::memset(panel, 0, kPanelGroups * group_bytes);  // missing rows: zero lanes
     Decoded decoded;
     for (int r = 0; r < n; ++r) {
         uint8_t* group = panel + (size_t)(r / kPanelLanes) * group_bytes;
