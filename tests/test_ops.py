@@ -56,9 +56,10 @@ def test_rms_norm(cpu_level, rng):
 
 
 @pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
-@pytest.mark.parametrize("m", [1, 3])
-def test_matmul_float_weights(cpu_level, rng, wtype, m):
-    n, k = 19, 96
+@pytest.mark.parametrize("m", [1, 3, 9])  # 3, 9: the register tile where the level has one, with partial tiles
+@pytest.mark.parametrize("k", [96, 37])  # 37: a masked tail
+def test_matmul_float_weights(cpu_level, rng, wtype, m, k):
+    n = 19
     w = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
     g = _core.Graph()

@@ -53,6 +53,10 @@ struct Kernels {
     GemmTileFn gemm_tile32, gemm_tile256;
     // Quantizes an activation row into the GEMM layout (panel.h); null with the tiles.
     void (*quantize_gemm_act)(const float* x, int64_t k, int block, uint8_t* out);
+    // f32/f16/bf16 weights: 4 rows (w, ws bytes apart; nw used) x na (1..4)
+    // activation rows (x, xs floats apart): out[i + j * os]. Null: one dot per output.
+    void (*float_tile)(DType type, int64_t k, const char* w, size_t ws, const float* x, size_t xs, int na,
+                       float* out, size_t os, int nw);
 };
 
 // The fast dot kernel for weights of `type`, or null when there is none.

@@ -217,8 +217,43 @@ void matmul_quantized(const Tensor& dst, const OpContext& c, QuantDotFn dot) {
     }
 }
 
+// Plain float weights with contiguous rows, several activation rows and a
+// level with the tile: 4 weight rows x 4 activation rows in registers, the
+// activation rows taken in blocks that stay in L2 while the weights stream.
+bool use_float_tile(const Tensor& dst, const Kernels& k) {
+    const Tensor* w = dst.src[0];
+    const Tensor* x = dst.src[1];
+    return k.float_tile && plain_float(w->type) && x->ne[1] >= 2 && w->nb[0] == type_info(w->type).block_bytes &&
+           x->nb[0] == 4 && x->nb[1] % 4 == 0 && dst.nb[0] == 4 && dst.nb[1] % 4 == 0;
+}
+
+void matmul_float_tiled(const Tensor& dst, const OpContext& c) {
+    const Tensor* w = dst.src[0];
+    const Tensor* x = dst.src[1];
+    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
+    const int64_t m_block = std::max<int64_t>(4, (int64_t)(kActBlockBytes / (K * sizeof(float))) / 4 * 4);
+    const int64_t quads = (N + 3) / 4;
+    int64_t begin, end;
+    split(quads * x->ne[2] * x->ne[3], c, &begin, &end);
+    for (int64_t m0 = 0; m0 < M; m0 += m_block) {
+        const int64_t m1 = std::min(M, m0 + m_block);
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t n0 = (task % quads) * 4, b = task / quads;
+            const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
+            const int nw = (int)std::min<int64_t>(4, N - n0);
+            for (int64_t m = m0; m < m1; m += 4)
+                c.k->float_tile(w->type, K, at(w, 0, n0, i2 / r2, i3 / r3), w->nb[1],
+                                reinterpret_cast<const float*>(at(x, 0, m, i2, i3)), x->nb[1] / 4,
+                                (int)std::min<int64_t>(4, m1 - m), reinterpret_cast<float*>(at(&dst, n0, m, i2, i3)),
+                                dst.nb[1] / 4, nw);
+        }
+    }
+}
+
 void matmul(const Tensor& dst, const OpContext& c) {
     if (QuantDotFn dot = quant_dot(*c.k, dst.src[0]->type)) return matmul_quantized(dst, c, dot);
+    if (use_float_tile(dst, *c.k)) return matmul_float_tiled(dst, c);
     const Tensor* w = dst.src[0];
     const Tensor* x = dst.src[1];
     const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
