@@ -114,7 +114,7 @@ void spread(DType type, const Decoded& b, int lane, uint8_t* out) {
         set_lane(out + s256_mins(sub) + 64 * p, 2 * lane + 1, (int16_t)b.min[2 * p + 1]);
     }
     set_lane(out + s256_d(sub), lane, b.d);
-    set_lane(out + s256_d(sub) + 64, lane, b.dmin);
+    set_lane(out + s256_dmin(sub), lane, b.dmin);
 }
 
 }  // namespace

@@ -48,9 +48,10 @@ inline int panel_sub_block(DType weight) { return weight == DType::Q6_K ? 16 : 3
 // Byte offsets inside one block of a 16-row group.
 constexpr size_t kB32Scale = 512, kB32Min = 576, kB32Bytes = 640;
 constexpr size_t kS256Scales = 4096;
-inline size_t s256_mins(int sub) { return kS256Scales + (size_t)(256 / sub) * 64; }
-inline size_t s256_d(int sub) { return s256_mins(sub) + 512; }
-inline size_t s256_bytes(int sub) { return s256_d(sub) + 128; }
+constexpr size_t s256_mins(int sub) { return kS256Scales + (size_t)(256 / sub) * 64; }
+constexpr size_t s256_d(int sub) { return s256_mins(sub) + 512; }
+constexpr size_t s256_dmin(int sub) { return s256_d(sub) + 64; }
+constexpr size_t s256_bytes(int sub) { return s256_dmin(sub) + 64; }
 
 inline size_t panel_block_bytes(DType weight) {
     return panel_kind(weight) == PanelKind::Super256 ? s256_bytes(panel_sub_block(weight)) : kB32Bytes;
