@@ -152,27 +152,43 @@ void quantize_activations(const Tensor* x, const OpContext& c, size_t row_bytes,
     c.pool->barrier();
 }
 
+// The walk every matmul path shares: the threads split tasks of `rows`
+// consecutive weight rows (per batch matrix), and each walks its tasks once per
+// block of `m_block` activation rows, so that block stays in cache while the
+// weights stream past it. body(n0, nw, i2, i3, m0, m1): weight rows
+// [n0, n0 + nw) of batch (i2, i3) against activation rows [m0, m1).
+template <typename Body>
+void for_each_tile(const Tensor& dst, const OpContext& c, int64_t rows, int64_t m_block, Body body) {
+    const Tensor* x = dst.src[1];
+    const int64_t N = dst.ne[0], M = x->ne[1];
+    const int64_t tiles = (N + rows - 1) / rows;
+    int64_t begin, end;
+    split(tiles * x->ne[2] * x->ne[3], c, &begin, &end);
+    for (int64_t m0 = 0; m0 < M; m0 += m_block) {
+        const int64_t m1 = std::min(M, m0 + m_block);
+        for (int64_t task = begin; task < end; ++task) {
+            const int64_t n0 = (task % tiles) * rows, b = task / tiles;
+            body(n0, (int)std::min(rows, N - n0), b % x->ne[2], b / x->ne[2], m0, m1);
+        }
+    }
+}
+
 void matmul_gemm(const Tensor& dst, const OpContext& c) {
     const Tensor* w = dst.src[0];
     const Tensor* x = dst.src[1];
-    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const int64_t K = w->ne[0], M = x->ne[1];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
     const int block = panel_block(w->type);
     const size_t arow = gemm_act_row_bytes(K, block);
     quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_gemm_act(row, K, block, out); });
 
-    int64_t begin, end;
     const GemmTileFn tile = gemm_tile_for(*c.k, w->type);
     uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
     const size_t group_bytes = panel_group_bytes(w->type, K);
     const size_t out_stride = dst.nb[1] / sizeof(float);
     const int sub = panel_sub_block(w->type);
-    const int64_t tiles = (N + kPanelRows - 1) / kPanelRows;
-    split(tiles * x->ne[2] * x->ne[3], c, &begin, &end);
-    for (int64_t task = begin; task < end; ++task) {
-        const int64_t n0 = (task % tiles) * kPanelRows, b = task / tiles;
-        const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
-        const int nw = (int)std::min<int64_t>(kPanelRows, N - n0);
+    // One block of all M rows: each panel is unpacked once.
+    for_each_tile(dst, c, kPanelRows, M, [&](int64_t n0, int nw, int64_t i2, int64_t i3, int64_t, int64_t) {
         const void* rows[kPanelRows];
         for (int i = 0; i < nw; ++i) rows[i] = at(w, 0, n0 + i, i2 / r2, i3 / r3);
         unpack_panel(w->type, rows, nw, K, panel);
@@ -182,7 +198,7 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
             tile(K, panel, group_bytes, act + m * arow, arow, (int)std::min<int64_t>(4, M - m), out, out_stride, nw,
                  sub);
         }
-    }
+    });
 }
 
 // Quantized weights: activations are quantized to 8 bits once (all threads
@@ -192,29 +208,22 @@ void matmul_quantized(const Tensor& dst, const OpContext& c, QuantDotFn dot) {
     if (use_gemm(dst, *c.k)) return matmul_gemm(dst, c);
     const Tensor* w = dst.src[0];
     const Tensor* x = dst.src[1];
-    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const int64_t K = w->ne[0], M = x->ne[1];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
     const size_t arow = act_row_bytes(act_format_for(w->type), K);
     const QuantizeActFn quantize = quantize_act(*c.k, w->type);
     quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { quantize(row, out, K); });
 
-    int64_t begin, end;
     const size_t out_stride = dst.nb[1] / sizeof(float);
     const int64_t m_block = std::max<int64_t>(4, (int64_t)(kActBlockBytes / arow) / 4 * 4);
-    split(N * x->ne[2] * x->ne[3], c, &begin, &end);
-    for (int64_t m0 = 0; m0 < M; m0 += m_block) {
-        const int64_t m1 = std::min(M, m0 + m_block);
-        for (int64_t task = begin; task < end; ++task) {
-            const int64_t n = task % N, b = task / N;
-            const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
-            const char* wrow = at(w, 0, n, i2 / r2, i3 / r3);
-            const uint8_t* act = c.shared + (size_t)(M * (i2 + x->ne[2] * i3)) * arow;
-            for (int64_t m = m0; m < m1; m += 4) {
-                float* out = reinterpret_cast<float*>(at(&dst, n, m, i2, i3));
-                dot(K, wrow, act + m * arow, arow, out, out_stride, (int)std::min<int64_t>(4, m1 - m));
-            }
+    for_each_tile(dst, c, 1, m_block, [&](int64_t n, int, int64_t i2, int64_t i3, int64_t m0, int64_t m1) {
+        const char* wrow = at(w, 0, n, i2 / r2, i3 / r3);
+        const uint8_t* act = c.shared + (size_t)(M * (i2 + x->ne[2] * i3)) * arow;
+        for (int64_t m = m0; m < m1; m += 4) {
+            float* out = reinterpret_cast<float*>(at(&dst, n, m, i2, i3));
+            dot(K, wrow, act + m * arow, arow, out, out_stride, (int)std::min<int64_t>(4, m1 - m));
         }
-    }
+    });
 }
 
 // Plain float weights with contiguous rows, several activation rows and a
@@ -230,25 +239,16 @@ bool use_float_tile(const Tensor& dst, const Kernels& k) {
 void matmul_float_tiled(const Tensor& dst, const OpContext& c) {
     const Tensor* w = dst.src[0];
     const Tensor* x = dst.src[1];
-    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const int64_t K = w->ne[0];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
     const int64_t m_block = std::max<int64_t>(4, (int64_t)(kActBlockBytes / (K * sizeof(float))) / 4 * 4);
-    const int64_t quads = (N + 3) / 4;
-    int64_t begin, end;
-    split(quads * x->ne[2] * x->ne[3], c, &begin, &end);
-    for (int64_t m0 = 0; m0 < M; m0 += m_block) {
-        const int64_t m1 = std::min(M, m0 + m_block);
-        for (int64_t task = begin; task < end; ++task) {
-            const int64_t n0 = (task % quads) * 4, b = task / quads;
-            const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
-            const int nw = (int)std::min<int64_t>(4, N - n0);
-            for (int64_t m = m0; m < m1; m += 4)
-                c.k->float_tile(w->type, K, at(w, 0, n0, i2 / r2, i3 / r3), w->nb[1],
-                                reinterpret_cast<const float*>(at(x, 0, m, i2, i3)), x->nb[1] / 4,
-                                (int)std::min<int64_t>(4, m1 - m), reinterpret_cast<float*>(at(&dst, n0, m, i2, i3)),
-                                dst.nb[1] / 4, nw);
-        }
-    }
+    for_each_tile(dst, c, 4, m_block, [&](int64_t n0, int nw, int64_t i2, int64_t i3, int64_t m0, int64_t m1) {
+        for (int64_t m = m0; m < m1; m += 4)
+            c.k->float_tile(w->type, K, at(w, 0, n0, i2 / r2, i3 / r3), w->nb[1],
+                            reinterpret_cast<const float*>(at(x, 0, m, i2, i3)), x->nb[1] / 4,
+                            (int)std::min<int64_t>(4, m1 - m), reinterpret_cast<float*>(at(&dst, n0, m, i2, i3)),
+                            dst.nb[1] / 4, nw);
+    });
 }
 
 void matmul(const Tensor& dst, const OpContext& c) {
@@ -256,13 +256,9 @@ void matmul(const Tensor& dst, const OpContext& c) {
     if (use_float_tile(dst, *c.k)) return matmul_float_tiled(dst, c);
     const Tensor* w = dst.src[0];
     const Tensor* x = dst.src[1];
-    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    const int64_t K = w->ne[0], M = x->ne[1];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
-    int64_t begin, end;
-    split(N * x->ne[2] * x->ne[3], c, &begin, &end);
-    for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task % N, b = task / N;
-        const int64_t i2 = b % x->ne[2], i3 = b / x->ne[2];
+    for_each_tile(dst, c, 1, M, [&](int64_t n, int, int64_t i2, int64_t i3, int64_t, int64_t) {
         const char* wrow = at(w, 0, n, i2 / r2, i3 / r3);
         const float* wf = nullptr;
         if (w->type != DType::F32 && w->type != DType::F16 && w->type != DType::BF16) {
@@ -278,7 +274,7 @@ void matmul(const Tensor& dst, const OpContext& c) {
             else if (w->type == DType::F16) *y = c.k->dot_f16_f32(reinterpret_cast<const uint16_t*>(wrow), xr, K);
             else *y = c.k->dot_bf16_f32(reinterpret_cast<const uint16_t*>(wrow), xr, K);
         }
-    }
+    });
 }
 
 // ---- attention pieces ------------------------------------------------------
