@@ -151,10 +151,12 @@ def test_matmul_random_block_contents(cpu_level, rng):
         np.testing.assert_allclose(y, xr @ w.T, rtol=0, atol=1e-5 * (np.abs(xr) @ np.abs(w).T).max(), err_msg=qtype)
 
 
-def rope_reference(x, pos, n_rot, mode, base):
+def rope_reference(x, pos, n_rot, mode, base, factors=None):
     """x: (tokens, heads, head_dim). Normal rotates pairs (2i, 2i+1); neox rotates (i, i + n_rot/2)."""
     out = x.astype(np.float64).copy()
     inv_freq = base ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot)
+    if factors is not None:
+        inv_freq = inv_freq / factors
     theta = pos[:, None].astype(np.float64) * inv_freq[None, :]  # (tokens, n_rot/2)
     cos, sin = np.cos(theta)[:, None, :], np.sin(theta)[:, None, :]
     if mode == "normal":
@@ -177,6 +179,16 @@ def test_rope(cpu_level, rng, mode, n_rot):
     g = _core.Graph()
     (y,) = run(g, [g.rope(g.constant(x), g.constant(pos), n_rot, mode, 10000.0)])
     np.testing.assert_allclose(y, rope_reference(x, pos, n_rot, mode, 10000.0), rtol=1e-5, atol=1e-5)
+
+
+def test_rope_frequency_factors(rng):
+    # llama 3's rope_freqs.weight: each frequency divided by its factor.
+    x = rng.standard_normal((5, 2, 32), dtype=np.float32)
+    pos = np.array([0, 3, 9, 200, 8000], dtype=np.int32)
+    factors = rng.uniform(1.0, 8.0, 16).astype(np.float32)
+    g = _core.Graph()
+    (y,) = run(g, [g.rope(g.constant(x), g.constant(pos), 32, "neox", 5e5, freq_factors=g.constant(factors))])
+    np.testing.assert_allclose(y, rope_reference(x, pos, 32, "neox", 5e5, factors), rtol=1e-5, atol=1e-5)
 
 
 def test_rope_neox_matches_hf_rotate_half(rng):

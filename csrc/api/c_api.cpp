@@ -26,6 +26,7 @@ quanta_status status_for(quanta::ErrorKind kind) {
         case quanta::ErrorKind::Model: return QUANTA_ERR_MODEL;
         case quanta::ErrorKind::Unsupported: return QUANTA_ERR_UNSUPPORTED;
         case quanta::ErrorKind::OutOfMemory: return QUANTA_ERR_OUT_OF_MEMORY;
+        case quanta::ErrorKind::ContextOverflow: return QUANTA_ERR_CONTEXT_OVERFLOW;
         case quanta::ErrorKind::Internal: return QUANTA_ERR_INTERNAL;
     }
     return QUANTA_ERR_INTERNAL;

@@ -32,7 +32,8 @@ typedef enum quanta_status {
     QUANTA_ERR_MODEL = 4,
     QUANTA_ERR_UNSUPPORTED = 5,
     QUANTA_ERR_OUT_OF_MEMORY = 6,
-    QUANTA_ERR_INTERNAL = 7
+    QUANTA_ERR_INTERNAL = 7,
+    QUANTA_ERR_CONTEXT_OVERFLOW = 8
 } quanta_status;
 
 /* GGUF metadata value types, as stored in the file. */

@@ -15,6 +15,7 @@ enum class ErrorKind {
     Model,            // a well-formed file does not describe a model we can run
     Unsupported,      // valid but not implemented here (type, CPU level, device)
     OutOfMemory,
+    ContextOverflow,  // more tokens than the context holds (quanta.ContextOverflowError)
     Internal,         // a bug in quanta
 };
 

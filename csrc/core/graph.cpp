@@ -113,15 +113,23 @@ Tensor* Graph::rms_norm(Tensor* x, float eps) {
     return t;
 }
 
-Tensor* Graph::rope(Tensor* x, Tensor* pos, int n_rot, RopeMode mode, float freq_base, float freq_scale) {
+Tensor* Graph::rope(Tensor* x, Tensor* pos, int n_rot, RopeMode mode, float freq_base, float freq_scale,
+                    Tensor* freq_factors) {
     QUANTA_CHECK_ARG(pos->type == DType::I32 && pos->n_elements() == x->ne[2],
                      "rope: positions must be i32 with one entry per token (x.ne[2] = " + std::to_string(x->ne[2]) +
                          ")");
     QUANTA_CHECK_ARG(n_rot > 0 && n_rot % 2 == 0 && n_rot <= x->ne[0],
                      "rope: n_rot " + std::to_string(n_rot) + " must be even and at most the head size");
     QUANTA_CHECK_ARG(mode == RopeMode::Normal || mode == RopeMode::Neox, "rope: unknown mode");
+    if (freq_factors) {
+        check_f32(freq_factors, "rope freq_factors");
+        QUANTA_CHECK_ARG(freq_factors->is_contiguous() && freq_factors->n_elements() == n_rot / 2,
+                         "rope: freq_factors " + describe(freq_factors) + " must hold n_rot / 2 = " +
+                             std::to_string(n_rot / 2) + " values");
+    }
     Tensor* t = unary(Op::Rope, x);
     t->src[1] = pos;
+    t->src[2] = freq_factors;
     t->i[0] = n_rot;
     t->i[1] = static_cast<int32_t>(mode);
     t->f[0] = freq_base;
@@ -231,6 +239,12 @@ Tensor* Graph::view(Tensor* a, const Shape& ne, const std::vector<size_t>& nb, s
     t->view_offset += offset;
     QUANTA_CHECK_ARG(t->view_offset - a->view_offset + t->n_bytes() <= a->n_bytes() || a->n_elements() == 0,
                      "view: " + t->shape_string() + " at offset " + std::to_string(offset) + " runs past " + describe(a));
+    return t;
+}
+
+Tensor* Graph::after(Tensor* a, Tensor* dep) {
+    Tensor* t = make_view(a);
+    t->src[1] = dep;
     return t;
 }
 

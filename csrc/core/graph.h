@@ -35,8 +35,10 @@ public:
     Tensor* matmul(Tensor* w, Tensor* x);
     Tensor* rms_norm(Tensor* x, float eps);
     // x: [head_dim, n_head, n_tokens, 1] f32; pos: [n_tokens] i32. Rotates the
-    // first n_rot dims of each head with angle pos * freq_scale * base^(-2i/n_rot).
-    Tensor* rope(Tensor* x, Tensor* pos, int n_rot, RopeMode mode, float freq_base, float freq_scale = 1.0f);
+    // first n_rot dims of each head with angle pos * freq_scale * base^(-2i/n_rot),
+    // divided by freq_factors[i] when given (f32 [n_rot / 2]: llama 3's long-context rope).
+    Tensor* rope(Tensor* x, Tensor* pos, int n_rot, RopeMode mode, float freq_base, float freq_scale = 1.0f,
+                 Tensor* freq_factors = nullptr);
     // softmax(x * scale + mask) along rows; mask may be null, else f32 [ne0, >= ne1].
     Tensor* softmax(Tensor* x, Tensor* mask, float scale);
     // Rows `ids` (i32 [M]) of `table` ([K, N], any type) -> f32 [K, M].
@@ -50,6 +52,9 @@ public:
     Tensor* copy_into(Tensor* src, Tensor* dst);
 
     // Views (no computation).
+    // `a` unchanged, but read only after `dep` has run: orders reads of a buffer
+    // (a KV cache) after this graph's writes into it, which no data edge implies.
+    Tensor* after(Tensor* a, Tensor* dep);
     Tensor* reshape(Tensor* a, const Shape& ne);
     Tensor* view(Tensor* a, const Shape& ne, const std::vector<size_t>& nb, size_t offset);
     Tensor* transpose(Tensor* a);

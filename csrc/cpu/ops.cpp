@@ -285,6 +285,7 @@ void rope(const Tensor& dst, const OpContext& c) {
     const int n_rot = dst.i[0], half = n_rot / 2;
     const bool neox = static_cast<RopeMode>(dst.i[1]) == RopeMode::Neox;
     const double base = dst.f[0], freq_scale = dst.f[1];
+    const float* factors = dst.src[2] ? static_cast<const float*>(dst.src[2]->data) : nullptr;
     float* cos_sin = c.scratch;  // [cos(theta_i), sin(theta_i)] for the current token
     int64_t cached_token = -1;
     int64_t begin, end;
@@ -293,7 +294,8 @@ void rope(const Tensor& dst, const OpContext& c) {
         const RowIndex ri = row_index(&dst, r);
         if (ri.i2 != cached_token) {
             for (int i = 0; i < half; ++i) {
-                const double theta = pos[ri.i2] * freq_scale * std::pow(base, -2.0 * i / n_rot);
+                double theta = pos[ri.i2] * freq_scale * std::pow(base, -2.0 * i / n_rot);
+                if (factors) theta /= factors[i];
                 cos_sin[2 * i] = (float)std::cos(theta);
                 cos_sin[2 * i + 1] = (float)std::sin(theta);
             }

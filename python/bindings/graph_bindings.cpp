@@ -114,10 +114,12 @@ void bind_graph(py::module_& m) {
         .def("gelu", [](PyGraph& g, Tensor* a) { return g.graph.gelu(a); }, ref)
         .def("matmul", [](PyGraph& g, Tensor* w, Tensor* x) { return g.graph.matmul(w, x); }, ref)
         .def("rms_norm", [](PyGraph& g, Tensor* x, float eps) { return g.graph.rms_norm(x, eps); }, ref)
-        .def("rope", [](PyGraph& g, Tensor* x, Tensor* pos, int n_rot, const std::string& mode, float base, float scale) {
+        .def("rope", [](PyGraph& g, Tensor* x, Tensor* pos, int n_rot, const std::string& mode, float base, float scale,
+                         Tensor* factors) {
             QUANTA_CHECK_ARG(mode == "normal" || mode == "neox", "rope mode is 'normal' or 'neox'");
-            return g.graph.rope(x, pos, n_rot, mode == "neox" ? RopeMode::Neox : RopeMode::Normal, base, scale);
-        }, py::arg("x"), py::arg("pos"), py::arg("n_rot"), py::arg("mode"), py::arg("base"), py::arg("freq_scale") = 1.0f, ref)
+            return g.graph.rope(x, pos, n_rot, mode == "neox" ? RopeMode::Neox : RopeMode::Normal, base, scale, factors);
+        }, py::arg("x"), py::arg("pos"), py::arg("n_rot"), py::arg("mode"), py::arg("base"), py::arg("freq_scale") = 1.0f,
+           py::arg("freq_factors") = nullptr, ref)
         .def("softmax", [](PyGraph& g, Tensor* x, Tensor* mask, float scale) { return g.graph.softmax(x, mask, scale); },
              py::arg("x"), py::arg("mask").none(true), py::arg("scale") = 1.0f, ref)
         .def("get_rows", [](PyGraph& g, Tensor* table, Tensor* ids) { return g.graph.get_rows(table, ids); }, ref)

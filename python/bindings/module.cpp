@@ -37,6 +37,7 @@ void bind_errors(py::module_& m) {
                 case ErrorKind::Format: cls = "FormatError"; break;
                 case ErrorKind::Model: cls = "ModelError"; break;
                 case ErrorKind::Unsupported: cls = "UnsupportedError"; break;
+                case ErrorKind::ContextOverflow: cls = "ContextOverflowError"; break;
             }
             py::object type = py::module_::import("quanta.errors").attr(cls);
             PyErr_SetString(type.ptr(), e.what());
@@ -118,4 +119,5 @@ PYBIND11_MODULE(_core, m) {
     quanta::bindings::bind_system(m);
     quanta::bindings::bind_gguf(m);
     quanta::bindings::bind_graph(m);
+    quanta::bindings::bind_llm(m);
 }

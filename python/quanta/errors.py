@@ -19,3 +19,7 @@ class ModelError(QuantaError, ValueError):
 
 class UnsupportedError(QuantaError, NotImplementedError):
     """Valid input that this build or machine cannot handle (a type, CPU level or device)."""
+
+
+class ContextOverflowError(QuantaError, ValueError):
+    """More tokens than the context (n_ctx) holds."""

@@ -1,0 +1,104 @@
+// LLM model and context: the engine side of quanta.LLM. Evaluation releases
+// the GIL; logits come back as fresh numpy arrays.
+#include "bindings.h"
+#include "core/error.h"
+#include "models/llm.h"
+
+namespace quanta::bindings {
+namespace {
+
+using models::LlmContext;
+using models::LlmModel;
+
+py::dict config_dict(const models::LlmConfig& c) {
+    py::dict d;
+    d["arch"] = c.arch;
+    d["n_vocab"] = c.n_vocab;
+    d["n_ctx_train"] = c.n_ctx_train;
+    d["n_embd"] = c.n_embd;
+    d["n_layer"] = c.n_layer;
+    d["n_head"] = c.n_head;
+    d["n_head_kv"] = c.n_head_kv;
+    d["head_dim_k"] = c.head_dim_k;
+    d["head_dim_v"] = c.head_dim_v;
+    d["n_ff"] = c.n_ff;
+    d["n_rot"] = c.n_rot;
+    d["norm_eps"] = c.norm_eps;
+    d["attn_scale"] = c.attn_scale;
+    d["rope_base"] = c.rope_base;
+    d["rope_freq_scale"] = c.rope_freq_scale;
+    d["sliding_window"] = c.sliding_window;
+    d["swa_pattern"] = c.swa_pattern;
+    d["rope_base_swa"] = c.rope_base_swa;
+    return d;
+}
+
+std::vector<int32_t> token_ids(py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids) {
+    QUANTA_CHECK_ARG(ids.ndim() == 1, "token ids must be a 1-D sequence");
+    std::vector<int32_t> out((size_t)ids.size());
+    for (py::ssize_t i = 0; i < ids.size(); ++i) {
+        const int64_t id = ids.at(i);
+        QUANTA_CHECK_ARG(id >= INT32_MIN && id <= INT32_MAX, "token id " + std::to_string(id) + " is out of range");
+        out[i] = (int32_t)id;
+    }
+    return out;
+}
+
+}  // namespace
+
+void bind_llm(py::module_& m) {
+    py::class_<LlmModel, std::shared_ptr<LlmModel>>(m, "LlmModel")
+        .def(py::init([](std::shared_ptr<gguf::File> file) { return LlmModel::from_file(std::move(file)); }),
+             py::arg("file"), py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("config", [](const LlmModel& mdl) { return config_dict(mdl.config); });
+
+    py::class_<LlmContext>(m, "LlmContext")
+        .def(py::init([](std::shared_ptr<LlmModel> model, int n_ctx, int n_batch, int n_threads,
+                         const std::string& kv_type) {
+                 models::ContextParams p;
+                 p.n_ctx = n_ctx;
+                 p.n_batch = n_batch;
+                 p.n_threads = n_threads;
+                 p.kv_type = type_from_name(kv_type);
+                 return std::make_unique<LlmContext>(std::move(model), p);
+             }),
+             py::arg("model"), py::arg("n_ctx") = 4096, py::arg("n_batch") = 512, py::arg("n_threads") = 0,
+             py::arg("kv_type") = "f16")
+        .def_property_readonly("n_ctx", &LlmContext::n_ctx)
+        .def_property_readonly("n_vocab", &LlmContext::n_vocab)
+        .def_property_readonly("n_threads", &LlmContext::n_threads)
+        .def_property_readonly("kv_bytes", &LlmContext::kv_bytes)
+        .def_property_readonly("tokens", &LlmContext::tokens)
+        .def("truncate", &LlmContext::truncate, py::arg("n"))
+        .def(
+            "eval",
+            [](LlmContext& ctx, py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids, bool all_logits) {
+                const std::vector<int32_t> v = token_ids(ids);
+                QUANTA_CHECK_ARG(!v.empty(), "eval: no tokens");
+                const py::ssize_t rows = all_logits ? (py::ssize_t)v.size() : 1;
+                py::array_t<float> out({rows, (py::ssize_t)ctx.n_vocab()});
+                float* dst = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ctx.eval(v.data(), (int)v.size(), all_logits, dst);
+                }
+                return out;
+            },
+            py::arg("ids"), py::arg("all_logits") = false,
+            "Appends tokens to the cached sequence; logits of the last token (1, n_vocab) or of all (n, n_vocab).")
+        .def(
+            "eval_prompt",
+            [](LlmContext& ctx, py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids) {
+                const std::vector<int32_t> v = token_ids(ids);
+                py::array_t<float> out((py::ssize_t)ctx.n_vocab());
+                float* dst = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ctx.eval_prompt(v, dst);
+                }
+                return out;
+            },
+            py::arg("ids"), "Reuses the longest cached prefix, evaluates the rest; the last token's logits.");
+}
+
+}  // namespace quanta::bindings
