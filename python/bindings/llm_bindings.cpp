@@ -3,6 +3,7 @@
 #include "bindings.h"
 #include "core/error.h"
 #include "models/llm.h"
+#include "sample/sampler.h"
 
 namespace quanta::bindings {
 namespace {
@@ -99,6 +100,50 @@ void bind_llm(py::module_& m) {
                 return out;
             },
             py::arg("ids"), "Reuses the longest cached prefix, evaluates the rest; the last token's logits.");
+
+
+    using sample::Sampler;
+    using sample::SamplerParams;
+    auto logits_arg = [](const py::array_t<float, py::array::c_style | py::array::forcecast>& logits) {
+        QUANTA_CHECK_ARG(logits.ndim() == 1 || (logits.ndim() == 2 && logits.shape(0) == 1),
+                         "sample: logits must be one row of n_vocab values");
+        return std::make_pair(logits.data(), (int)logits.size());
+    };
+    py::class_<Sampler>(m, "Sampler")
+        .def(py::init([](float temperature, int top_k, float top_p, float min_p, float repeat_penalty,
+                         float presence_penalty, float frequency_penalty, int penalty_last_n, uint64_t seed) {
+                 SamplerParams p;
+                 p.temperature = temperature;
+                 p.top_k = top_k;
+                 p.top_p = top_p;
+                 p.min_p = min_p;
+                 p.repeat_penalty = repeat_penalty;
+                 p.presence_penalty = presence_penalty;
+                 p.frequency_penalty = frequency_penalty;
+                 p.penalty_last_n = penalty_last_n;
+                 p.seed = seed;
+                 return std::make_unique<Sampler>(p);
+             }),
+             py::arg("temperature") = 0.8f, py::arg("top_k") = 40, py::arg("top_p") = 0.95f, py::arg("min_p") = 0.05f,
+             py::arg("repeat_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f,
+             py::arg("frequency_penalty") = 0.0f, py::arg("penalty_last_n") = 64, py::arg("seed") = 0)
+        .def("sample", [=](Sampler& s, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
+            const auto [data, n] = logits_arg(logits);
+            return s.sample(data, n);
+        }, py::arg("logits"))
+        .def("distribution", [=](Sampler& s, py::array_t<float, py::array::c_style | py::array::forcecast> logits) {
+            const auto [data, n] = logits_arg(logits);
+            const auto& d = s.distribution(data, n);
+            py::array_t<int32_t> ids((py::ssize_t)d.size());
+            py::array_t<double> probs((py::ssize_t)d.size());
+            for (size_t i = 0; i < d.size(); ++i) {
+                ids.mutable_at(i) = d[i].id;
+                probs.mutable_at(i) = d[i].p;
+            }
+            return py::make_tuple(ids, probs);
+        }, py::arg("logits"), "The tokens the chain keeps and their probabilities.")
+        .def("accept", &Sampler::accept, py::arg("token"))
+        .def("reset", &Sampler::reset);
 }
 
 }  // namespace quanta::bindings

@@ -3,13 +3,16 @@
 from pathlib import Path
 
 from . import _core
-from .errors import FormatError, ModelError, QuantaError, UnsupportedError
+from .errors import ContextOverflowError, FormatError, ModelError, QuantaError, UnsupportedError
 from .gguf import GGUF, GGUFWriter, TensorInfo
+from .llm import LLM
 
 __version__ = _core.version()
 
 __all__ = [
     "GGUF",
+    "LLM",
+    "ContextOverflowError",
     "GGUFWriter",
     "TensorInfo",
     "FormatError",

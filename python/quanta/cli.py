@@ -28,6 +28,10 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print one JSON object")
     info.add_argument("--system", action="store_true", help="show the CPU kernel level and any GPU")
     info.set_defaults(handler=_cmd_info)
+
+    from . import cli_llm
+
+    cli_llm.register(sub)
     return parser
 
 

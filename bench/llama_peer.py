@@ -1,0 +1,82 @@
+"""llama.cpp as a peer, through llama-cpp-python's low-level bindings (no
+Python-side sampling or logit copies in the timed path): load a GGUF, decode
+token batches into a KV cache, read logits, clear the cache."""
+
+import ctypes
+
+import numpy as np
+
+
+class LlamaPeer:
+    def __init__(self, path, n_ctx=4096, threads=2, n_batch=512):
+        import llama_cpp
+
+        self.lc = llama_cpp
+        llama_cpp.llama_backend_init()
+        llama_cpp.llama_log_set(_silence, ctypes.c_void_p(0))
+        mp = llama_cpp.llama_model_default_params()
+        self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load {path}")
+        cp = llama_cpp.llama_context_default_params()
+        cp.n_ctx = n_ctx
+        cp.n_batch = n_batch
+        cp.n_ubatch = n_batch
+        cp.n_threads = threads
+        cp.n_threads_batch = threads
+        self.ctx = llama_cpp.llama_init_from_model(self.model, cp)
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        self.n_past = 0
+
+    def clear(self):
+        self.lc.llama_memory_clear(self.lc.llama_get_memory(self.ctx), True)
+        self.n_past = 0
+
+    def decode(self, tokens, all_logits=False):
+        """Appends tokens; returns the last token's logits, or all rows with all_logits."""
+        n = len(tokens)
+        batch = self.lc.llama_batch_init(n, 0, 1)
+        try:
+            for i, t in enumerate(tokens):
+                batch.token[i] = int(t)
+                batch.pos[i] = self.n_past + i
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = 0
+                batch.logits[i] = all_logits or i == n - 1
+            batch.n_tokens = n
+            rc = self.lc.llama_decode(self.ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
+        finally:
+            self.lc.llama_batch_free(batch)
+        self.n_past += n
+        rows = n if all_logits else 1
+        ptr = self.lc.llama_get_logits(self.ctx) if all_logits else self.lc.llama_get_logits_ith(self.ctx, -1)
+        return np.ctypeslib.as_array(ptr, shape=(rows * self.n_vocab,)).reshape(rows, self.n_vocab).copy()
+
+    def tokenize(self, text, add_special=True):
+        data = text.encode()
+        buf = (self.lc.llama_token * (len(data) + 16))()
+        n = self.lc.llama_tokenize(self.vocab, data, len(data), buf, len(buf), add_special, True)
+        if n < 0:
+            raise RuntimeError("llama_tokenize failed")
+        return list(buf[:n])
+
+    def greedy(self, tokens, n):
+        """Greedy continuation of `tokens` by n tokens (stops at end of generation)."""
+        self.clear()
+        logits = self.decode(tokens)[0]
+        out = []
+        for _ in range(n):
+            t = int(np.argmax(logits))
+            if self.lc.llama_vocab_is_eog(self.vocab, t):
+                break
+            out.append(t)
+            logits = self.decode([t])[0]
+        return out
+
+
+@ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
+def _silence(level, text, user_data):
+    pass
