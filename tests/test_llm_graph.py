@@ -1,0 +1,147 @@
+"""The transformer graphs against transformers on tiny random checkpoints of
+each architecture (f32 weights and f32 KV cache, so only float rounding
+separates them), and the model loader's errors."""
+
+import numpy as np
+import pytest
+
+import quanta
+from quanta import _core
+
+from tiny_models import ARCHS, VOCAB, make_hf, write_gguf
+
+torch = pytest.importorskip("torch")
+
+
+def log_softmax(x):
+    x = x.astype(np.float64) - x.max(-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(-1, keepdims=True))
+
+
+def kld(ref, got):
+    lp, lq = log_softmax(ref), log_softmax(got)
+    return (np.exp(lp) * (lp - lq)).sum(-1)
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def tiny(request, tmp_path_factory):
+    arch = request.param
+    model = make_hf(arch)
+    path = tmp_path_factory.mktemp(arch) / f"tiny-{arch}.gguf"
+    write_gguf(model, arch, path)
+    return arch, model, path
+
+
+def load(path, **ctx):
+    model = _core.LlmModel(quanta.GGUF(path)._file)
+    return model, _core.LlmContext(model, **{"n_ctx": 64, "n_threads": 2, "kv_type": "f32", **ctx})
+
+
+def hf_logits(model, ids):
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0].numpy()
+
+
+def test_logits_match_transformers(tiny, rng):
+    arch, hf, path = tiny
+    ids = rng.integers(0, VOCAB, 24).tolist()  # longer than gemma3's 6-position window
+    ref = hf_logits(hf, ids)
+    _, ctx = load(path)
+    ours = ctx.eval(ids, all_logits=True)
+    assert ref.std() > 1.0  # peaked enough that agreement means something
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-3 * np.abs(ref).max())
+    assert kld(ref, ours).max() < 1e-6
+    assert (ours.argmax(-1) == ref.argmax(-1)).all()
+
+
+def test_incremental_decode_matches_one_batch(tiny, rng):
+    # Prefill in chunks (n_batch = 5) then one token at a time: the same logits as one batch.
+    _, _, path = tiny
+    ids = rng.integers(0, VOCAB, 20).tolist()
+    _, whole = load(path)
+    ref = whole.eval(ids, all_logits=True)
+    _, ctx = load(path, n_batch=5)
+    parts = [ctx.eval(ids[:12], all_logits=True)] + [ctx.eval([t]) for t in ids[12:]]
+    np.testing.assert_allclose(np.concatenate(parts), ref, rtol=0, atol=1e-4 * np.abs(ref).max())
+
+
+def test_prefix_reuse_matches_fresh_evaluation(tiny, rng):
+    _, _, path = tiny
+    a = rng.integers(0, VOCAB, 16).tolist()
+    b = a[:10] + rng.integers(0, VOCAB, 4).tolist()
+    _, ctx = load(path)
+    ctx.eval_prompt(a)
+    got = ctx.eval_prompt(b)  # keeps a's first 10 positions, evaluates 4
+    assert ctx.tokens == b
+    _, fresh = load(path)
+    np.testing.assert_allclose(got, fresh.eval(b)[0], rtol=0, atol=1e-4 * np.abs(got).max())
+
+
+def test_context_overflow_raises_and_leaves_the_cache_intact(tiny, rng):
+    _, _, path = tiny
+    _, ctx = load(path, n_ctx=16)
+    ids = rng.integers(0, VOCAB, 12).tolist()
+    before = ctx.eval(ids)
+    with pytest.raises(quanta.ContextOverflowError, match="n_ctx = 16"):
+        ctx.eval(rng.integers(0, VOCAB, 5).tolist())
+    assert ctx.tokens == ids
+    ctx.truncate(11)
+    np.testing.assert_allclose(ctx.eval(ids[11:]), before, rtol=0, atol=1e-4 * np.abs(before).max())
+
+
+@pytest.mark.parametrize("bad", [-1, VOCAB, 2**31 - 1])
+def test_token_ids_out_of_range_raise(tiny, bad):
+    _, _, path = tiny
+    _, ctx = load(path)
+    with pytest.raises(ValueError, match="out of range"):
+        ctx.eval([1, bad])
+    assert ctx.tokens == []
+
+
+def test_config_comes_from_metadata(tiny):
+    arch, hf, path = tiny
+    model, _ = load(path)
+    c = model.config
+    assert (c["arch"], c["n_vocab"], c["n_layer"], c["n_embd"]) == (arch, VOCAB, hf.config.num_hidden_layers, 64)
+    assert (c["n_head"], c["n_head_kv"]) == (hf.config.num_attention_heads, hf.config.num_key_value_heads)
+    if arch == "gemma3":
+        assert (c["sliding_window"], c["swa_pattern"], c["rope_base_swa"]) == (6, 6, 10000.0)
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+def _write(tmp_path, arch="llama", **kw):
+    path = tmp_path / "m.gguf"
+    write_gguf(make_hf(arch), arch, path, **kw)
+    return path
+
+
+def test_missing_tensor_is_named(tmp_path):
+    path = _write(tmp_path, drop=("blk.1.ffn_up.weight",))
+    with pytest.raises(quanta.ModelError, match="missing tensor 'blk.1.ffn_up.weight'"):
+        quanta.LLM(path)
+
+
+def test_wrong_shape_is_named(tmp_path):
+    path = _write(tmp_path, reshape={"blk.0.attn_k.weight": np.zeros((64, 64), np.float32)})
+    with pytest.raises(quanta.ModelError, match="'blk.0.attn_k.weight' has shape"):
+        quanta.LLM(path)
+
+
+def test_unknown_architecture_is_named(tmp_path):
+    path = tmp_path / "m.gguf"
+    with quanta.GGUFWriter(path) as w:
+        w.add_metadata("general.architecture", "mamba9")
+        w.add_tensor("token_embd.weight", np.zeros((4, 8), np.float32))
+    with pytest.raises(quanta.ModelError, match="unsupported architecture 'mamba9'"):
+        quanta.LLM(path)
+
+
+def test_missing_hyperparameter_is_named(tmp_path):
+    path = tmp_path / "m.gguf"
+    with quanta.GGUFWriter(path) as w:
+        w.add_metadata("general.architecture", "qwen2")
+        w.add_metadata("qwen2.embedding_length", 64, type="u32")
+    with pytest.raises(quanta.ModelError, match="qwen2.block_count"):
+        quanta.LLM(path)
