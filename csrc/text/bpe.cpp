@@ -3,6 +3,7 @@
 #include <queue>
 
 #include "core/error.h"
+#include "text/normalize.h"
 #include "text/unicode.h"
 
 namespace quanta::text {
@@ -26,19 +27,23 @@ constexpr ByteAlphabet kAlphabet;
 struct Pretokenizer {
     SplitRule rule;
     bool ignore_merges;
+    bool nfc;
 };
 
 // tokenizer.ggml.pre values and the split rule each names (llama.cpp's names).
 Pretokenizer pretokenizer_for(const std::string& pre, const std::string& label) {
-    for (const char* name : {"qwen2", "deepseek-r1-qwen", "megrez"})
-        if (pre == name) return {SplitRule::Qwen2, false};
+    // Qwen2's own tokenizer (Qwen2Tokenizer, tokenizer.json) normalizes to NFC first; llama.cpp and
+    // transformers' GGUF loader leave that out, and differ from it on text that is not NFC.
+    if (pre == "qwen2") return {SplitRule::Qwen2, false, true};
+    for (const char* name : {"deepseek-r1-qwen", "megrez"})
+        if (pre == name) return {SplitRule::Qwen2, false, false};
     // llama.cpp emits a piece that is already a token without merging for these (HF's ignore_merges).
     for (const char* name : {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"})
-        if (pre == name) return {SplitRule::Llama3, true};
+        if (pre == name) return {SplitRule::Llama3, true, false};
     for (const char* name : {"dbrx", "smaug-bpe"})
-        if (pre == name) return {SplitRule::Llama3, false};
+        if (pre == name) return {SplitRule::Llama3, false, false};
     for (const char* name : {"default", "gpt-2", "phi-2", "roberta-bpe"})
-        if (pre == name) return {SplitRule::Gpt2, false};
+        if (pre == name) return {SplitRule::Gpt2, false, false};
     fail(ErrorKind::Model, label + ": tokenizer metadata 'tokenizer.ggml.pre' names the unknown pre-tokenizer '" + pre +
                                "'; supported: qwen2, llama3 (llama-bpe), default (gpt-2) and their aliases");
 }
@@ -71,6 +76,7 @@ BpeEncoder::BpeEncoder(const Vocab& vocab) {
     const Pretokenizer p = pretokenizer_for(vocab.pre, label);
     rule_ = p.rule;
     ignore_merges_ = p.ignore_merges;
+    nfc_ = p.nfc;
 
     index_.reserve(vocab.text.size());
     for (int32_t id = 0; id < vocab.size(); ++id) index_[vocab.text[id]] = id;  // a later duplicate wins, as in HF
@@ -128,6 +134,11 @@ struct BpeEncoder::Scratch {
 
 void BpeEncoder::encode(std::string_view fragment, bool, std::vector<int32_t>& out) const {
     Scratch s;
+    std::string normalized;
+    if (nfc_ && may_need_nfc(fragment)) {
+        normalized = to_nfc(fragment);
+        fragment = normalized;
+    }
     split_words(fragment, rule_, s.words);
     for (std::string_view w : s.words) encode_word(w, s, out);
 }

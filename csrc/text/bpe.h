@@ -1,7 +1,8 @@
-// Byte-level BPE (tokenizer.ggml.model = "gpt2"): text is split by the
-// pre-tokenizer named in tokenizer.ggml.pre, each piece's bytes are spelled
-// with GPT-2's byte-to-unicode alphabet, and the ranked merges of
-// tokenizer.ggml.merges are applied, lowest rank first, leftmost on ties.
+// Byte-level BPE (tokenizer.ggml.model = "gpt2"): text (NFC-normalized for
+// Qwen2) is split by the pre-tokenizer named in tokenizer.ggml.pre, each
+// piece's bytes are spelled with GPT-2's byte-to-unicode alphabet, and the
+// ranked merges of tokenizer.ggml.merges are applied, lowest rank first,
+// leftmost on ties.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +44,7 @@ private:
 
     SplitRule rule_ = SplitRule::Gpt2;
     bool ignore_merges_ = false;   // a piece that is itself a token is emitted whole (Llama 3)
+    bool nfc_ = false;             // text is normalized to NFC first (Qwen2)
     int32_t byte_token_[256];      // the token of each byte's character, -1 if absent
     std::unordered_map<std::string_view, int32_t> index_;  // token text -> id (views into the vocab)
     std::unordered_map<uint64_t, Merge> merges_;            // (left id << 32 | right id) -> merge

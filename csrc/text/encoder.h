@@ -10,7 +10,7 @@ namespace quanta::text {
 class Encoder {
 public:
     virtual ~Encoder() = default;
-    // Appends the ids of `fragment`, a stretch of valid UTF-8 between special
+    // Appends the ids of `fragment`, a non-empty stretch of valid UTF-8 between special
     // tokens; `at_start` says it begins the whole input. Must be thread-safe.
     virtual void encode(std::string_view fragment, bool at_start, std::vector<int32_t>& out) const = 0;
 };

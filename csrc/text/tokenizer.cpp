@@ -88,12 +88,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
             ++pos;
             continue;
         }
-        encoder_->encode(text.substr(start, pos - start), start == 0, out);
+        if (pos > start) encoder_->encode(text.substr(start, pos - start), start == 0, out);
         out.push_back(id);
         pos += len;
         start = pos;
     }
-    encoder_->encode(text.substr(start), start == 0, out);
+    if (text.size() > start) encoder_->encode(text.substr(start), start == 0, out);
     return out;
 }
 

@@ -32,6 +32,7 @@ enum CodePointClass : uint8_t {
     kLetter = 1,      // \p{L}
     kNumber = 2,      // \p{N}
     kWhitespace = 4,  // \s (White_Space)
+    kNfcMaybe = 8,    // NFC may change it or its neighbours; text without any is already NFC
 };
 
 // The CodePointClass bits of `cp`.
