@@ -45,18 +45,6 @@ def kld(ref_logits, logits):
     return (np.exp(lp) * (lp - lq)).sum(-1)
 
 
-def _greedy_ids(llm, ids, n):
-    logits = llm._ctx.eval_prompt(ids)
-    out = []
-    for _ in range(n):
-        t = int(np.argmax(logits))
-        if llm._tokenizer.is_end_of_generation(t):
-            break
-        out.append(t)
-        logits = llm._ctx.eval([t])[0]
-    return out
-
-
 def evaluate(name, path, threads, n_gen):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -68,7 +56,7 @@ def evaluate(name, path, threads, n_gen):
     rows = []
     for prompt in PROMPTS:
         ids = hf_tok(prompt)["input_ids"]
-        cont = _greedy_ids(ours, ids, n_gen)
+        cont = list(ours.generate_tokens(ids, max_tokens=n_gen, temperature=0))
         peer_cont = peer.greedy(ids, n_gen)
         seq = ids + cont
         with torch.no_grad():

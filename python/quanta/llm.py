@@ -108,6 +108,19 @@ class LLM:
         n_ctx raises ContextOverflowError. stream=True returns an iterator of
         text pieces instead, each valid UTF-8.
         """
+        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+        ids = self.generate_tokens(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                                   min_p=min_p, repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
+                                   frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n, seed=seed,
+                                   context_shift=context_shift)
+        pieces = _cut_at_stops(self._token_text(ids), stops)
+        return pieces if stream else "".join(pieces)
+
+    def generate_tokens(self, prompt: Prompt, max_tokens: int = 256, temperature: float = 0.8, top_k: int = 40,
+                        top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                        presence_penalty: float = 0.0, frequency_penalty: float = 0.0, penalty_last_n: int = 64,
+                        seed: Optional[int] = None, context_shift: bool = False) -> Iterator[int]:
+        """generate(), as an iterator of token ids (end-of-generation tokens are not yielded)."""
         ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
         if not ids:
             raise ValueError("generate: empty prompt (no tokens)")
@@ -115,13 +128,11 @@ class LLM:
             raise ContextOverflowError(f"the prompt is {len(ids)} tokens; n_ctx is {self.n_ctx}")
         if max_tokens < 0:
             raise ValueError(f"max_tokens must not be negative, not {max_tokens}")
-        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
         sampler = _core.Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
                                 repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
                                 frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n,
                                 seed=_seed(seed))
-        pieces = _cut_at_stops(self._token_text(self._generate_ids(ids, max_tokens, sampler, context_shift)), stops)
-        return pieces if stream else "".join(pieces)
+        return self._generate_ids(ids, max_tokens, sampler, context_shift)
 
     def chat(self, messages: Sequence[dict], **kwargs) -> Union[str, Iterator[str]]:
         """Renders `messages` ([{"role": ..., "content": ...}, ...]) with the model's chat template
