@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""LLM speed, quanta next to llama.cpp (llama-cpp-python) on the same GGUF with
+the same thread count, as llama-bench measures it: pp = one batch of
+--n-prompt random tokens into an empty cache (logits of the last one), tg =
+--n-gen tokens one at a time from an empty cache. The two engines alternate
+run by run so that machine noise hits both alike; each cell is the median.
+
+    python bench/llm_bench.py --threads 2
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import quanta
+from quanta import fetch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from llama_peer import LlamaPeer  # noqa: E402
+
+MODELS = {"qwen": "qwen2.5-coder-0.5b-instruct-q4_k_m", "gemma": "gemma-3-270m-q4_k_m"}
+
+
+class Engine:
+    """eval(tokens) into an empty cache; clear() between runs."""
+
+    def __init__(self, name, clear, decode):
+        self.name, self.clear, self.decode = name, clear, decode
+
+
+def engines(path, threads, n_ctx, n_batch):
+    llm = quanta.LLM(path, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch)
+    peer = LlamaPeer(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch)
+    return [Engine("quanta", lambda: llm._ctx.truncate(0), lambda ids: llm._ctx.eval(ids)),
+            Engine("llama.cpp", peer.clear, lambda ids: peer.decode(ids))]
+
+
+def settle(seconds=0.05):
+    """Busy quiet before a timed run: ggml's workers spin for a while after a graph (see timing.py)."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        pass
+
+
+def pp_run(engine, ids):
+    engine.clear()
+    settle()
+    t0 = time.perf_counter()
+    engine.decode(ids)
+    return len(ids) / (time.perf_counter() - t0)
+
+
+def tg_run(engine, first, n):
+    engine.clear()
+    settle()
+    t0 = time.perf_counter()
+    token = first
+    for i in range(n):
+        engine.decode([token])
+        token = (token * 7919 + i) % 1000 + 10  # fixed pseudo-random tokens, the same for both
+    return n / (time.perf_counter() - t0)
+
+
+def bench_model(name, threads, n_prompt, n_gen, reps):
+    path = fetch.fetch(MODELS[name])
+    es = engines(path, threads, n_ctx=n_prompt + n_gen + 16, n_batch=max(n_prompt, 1))
+    ids = np.random.default_rng(0).integers(10, 1000, n_prompt).tolist()
+    pp = {e.name: [] for e in es}
+    tg = {e.name: [] for e in es}
+    for e in es:  # warm-up: page the weights in, size the buffers
+        pp_run(e, ids)
+        tg_run(e, 11, 8)
+    for _ in range(reps):
+        for e in es:
+            pp[e.name].append(pp_run(e, ids))
+        for e in es:
+            tg[e.name].append(tg_run(e, 11, n_gen))
+    med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
+    pp, tg = med(pp), med(tg)
+    return {"model": name, "file_mb": path.stat().st_size / 1e6, "threads": threads,
+            "pp": pp, "tg": tg, "pp_ratio": pp["quanta"] / pp["llama.cpp"], "tg_ratio": tg["quanta"] / tg["llama.cpp"]}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--n-prompt", type=int, default=512)
+    ap.add_argument("--n-gen", type=int, default=128)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--models", default="qwen,gemma")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    rows = [bench_model(m, args.threads, args.n_prompt, args.n_gen, args.reps) for m in args.models.split(",")]
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    if args.json:
+        print(json.dumps({"rows": rows, "peak_rss_mb_both_engines": peak_mb}, indent=1))
+        return
+    print(f"| model | threads | pp{args.n_prompt} quanta | pp llama.cpp | ratio | tg{args.n_gen} quanta | "
+          f"tg llama.cpp | ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['threads']} | {r['pp']['quanta']:.1f} | {r['pp']['llama.cpp']:.1f} | "
+              f"**{r['pp_ratio']:.2f}x** | {r['tg']['quanta']:.1f} | {r['tg']['llama.cpp']:.1f} | "
+              f"**{r['tg_ratio']:.2f}x** |")
+    print(f"\n(tokens/s, median of {args.reps} alternating runs)")
+
+
+if __name__ == "__main__":
+    main()
