@@ -10,7 +10,6 @@ run by run so that machine noise hits both alike; each cell is the median.
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import time
@@ -34,11 +33,15 @@ class Engine:
         self.name, self.clear, self.decode = name, clear, decode
 
 
-def engines(path, threads, n_ctx, n_batch):
-    llm = quanta.LLM(path, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch)
-    peer = LlamaPeer(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch)
-    return [Engine("quanta", lambda: llm._ctx.truncate(0), lambda ids: llm._ctx.eval(ids)),
-            Engine("llama.cpp", peer.clear, lambda ids: peer.decode(ids))]
+def engines(path, threads, n_ctx, n_batch, only=None):
+    out = []
+    if only in (None, "quanta"):
+        llm = quanta.LLM(path, n_ctx=n_ctx, n_threads=threads, n_batch=n_batch)
+        out.append(Engine("quanta", lambda: llm._ctx.truncate(0), lambda ids: llm._ctx.eval(ids)))
+    if only in (None, "llama.cpp"):
+        peer = LlamaPeer(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch)
+        out.append(Engine("llama.cpp", peer.clear, lambda ids: peer.decode(ids)))
+    return out
 
 
 def settle(seconds=0.05):
@@ -83,8 +86,21 @@ def bench_model(name, threads, n_prompt, n_gen, reps):
             tg[e.name].append(tg_run(e, 11, n_gen))
     med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
     pp, tg = med(pp), med(tg)
-    return {"model": name, "file_mb": path.stat().st_size / 1e6, "threads": threads,
+    rss = {e.name: peak_rss_mb(e.name, name, threads, n_prompt, n_gen) for e in es}
+    return {"model": name, "file_mb": path.stat().st_size / 1e6, "threads": threads, "peak_rss_mb": rss,
             "pp": pp, "tg": tg, "pp_ratio": pp["quanta"] / pp["llama.cpp"], "tg_ratio": tg["quanta"] / tg["llama.cpp"]}
+
+
+def peak_rss_mb(engine_name, name, threads, n_prompt, n_gen):
+    """Peak resident memory of a fresh process that loads one engine and runs pp and tg once."""
+    import subprocess
+
+    code = (f"import sys, resource; sys.path.insert(0, {str(Path(__file__).parent)!r}); import llm_bench as b; "
+            f"es = b.engines(b.fetch.fetch({MODELS[name]!r}), {threads}, {n_prompt + n_gen + 16}, {max(n_prompt, 1)}, "
+            f"only={engine_name!r}); b.pp_run(es[0], list(range(10, 10 + {n_prompt}))); b.tg_run(es[0], 11, {n_gen}); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(out.split()[-1]) / 1e3
 
 
 def main():
@@ -97,9 +113,8 @@ def main():
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     rows = [bench_model(m, args.threads, args.n_prompt, args.n_gen, args.reps) for m in args.models.split(",")]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
     if args.json:
-        print(json.dumps({"rows": rows, "peak_rss_mb_both_engines": peak_mb}, indent=1))
+        print(json.dumps(rows, indent=1))
         return
     print(f"| model | threads | pp{args.n_prompt} quanta | pp llama.cpp | ratio | tg{args.n_gen} quanta | "
           f"tg llama.cpp | ratio |")
@@ -108,7 +123,12 @@ def main():
         print(f"| {r['model']} | {r['threads']} | {r['pp']['quanta']:.1f} | {r['pp']['llama.cpp']:.1f} | "
               f"**{r['pp_ratio']:.2f}x** | {r['tg']['quanta']:.1f} | {r['tg']['llama.cpp']:.1f} | "
               f"**{r['tg_ratio']:.2f}x** |")
-    print(f"\n(tokens/s, median of {args.reps} alternating runs)")
+    print(f"\n(tokens/s, median of {args.reps} alternating runs)\n")
+    print("| model | file MB | peak RSS quanta MB | peak RSS llama.cpp MB |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['file_mb']:.0f} | {r['peak_rss_mb']['quanta']:.0f} | "
+              f"{r['peak_rss_mb']['llama.cpp']:.0f} |")
 
 
 if __name__ == "__main__":

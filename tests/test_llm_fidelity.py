@@ -7,11 +7,11 @@ on identical tokens."""
 
 import numpy as np
 import pytest
+import torch
+import transformers
 
 import quanta
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 PROMPTS = [
     "The capital of France is",

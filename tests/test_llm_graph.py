@@ -4,13 +4,13 @@ separates them), and the model loader's errors."""
 
 import numpy as np
 import pytest
+import torch
 
 import quanta
 from quanta import _core
 
 from tiny_models import ARCHS, VOCAB, make_hf, write_gguf
 
-torch = pytest.importorskip("torch")
 
 
 def log_softmax(x):
@@ -52,6 +52,8 @@ def test_logits_match_transformers(tiny, rng):
     np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-3 * np.abs(ref).max())
     assert kld(ref, ours).max() < 1e-6
     assert (ours.argmax(-1) == ref.argmax(-1)).all()
+    _, last_only = load(path)  # the graph that computes the last layer's feed-forward and logits for one row
+    np.testing.assert_allclose(last_only.eval(ids)[0], ours[-1], rtol=0, atol=1e-5 * np.abs(ref).max())
 
 
 def test_incremental_decode_matches_one_batch(tiny, rng):

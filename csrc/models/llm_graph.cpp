@@ -26,13 +26,17 @@ public:
             const LayerWeights& l = w_.layers[il];
             Tensor* attn = attention(norm(x, l.attn_norm), il, l);
             if (l.post_attention_norm) attn = norm(attn, l.post_attention_norm);
+            if (il == c_.n_layer - 1 && !b_.all_logits && T > 1) {
+                // Past the last attention only the last token's row is needed.
+                x = last_row(x);
+                attn = last_row(attn);
+            }
             x = g_.add(x, attn);
             Tensor* ffn = feed_forward(norm(x, l.ffn_norm), l);
             if (l.post_ffw_norm) ffn = norm(ffn, l.post_ffw_norm);
             x = g_.add(x, ffn);
         }
         x = norm(x, w_.output_norm);
-        if (!b_.all_logits && T > 1) x = g_.view(x, {c_.n_embd, 1}, {x->nb[1]}, (size_t)(T - 1) * x->nb[1]);
         out_.logits = g_.matmul(weight(w_.output), x);
         g_.mark_output(out_.logits);
     }
@@ -42,6 +46,8 @@ private:
         if (!w) return nullptr;
         return g_.external(w->type, Shape(w->ne, w->ne + std::max(1, w->n_dims)), w->data, w->name);
     }
+
+    Tensor* last_row(Tensor* t) { return g_.view(t, {t->ne[0], 1}, {t->nb[1]}, (size_t)(t->ne[1] - 1) * t->nb[1]); }
 
     Tensor* norm(Tensor* x, Weight w) { return g_.mul(g_.rms_norm(x, c_.norm_eps), weight(w)); }
 
