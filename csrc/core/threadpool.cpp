@@ -10,6 +10,19 @@
 #endif
 
 namespace quanta {
+namespace {
+
+// Waiting for other threads: spin briefly (a barrier between two ops usually
+// opens within microseconds), then yield, so that when the machine has more
+// runnable threads than cores the thread we wait for gets our core instead of
+// waiting out a scheduler time slice (measured: a 24-layer decode step went
+// from 0.75 ms to 70 ms on a loaded 2-core machine with spins of ~0.3 ms).
+void relax(int spins) {
+    if (spins < 1 << 10) QUANTA_PAUSE();
+    else std::this_thread::yield();
+}
+
+}  // namespace
 
 int ThreadPool::default_threads() {
     const unsigned n = std::thread::hardware_concurrency();
@@ -67,7 +80,7 @@ void ThreadPool::run(const std::function<void(int, int)>& job) {
         wake_.notify_all();
     }
     run_guarded(0);
-    while (running_.load(std::memory_order_acquire) != 0) QUANTA_PAUSE();
+    for (int spins = 0; running_.load(std::memory_order_acquire) != 0; ++spins) relax(spins);
     job_ = nullptr;
     if (error_) std::rethrow_exception(error_);
 }
@@ -80,11 +93,7 @@ void ThreadPool::barrier() {
         barrier_phase_.fetch_add(1, std::memory_order_acq_rel);
         return;
     }
-    int spins = 0;
-    while (barrier_phase_.load(std::memory_order_acquire) == phase && !failed()) {
-        if (++spins < 1 << 14) QUANTA_PAUSE();
-        else std::this_thread::yield();
-    }
+    for (int spins = 0; barrier_phase_.load(std::memory_order_acquire) == phase && !failed(); ++spins) relax(spins);
 }
 
 }  // namespace quanta
