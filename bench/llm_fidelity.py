@@ -3,7 +3,9 @@
 on the same GGUF (dequantized). For each prompt, quanta continues it greedily
 by --gen tokens; then quanta, llama.cpp and transformers all score that same
 token sequence, and we report the mean KL divergence from fp32 and the top-1
-agreement, plus whether quanta's and llama.cpp's greedy continuations agree.
+agreement; then how many greedy tokens each engine produces before it leaves
+fp32's greedy continuation (summed over prompts), and whether quanta's and
+llama.cpp's greedy continuations agree.
 
     python bench/llm_fidelity.py --threads 2
 """
@@ -58,6 +60,8 @@ def evaluate(name, path, threads, n_gen):
         ids = hf_tok(prompt)["input_ids"]
         cont = list(ours.generate_tokens(ids, max_tokens=n_gen, temperature=0))
         peer_cont = peer.greedy(ids, n_gen)
+        with torch.no_grad():
+            hf_cont = hf.generate(torch.tensor([ids]), max_new_tokens=n_gen, do_sample=False)[0, len(ids):].tolist()
         seq = ids + cont
         with torch.no_grad():
             ref = hf(torch.tensor([seq])).logits[0].numpy()
@@ -69,6 +73,7 @@ def evaluate(name, path, threads, n_gen):
             "kld_quanta": kld(ref, q), "kld_llama": kld(ref, p),
             "top1_quanta": (ref.argmax(-1) == q.argmax(-1)), "top1_llama": (ref.argmax(-1) == p.argmax(-1)),
             "greedy_same": cont == peer_cont, "greedy_common": _common_prefix(cont, peer_cont), "n_gen": len(cont),
+            "fp32_common_quanta": _common_prefix(cont, hf_cont), "fp32_common_llama": _common_prefix(peer_cont, hf_cont),
         })
     cat = lambda k: np.concatenate([r[k] for r in rows])  # noqa: E731
     return {
@@ -77,6 +82,8 @@ def evaluate(name, path, threads, n_gen):
         "top1_quanta": float(cat("top1_quanta").mean()), "top1_llama": float(cat("top1_llama").mean()),
         "greedy_identical": f"{sum(r['greedy_same'] for r in rows)}/{len(rows)}",
         "greedy_common_prefix": [f"{r['greedy_common']}/{r['n_gen']}" for r in rows],
+        "fp32_greedy_prefix_quanta": sum(r["fp32_common_quanta"] for r in rows),
+        "fp32_greedy_prefix_llama": sum(r["fp32_common_llama"] for r in rows),
     }
 
 
@@ -98,11 +105,13 @@ def main():
     if args.json:
         print(json.dumps(results, indent=1))
         return
-    print(f"| model | positions | KLD quanta | KLD llama.cpp | top-1 quanta | top-1 llama.cpp | greedy text identical |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | positions | KLD quanta | KLD llama.cpp | top-1 quanta | top-1 llama.cpp | "
+          "greedy tokens equal to fp32's, quanta / llama.cpp | greedy text quanta = llama.cpp |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['model']} | {r['positions']} | {r['kld_quanta']:.5f} | {r['kld_llama']:.5f} | "
-              f"{r['top1_quanta']:.3f} | {r['top1_llama']:.3f} | {r['greedy_identical']} "
+              f"{r['top1_quanta']:.3f} | {r['top1_llama']:.3f} | "
+              f"{r['fp32_greedy_prefix_quanta']} / {r['fp32_greedy_prefix_llama']} | {r['greedy_identical']} "
               f"(common prefix {', '.join(r['greedy_common_prefix'])}) |")
 
 
