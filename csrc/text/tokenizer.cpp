@@ -17,12 +17,8 @@ constexpr const char* kEndOfTurnTexts[] = {
 };
 
 std::string spm_bytes(const std::string& text, TokenType type) {
-    // "<0xNN>" byte tokens stand for one byte.
-    if (type == TokenType::Byte && text.size() == 6 && text.compare(0, 3, "<0x") == 0 && text[5] == '>') {
-        const std::string hex = text.substr(3, 2);
-        if (hex.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos)
-            return std::string(1, (char)std::stoi(hex, nullptr, 16));
-    }
+    const int byte = type == TokenType::Byte ? byte_token_value(text) : -1;
+    if (byte >= 0) return std::string(1, (char)byte);
     std::string out;
     for (size_t i = 0; i < text.size(); ++i) {
         if (text.compare(i, 3, "\xE2\x96\x81") == 0) {
