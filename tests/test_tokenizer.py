@@ -250,6 +250,7 @@ def test_qwen_and_gemma_specifics(qwen, gemma):
     assert q.is_end_of_generation(im_end) and q.is_end_of_generation(endoftext)
     assert not q.is_end_of_generation(q.encode("hello")[0])
     assert not q.is_end_of_generation(q.encode("<|im_start|>")[0])
+    assert q.is_end_of_generation(q.encode("<|file_sep|>")[0])  # as llama.cpp: FIM separators end generation
     assert q.token_bytes(q.encode(" hello")[0]) == b" hello"
     (end_of_turn,) = g.encode("<end_of_turn>", add_bos=False)
     assert g.is_end_of_generation(end_of_turn) and g.is_end_of_generation(g.eos)
@@ -278,8 +279,8 @@ def test_encode_is_thread_safe(pair):
 
 
 def test_100kb_encodes_well_under_a_second(pair):
-    text = ("\n".join(CORPUS) + "\n") * 40
-    text = text[: 100_000]
+    text = (("\n".join(CORPUS) + "\n") * 60)[:100_000]
+    assert len(text.encode()) >= 100_000
     start = time.perf_counter()
     ids = pair.ours.encode(text)
     elapsed = time.perf_counter() - start

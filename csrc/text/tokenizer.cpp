@@ -9,11 +9,14 @@ namespace quanta::text {
 namespace {
 
 // Texts of end-of-turn tokens that llama.cpp treats as end of generation
-// even where the file names another token as eos.
+// even where the file names another token as eos, and (last line) the
+// fill-in-the-middle pad, repository and file-separator tokens, which end
+// generation too (Qwen2.5-Coder).
 constexpr const char* kEndOfTurnTexts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
     "<|end_of_text|>", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "<|return|>", "<|call|>",
     "<end_of_utterance>",
+    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 };
 
 std::string spm_bytes(const std::string& text, TokenType type) {
