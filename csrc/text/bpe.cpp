@@ -71,8 +71,7 @@ bool append_byte_level_bytes(std::string_view text, std::string& out) {
 }
 
 BpeEncoder::BpeEncoder(const Vocab& vocab) {
-    // The label only names the file in errors; the vocabulary does not keep it.
-    const std::string label = vocab.architecture.empty() ? "GGUF" : vocab.architecture + " GGUF";
+    const std::string& label = vocab.source;
     const Pretokenizer p = pretokenizer_for(vocab.pre, label);
     rule_ = p.rule;
     ignore_merges_ = p.ignore_merges;
@@ -121,7 +120,7 @@ struct BpeEncoder::Scratch {
         int32_t prev, next;  // -1 at the ends; a merged-away symbol has id -1
     };
     struct Candidate {
-        int32_t rank, left, right, left_id, right_id;
+        int32_t rank, left, right, left_id, right_id, merged;
         bool operator<(const Candidate& o) const {  // priority_queue pops the largest: lowest rank, then leftmost
             return rank != o.rank ? rank > o.rank : left > o.left;
         }
@@ -165,7 +164,7 @@ void BpeEncoder::encode_word(std::string_view word, Scratch& s, std::vector<int3
         const int32_t right = s.symbols[left].next;
         if (right < 0) return;
         if (const Merge* m = find_merge(s.symbols[left].id, s.symbols[right].id))
-            s.queue.push({m->rank, left, right, s.symbols[left].id, s.symbols[right].id});
+            s.queue.push({m->rank, left, right, s.symbols[left].id, s.symbols[right].id, m->id});
     };
     for (int32_t i = 0; i + 1 < (int32_t)s.symbols.size(); ++i) consider(i);
 
@@ -176,7 +175,7 @@ void BpeEncoder::encode_word(std::string_view word, Scratch& s, std::vector<int3
         // Stale when either side was merged since it was queued.
         if (l.id != c.left_id || l.next != c.right || s.symbols[c.right].id != c.right_id) continue;
         Scratch::Symbol& r = s.symbols[c.right];
-        l.id = find_merge(c.left_id, c.right_id)->id;
+        l.id = c.merged;
         l.next = r.next;
         if (r.next >= 0) s.symbols[r.next].prev = c.left;
         r.id = -1;

@@ -9,6 +9,8 @@ namespace {
 
 constexpr std::string_view kSpace = "\xE2\x96\x81";  // U+2581
 
+// The architectures whose GGUF tokenizer Hugging Face rebuilds the Gemma way
+// (merges in file order, space-run tokens spelled with "▁").
 bool gemma_family(const Vocab& v) {
     return v.architecture == "gemma" || v.architecture == "gemma2" || v.architecture == "gemma3";
 }
@@ -20,14 +22,13 @@ int hex_digit(char c) {
     return -1;
 }
 
-// The byte a "<0xNN>" token stands for, -1 for any other text.
-int byte_of(std::string_view t) {
+}  // namespace
+
+int byte_token_value(std::string_view t) {
     if (t.size() != 6 || t.substr(0, 3) != "<0x" || t[5] != '>') return -1;
     const int hi = hex_digit(t[3]), lo = hex_digit(t[4]);
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
-
-}  // namespace
 
 bool is_gemma_space_token(const Vocab& vocab, int32_t id) {
     const std::string& t = vocab.text[id];
@@ -47,8 +48,10 @@ SpmEncoder::SpmEncoder(const Vocab& vocab) : vocab_(vocab), rank_by_position_(ge
     for (int32_t id = 0; id < vocab.size(); ++id)  // a later duplicate wins, as in HF
         index_[is_gemma_space_token(vocab, id) ? respelled_[next_respelled++] : vocab.text[id]] = id;
     for (int32_t& t : byte_token_) t = -1;
-    for (int32_t id = 0; id < vocab.size(); ++id)
-        if (vocab.type[id] == TokenType::Byte && byte_of(vocab.text[id]) >= 0) byte_token_[byte_of(vocab.text[id])] = id;
+    for (int32_t id = 0; id < vocab.size(); ++id) {
+        const int byte = byte_token_value(vocab.text[id]);
+        if (vocab.type[id] == TokenType::Byte && byte >= 0) byte_token_[byte] = id;
+    }
 }
 
 struct SpmEncoder::Scratch {

@@ -20,6 +20,9 @@
 
 namespace quanta::text {
 
+// The byte a "<0xNN>" byte-fallback token stands for, -1 for any other text.
+int byte_token_value(std::string_view text);
+
 // A Gemma user-defined token made only of spaces ("  "): llama.cpp's converter
 // stores these with spaces, but they stand for runs of "▁" and merge like
 // ordinary pieces instead of being matched whole in the raw text.

@@ -9,20 +9,19 @@ namespace quanta::text {
 namespace {
 
 // Texts of end-of-turn tokens that llama.cpp treats as end of generation
-// even where the file names another token as eos.
+// even where the file names another token as eos, and (last line) the
+// fill-in-the-middle pad, repository and file-separator tokens, which end
+// generation too (Qwen2.5-Coder).
 constexpr const char* kEndOfTurnTexts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>",
     "<|end_of_text|>", "<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>", "<|return|>", "<|call|>",
     "<end_of_utterance>",
+    "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 };
 
 std::string spm_bytes(const std::string& text, TokenType type) {
-    // "<0xNN>" byte tokens stand for one byte.
-    if (type == TokenType::Byte && text.size() == 6 && text.compare(0, 3, "<0x") == 0 && text[5] == '>') {
-        const std::string hex = text.substr(3, 2);
-        if (hex.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos)
-            return std::string(1, (char)std::stoi(hex, nullptr, 16));
-    }
+    const int byte = type == TokenType::Byte ? byte_token_value(text) : -1;
+    if (byte >= 0) return std::string(1, (char)byte);
     std::string out;
     for (size_t i = 0; i < text.size(); ++i) {
         if (text.compare(i, 3, "\xE2\x96\x81") == 0) {

@@ -45,8 +45,8 @@ LeadRule lead_rule(unsigned char b) {
     return {0, 0, 0};
 }
 
-// How many bytes of s[i..] match a prefix of a well-formed sequence (at least
-// 1 when the lead byte is valid), and the full length that sequence needs.
+// How many bytes of s[i..] match a prefix of a well-formed sequence (0 for a
+// byte that cannot start one), and the full length that sequence needs.
 size_t valid_prefix(std::string_view s, size_t i, size_t* needed) {
     const LeadRule rule = lead_rule((unsigned char)s[i]);
     *needed = rule.length;
@@ -115,7 +115,7 @@ size_t utf8_append_lossy(std::string& out, std::string_view s, bool final) {
     while (i < s.size()) {
         size_t needed = 0;
         const size_t n = valid_prefix(s, i, &needed);
-        if (n == needed) {
+        if (n > 0 && n == needed) {
             out.append(s.data() + i, n);
             i += n;
             continue;

@@ -85,6 +85,7 @@ Vocab read_vocab(const gguf::File& file) {
     else if (model == "gpt2") v.model = Vocab::Model::Bpe;
     else r.bad(model_key, "names tokenizer '" + model + "'; supported: llama (SentencePiece), gpt2 (byte-level BPE)");
 
+    v.source = file.label();
     v.architecture = r.string("general.architecture", "");
     v.pre = r.string("tokenizer.ggml.pre", "default");
     v.text = r.strings("tokenizer.ggml.tokens", true);

@@ -21,6 +21,7 @@ struct Vocab {
     enum class Model { Spm, Bpe };  // tokenizer.ggml.model "llama" / "gpt2"
 
     Model model = Model::Spm;
+    std::string source;              // the file it was read from, for error messages
     std::string architecture;        // general.architecture, "" if absent
     std::string pre;                 // tokenizer.ggml.pre, "default" if absent
     std::vector<std::string> text;   // tokenizer.ggml.tokens
