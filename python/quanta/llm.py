@@ -148,10 +148,10 @@ class LLM:
         if not template:
             raise ValueError(f"{self.path} has no chat template (tokenizer.chat_template); "
                              "pass chat_template= to quanta.LLM")
-        special = self._tokenizer
+        tok = self._tokenizer
         return render(template, messages, add_generation_prompt=add_generation_prompt,
-                      bos_token=special.token_text(special.bos) if special.bos >= 0 else "",
-                      eos_token=special.token_text(special.eos) if special.eos >= 0 else "")
+                      bos_token=tok.token_text(tok.bos) if tok.bos is not None else "",
+                      eos_token=tok.token_text(tok.eos) if tok.eos is not None else "")
 
     # ---- the loop ---------------------------------------------------------------
 
