@@ -1,8 +1,10 @@
-// The 8-bit activation formats that quantized matmuls run on. Activations are
-// quantized per row on the fly (symmetric, levels in [-127, 127]), so weight x
-// activation products become integer dot products. The formats are internal to
-// quanta (never stored in files), which lets them carry what the kernels need:
-// an f32 scale (finer than ggml's f16) and precomputed sums for offset terms.
+// The 8-bit activation format that quantized matmuls' row kernels run on.
+// Activations are quantized per row on the fly (symmetric, levels in
+// [-127, 127]), so weight x activation products become integer dot products.
+// The format is internal to quanta (never stored in files), which lets it carry
+// what the kernels need: an f32 scale per 32 elements (finer than ggml's f16)
+// and precomputed sums for offset terms. (The prefill GEMM has its own layout of
+// the same levels and scales, panel.h.)
 #pragma once
 
 #include <cstddef>
@@ -12,12 +14,13 @@
 
 namespace quanta::cpu {
 
-// For the 32-element weight formats (q4_0, q4_1, q5_0, q5_1, q8_0): blocks
-// stored in pairs, so one 64-byte load holds two blocks' levels and one 8-byte
-// load their scales. A row with an odd block count ends in a half-empty pair.
+// One row of activations in blocks of 32 elements, for every quantized weight
+// type (has_act_kernel): blocks stored in pairs, so one 64-byte load holds two
+// blocks' levels and one 8-byte load their scales. A row with an odd block
+// count ends in a half-empty pair.
 struct ActPair32 {
     float d[2];     // block 2p + h: x ~ d[h] * q[32 h + i]
-    float dsum[2];  // d[h] * (sum of the block's q), for weights with an offset (q - 8) or a min
+    float dsum[2];  // d[h] * (sum of the block's q), for weights with an offset (q - 8) or a min (q4_k)
     float d16[16];  // d[0] x 8, d[1] x 8: the scales of the 16 lanes of a 64-byte integer dot
     int8_t q[64];
 };
@@ -34,35 +37,23 @@ inline ActBlock32Ref act_block32(const void* row, int64_t b) {
     return {p.d[h], p.dsum[h], p.q + 32 * h};
 }
 
-// For the 256-element k-quant formats (q4_k, q5_k, q6_k).
-struct ActBlock256 {
-    float d;
-    int16_t sums[16];  // sum of q over each group of 16
-    int8_t q[256];
-};
-static_assert(sizeof(ActBlock256) == 292, "ActBlock256 layout");
-
-enum class ActFormat { None, Block32, Block256 };
-
-// The activation format a weight type's fast kernel uses (None: no fast kernel).
-inline ActFormat act_format_for(DType weight) {
+// Weight types with a fast kernel: every one of them, the k-quants included,
+// multiplies activations in ActPair32 rows. A k-quant's sub-blocks (32
+// elements for q4_k/q5_k, 16 for q6_k) lie inside one activation block, so each
+// sub-block's integer sum is scaled by its own block's activation scale: one
+// outlier costs the precision of 31 neighbours, not of a whole 256-element
+// super-block (as with ggml's q8_K).
+inline bool has_act_kernel(DType weight) {
     switch (weight) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-            return ActFormat::Block32;
         case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-            return ActFormat::Block256;
+            return true;
         default:
-            return ActFormat::None;
+            return false;
     }
 }
 
-// Bytes of one activation row of n elements in `format`.
-inline size_t act_row_bytes(ActFormat format, int64_t n) {
-    switch (format) {
-        case ActFormat::Block32: return (size_t)((n / 32 + 1) / 2) * sizeof(ActPair32);
-        case ActFormat::Block256: return (size_t)(n / 256) * sizeof(ActBlock256);
-        default: return 0;
-    }
-}
+// Bytes of one activation row of n elements (a multiple of 32).
+inline size_t act_row_bytes(int64_t n) { return (size_t)((n / 32 + 1) / 2) * sizeof(ActPair32); }
 
 }  // namespace quanta::cpu
