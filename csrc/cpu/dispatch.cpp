@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "cpu/act_formats.h"
 #include "cpu/kernels.h"
 
 namespace quanta::cpu {
@@ -118,6 +119,14 @@ QuantDotFn quant_dot(const Kernels& k, DType type) {
         case DType::Q4_K: return k.dot_q4_k;
         case DType::Q5_K: return k.dot_q5_k;
         case DType::Q6_K: return k.dot_q6_k;
+        default: return nullptr;
+    }
+}
+
+QuantizeActFn quantize_act(const Kernels& k, DType weight_type) {
+    switch (act_format_for(weight_type)) {
+        case ActFormat::Paired: return k.quantize_act_paired;
+        case ActFormat::Flat: return k.quantize_act_flat;
         default: return nullptr;
     }
 }

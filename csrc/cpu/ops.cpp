@@ -131,7 +131,7 @@ constexpr size_t kActBlockBytes = 192 * 1024;
 constexpr int64_t kGemmMinRows = 16;
 
 GemmTileFn gemm_tile_for(const Kernels& k, DType weight) {
-    if (!has_act_kernel(weight)) return nullptr;
+    if (act_format_for(weight) == ActFormat::None) return nullptr;
     return panel_kind(weight) == PanelKind::Super256 ? k.gemm_tile256 : k.gemm_tile32;
 }
 
@@ -178,8 +178,8 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     const Tensor* x = dst.src[1];
     const int64_t K = w->ne[0], M = x->ne[1];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
-    const size_t arow = gemm_act_row_bytes(K);
-    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_gemm_act(row, K, out); });
+    const size_t arow = flat_act_row_bytes(K);
+    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_act_flat(row, out, K); });
 
     const GemmTileFn tile = gemm_tile_for(*c.k, w->type);
     uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
@@ -209,8 +209,9 @@ void matmul_quantized(const Tensor& dst, const OpContext& c, QuantDotFn dot) {
     const Tensor* x = dst.src[1];
     const int64_t K = w->ne[0], M = x->ne[1];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
-    const size_t arow = act_row_bytes(K);
-    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_act32(row, out, K); });
+    const size_t arow = act_row_bytes(act_format_for(w->type), K);
+    const QuantizeActFn quantize = quantize_act(*c.k, w->type);
+    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { quantize(row, out, K); });
 
     const size_t out_stride = dst.nb[1] / sizeof(float);
     const int64_t m_block = std::max<int64_t>(4, (int64_t)(kActBlockBytes / arow) / 4 * 4);
@@ -442,7 +443,8 @@ bool cpu_supports(const Tensor& node) {
 size_t shared_bytes(const Tensor& node, const Kernels& k) {
     if (node.op != Op::MatMul || !quant_dot(k, node.src[0]->type)) return 0;
     const Tensor* w = node.src[0];
-    const size_t row = use_gemm(node, k) ? gemm_act_row_bytes(w->ne[0]) : act_row_bytes(w->ne[0]);
+    const size_t row = use_gemm(node, k) ? flat_act_row_bytes(w->ne[0])
+                                         : act_row_bytes(act_format_for(w->type), w->ne[0]);
     return row * (size_t)node.src[1]->n_rows();
 }
 
@@ -450,9 +452,9 @@ size_t scratch_floats(const Tensor& node) {
     switch (node.op) {
         case Op::MatMul:  // a dequantized row, or a GEMM panel
             return std::max((size_t)node.src[0]->ne[0],
-                            has_act_kernel(node.src[0]->type)
-                                ? (panel_bytes(node.src[0]->type, node.src[0]->ne[0]) + 3) / 4
-                                : 0);
+                            act_format_for(node.src[0]->type) == ActFormat::None
+                                ? 0
+                                : (panel_bytes(node.src[0]->type, node.src[0]->ne[0]) + 3) / 4);
         case Op::Rope: return (size_t)node.i[0];
         default: return 0;
     }

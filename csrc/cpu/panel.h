@@ -25,6 +25,8 @@
 //     d    16 floats: x = d * sc * L - dmin * min (q6_k: d * sc * (L - 32))
 //
 // A panel is kPanelGroups groups of 16 rows, each group's blocks in order.
+// Activations come in the flat format (act_formats.h), whose levels are read
+// 4 bytes at a time and broadcast.
 #pragma once
 
 #include <cstddef>
@@ -67,14 +69,4 @@ inline size_t panel_bytes(DType weight, int64_t k) { return kPanelGroups * panel
 // Unpacks weight rows rows[0..n) (n <= kPanelRows; k elements each) into a
 // panel; rows past n are zero.
 void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel);
-
-// Activation rows for the GEMM, quantized per block of 32 for every weight type
-// with the same levels and scales as the row kernels' ActPair32 (scale
-// amax / 127, round half to even), laid out for broadcasts:
-//   int8 q[k] | float d per block | float d * (sum of q) per block | int16 sum of q per 16 elements
-inline size_t gemm_act_d(int64_t k) { return (size_t)k; }
-inline size_t gemm_act_dsum(int64_t k) { return (size_t)k + (size_t)k / 8; }
-inline size_t gemm_act_qsum(int64_t k) { return (size_t)k + (size_t)k / 4; }
-inline size_t gemm_act_row_bytes(int64_t k) { return gemm_act_qsum(k) + (size_t)k / 8; }
-
 }  // namespace quanta::cpu
