@@ -61,7 +61,8 @@ struct FlatActRow {
 inline FlatActRow flat_act_row(const void* row, int64_t k) {
     const auto* p = static_cast<const uint8_t*>(row);
     return {reinterpret_cast<const int8_t*>(p), reinterpret_cast<const float*>(p + flat_act_d(k)),
-            reinterpret_cast<const float*>(p + flat_act_dsum(k)), reinterpret_cast<const int16_t*>(p + flat_act_qsum(k))};
+            reinterpret_cast<const float*>(p + flat_act_dsum(k)),
+            reinterpret_cast<const int16_t*>(p + flat_act_qsum(k))};
 }
 
 enum class ActFormat { None, Paired, Flat };
