@@ -72,10 +72,9 @@ def test_matmul_float_weights(cpu_level, rng, wtype, m, k):
 QUANT_TYPES = ["q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q4_k", "q5_k", "q6_k"]
 
 
-def dequantized_activations(x, qtype):
-    """Activations as the quantized matmul sees them: symmetric 8-bit per block of 32
-    (256 for k-quants), scale amax / 127, levels rounded half to even in float32."""
-    block = 256 if qtype.endswith("_k") else 32
+def dequantized_activations(x, block=32):
+    """Activations as the quantized matmul sees them for every weight type (k-quants too):
+    symmetric 8-bit per block of 32, scale amax / 127, levels rounded half to even in float32."""
     xb = x.reshape(x.shape[0], -1, block)
     amax = np.abs(xb).max(-1, keepdims=True)
     with np.errstate(divide="ignore"):
@@ -102,12 +101,31 @@ def test_matmul_quantized_weights(cpu_level, rng, wtype, k, m):
     (y,) = run(g, [g.matmul(g.constant(blocks, wtype), g.constant(x))])
     assert y.shape == (m, n)
     # Exact up to float summation: the integer kernels against the same 8-bit activations.
-    xq = dequantized_activations(x, wtype)
+    xq = dequantized_activations(x)
     scale = np.abs(xq) @ np.abs(w_deq).T
     np.testing.assert_allclose(y, xq @ w_deq.T, rtol=0, atol=1e-5 * scale.max())
     # And close to the float product: 8-bit activations cost well under 1% of the magnitude.
     err = np.abs(y - x.astype(np.float64) @ w_deq.T)
     assert (err <= 0.01 * (np.abs(x) @ np.abs(w_deq).T)).all()
+
+
+@pytest.mark.parametrize("wtype", ["q4_k", "q5_k", "q6_k"])
+@pytest.mark.parametrize("m", [2, 20])  # 20: the tiled prefill GEMM where the level has one
+def test_matmul_kquant_outlier_costs_one_block(cpu_level, rng, wtype, m):
+    # One activation 50x its neighbours coarsens only its own 32-element block; with one scale per
+    # 256 elements (ggml's q8_K for k-quants) it would coarsen 255 neighbours, about 3x the error here.
+    n, k = 24, 1024
+    w = rng.standard_normal((n, k), dtype=np.float32)
+    x = rng.standard_normal((m, k), dtype=np.float32)
+    x[:, 300] = 50
+    blocks = quanta.quantize(w, wtype)
+    w_deq = quanta.dequantize(blocks, wtype, w.shape).astype(np.float64)
+    g = _core.Graph()
+    (y,) = run(g, [g.matmul(g.constant(blocks, wtype), g.constant(x))])
+    exact = x.astype(np.float64) @ w_deq.T
+    rms = np.sqrt(np.mean((y - exact) ** 2))
+    rms_per256 = np.sqrt(np.mean((dequantized_activations(x, 256) @ w_deq.T - exact) ** 2))
+    assert rms < 0.5 * rms_per256
 
 
 def test_matmul_quantized_long_prefill_blocks(rng):
@@ -120,7 +138,7 @@ def test_matmul_quantized_long_prefill_blocks(rng):
         w_deq = quanta.dequantize(blocks, wtype, w.shape).astype(np.float64)
         g = _core.Graph()
         (y,) = run(g, [g.matmul(g.constant(blocks, wtype), g.constant(x))], threads=3)
-        xq = dequantized_activations(x, wtype)
+        xq = dequantized_activations(x)
         np.testing.assert_allclose(y, xq @ w_deq.T, rtol=0, atol=1e-5 * (np.abs(xq) @ np.abs(w_deq).T).max())
 
 
@@ -147,7 +165,7 @@ def test_matmul_random_block_contents(cpu_level, rng):
         g = _core.Graph()
         (y,) = run(g, [g.matmul(g.constant(blocks, qtype), g.constant(x))])
         exact = qtype in ("q2_k", "q3_k")
-        xr = x.astype(np.float64) if exact else dequantized_activations(x, qtype)
+        xr = x.astype(np.float64) if exact else dequantized_activations(x)
         np.testing.assert_allclose(y, xr @ w.T, rtol=0, atol=1e-5 * (np.abs(xr) @ np.abs(w).T).max(), err_msg=qtype)
 
 

@@ -1,8 +1,10 @@
 // The 8-bit activation formats that quantized matmuls run on. Activations are
-// quantized per row on the fly (symmetric, levels in [-127, 127]), so weight x
-// activation products become integer dot products. The formats are internal to
-// quanta (never stored in files), which lets them carry what the kernels need:
-// an f32 scale (finer than ggml's f16) and precomputed sums for offset terms.
+// quantized per row on the fly (symmetric, levels in [-127, 127], one f32
+// scale per 32 elements, round half to even), so weight x activation products
+// become integer dot products. The formats are internal to quanta (never
+// stored in files), which lets them carry what the kernels need: an f32 scale
+// (finer than ggml's f16) and precomputed sums for offset terms. Both formats
+// hold the same levels and scales bit for bit; they differ in layout.
 #pragma once
 
 #include <cstddef>
@@ -12,9 +14,10 @@
 
 namespace quanta::cpu {
 
-// For the 32-element weight formats (q4_0, q4_1, q5_0, q5_1, q8_0): blocks
-// stored in pairs, so one 64-byte load holds two blocks' levels and one 8-byte
-// load their scales. A row with an odd block count ends in a half-empty pair.
+// Paired: the row kernels of the 32-element weight formats (q4_0, q4_1, q5_0,
+// q5_1, q8_0). Blocks stored in pairs, so one 64-byte load holds two blocks'
+// levels and one 64-byte load their scales spread over the lanes of an integer
+// dot. A row with an odd block count ends in a half-empty pair.
 struct ActPair32 {
     float d[2];     // block 2p + h: x ~ d[h] * q[32 h + i]
     float dsum[2];  // d[h] * (sum of the block's q), for weights with an offset (q - 8) or a min
@@ -34,33 +37,53 @@ inline ActBlock32Ref act_block32(const void* row, int64_t b) {
     return {p.d[h], p.dsum[h], p.q + 32 * h};
 }
 
-// For the 256-element k-quant formats (q4_k, q5_k, q6_k).
-struct ActBlock256 {
-    float d;
-    int16_t sums[16];  // sum of q over each group of 16
-    int8_t q[256];
+// Flat: the k-quant row kernels (q4_k, q5_k, q6_k) and every prefill GEMM
+// (panel.h). A row of k elements is
+//   int8 q[k] | float d per block | float d * (sum of q) per block | int16 sum of q per 16 elements
+// 1.375 bytes per element against the paired format's 2.25, so a few rows of
+// activations stay in L1 while a weight row streams past them; the kernels
+// spread a block's d over its lanes themselves. A k-quant's sub-blocks (32
+// elements for q4_k/q5_k, 16 for q6_k) lie inside one activation block, so
+// each sub-block's integer sum is scaled by its own block's d: one outlier
+// costs the precision of 31 neighbours, not of a whole 256-element super-block
+// (as with ggml's q8_K).
+inline size_t flat_act_d(int64_t k) { return (size_t)k; }
+inline size_t flat_act_dsum(int64_t k) { return (size_t)k + (size_t)k / 8; }
+inline size_t flat_act_qsum(int64_t k) { return (size_t)k + (size_t)k / 4; }
+inline size_t flat_act_row_bytes(int64_t k) { return flat_act_qsum(k) + (size_t)k / 8; }
+
+struct FlatActRow {
+    const int8_t* q;
+    const float* d;
+    const float* dsum;
+    const int16_t* qsum;
 };
-static_assert(sizeof(ActBlock256) == 292, "ActBlock256 layout");
+inline FlatActRow flat_act_row(const void* row, int64_t k) {
+    const auto* p = static_cast<const uint8_t*>(row);
+    return {reinterpret_cast<const int8_t*>(p), reinterpret_cast<const float*>(p + flat_act_d(k)),
+            reinterpret_cast<const float*>(p + flat_act_dsum(k)),
+            reinterpret_cast<const int16_t*>(p + flat_act_qsum(k))};
+}
 
-enum class ActFormat { None, Block32, Block256 };
+enum class ActFormat { None, Paired, Flat };
 
-// The activation format a weight type's fast kernel uses (None: no fast kernel).
+// The activation format a weight type's row kernel uses (None: no fast kernel).
 inline ActFormat act_format_for(DType weight) {
     switch (weight) {
         case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-            return ActFormat::Block32;
+            return ActFormat::Paired;
         case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-            return ActFormat::Block256;
+            return ActFormat::Flat;
         default:
             return ActFormat::None;
     }
 }
 
-// Bytes of one activation row of n elements in `format`.
+// Bytes of one activation row of n elements (a multiple of 32) in `format`.
 inline size_t act_row_bytes(ActFormat format, int64_t n) {
     switch (format) {
-        case ActFormat::Block32: return (size_t)((n / 32 + 1) / 2) * sizeof(ActPair32);
-        case ActFormat::Block256: return (size_t)(n / 256) * sizeof(ActBlock256);
+        case ActFormat::Paired: return (size_t)((n / 32 + 1) / 2) * sizeof(ActPair32);
+        case ActFormat::Flat: return flat_act_row_bytes(n);
         default: return 0;
     }
 }

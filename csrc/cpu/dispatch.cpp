@@ -125,8 +125,8 @@ QuantDotFn quant_dot(const Kernels& k, DType type) {
 
 QuantizeActFn quantize_act(const Kernels& k, DType weight_type) {
     switch (act_format_for(weight_type)) {
-        case ActFormat::Block32: return k.quantize_act32;
-        case ActFormat::Block256: return k.quantize_act256;
+        case ActFormat::Paired: return k.quantize_act_paired;
+        case ActFormat::Flat: return k.quantize_act_flat;
         default: return nullptr;
     }
 }

@@ -15,14 +15,14 @@ namespace quanta::cpu {
 
 enum class Level { Scalar, Avx2, Avx512, Neon };
 
-// Quantizes a row of n floats into an 8-bit activation format (act_formats.h).
+// Quantizes a row of n floats (a multiple of 32) into an 8-bit activation format (act_formats.h).
 using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
 // out[j * out_stride] = dot(weight row w, activation row a + j * a_stride) for j < na (1..4).
 using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_stride, float* out,
                             size_t out_stride, int na);
 // The prefill GEMM tile over a panel of kPanelRows weight rows (panel.h; its
 // 16-row groups group_bytes apart) and na (1..4) activation rows of k elements
-// (GEMM layout, act_stride bytes apart): out[i + j * out_stride] for i < nw,
+// (flat format, act_stride bytes apart): out[i + j * out_stride] for i < nw,
 // j < na. sub: elements per integer sub-block scale (Super256 panels).
 using GemmTileFn = void (*)(int64_t k, const uint8_t* panel, size_t group_bytes, const uint8_t* act,
                             size_t act_stride, int na, float* out, size_t out_stride, int nw, int sub);
@@ -47,12 +47,10 @@ struct Kernels {
     // y = exp(x - shift); returns the sum of y.
     double (*exp_shifted)(float* y, const float* x, float shift, int64_t n);
 
-    QuantizeActFn quantize_act32, quantize_act256;
+    QuantizeActFn quantize_act_paired, quantize_act_flat;
     QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;
     // Null where the level has no tiled GEMM, one per panel kind.
     GemmTileFn gemm_tile32, gemm_tile256;
-    // Quantizes an activation row into the GEMM layout (panel.h); null with the tiles.
-    void (*quantize_gemm_act)(const float* x, int64_t k, int block, uint8_t* out);
     // f32/f16/bf16 weights: 4 rows (w, ws bytes apart; nw used) x na (1..4)
     // activation rows (x, xs floats apart): out[i + j * os]. Null: one dot per output.
     void (*float_tile)(DType type, int64_t k, const char* w, size_t ws, const float* x, size_t xs, int na,
@@ -61,6 +59,7 @@ struct Kernels {
 
 // The fast dot kernel for weights of `type`, or null when there is none.
 QuantDotFn quant_dot(const Kernels& k, DType type);
+// The quantizer for the activation format of `weight_type`'s row kernel.
 QuantizeActFn quantize_act(const Kernels& k, DType weight_type);
 
 const char* level_name(Level level);

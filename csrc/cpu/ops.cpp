@@ -178,9 +178,8 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     const Tensor* x = dst.src[1];
     const int64_t K = w->ne[0], M = x->ne[1];
     const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
-    const int block = panel_block(w->type);
-    const size_t arow = gemm_act_row_bytes(K, block);
-    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_gemm_act(row, K, block, out); });
+    const size_t arow = flat_act_row_bytes(K);
+    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_act_flat(row, out, K); });
 
     const GemmTileFn tile = gemm_tile_for(*c.k, w->type);
     uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
@@ -444,7 +443,7 @@ bool cpu_supports(const Tensor& node) {
 size_t shared_bytes(const Tensor& node, const Kernels& k) {
     if (node.op != Op::MatMul || !quant_dot(k, node.src[0]->type)) return 0;
     const Tensor* w = node.src[0];
-    const size_t row = use_gemm(node, k) ? gemm_act_row_bytes(w->ne[0], panel_block(w->type))
+    const size_t row = use_gemm(node, k) ? flat_act_row_bytes(w->ne[0])
                                          : act_row_bytes(act_format_for(w->type), w->ne[0]);
     return row * (size_t)node.src[1]->n_rows();
 }

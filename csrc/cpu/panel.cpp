@@ -12,9 +12,10 @@ namespace {
 // a panel lane holds), decoded with word operations.
 struct Decoded {
     uint32_t L4[64];
-    float d, m;               // Block32: x = d * L + m
-    float dmin;               // Super256: x = d * sc * L - dmin * min
-    int32_t sc[16], min[16];  // Super256: per sub-block scale, per 16-element group offset
+    float d, m;        // Block32: x = d * L + m; Super256: d, the super-block scale
+    int32_t sc[16];    // Super256: per sub-block scale
+    float min[8];      // q4_k/q5_k: dmin * min per 32-element sub-block
+    int16_t off[16];   // q6_k: -32 * sc per 16-element group (x = d * sc * (L - 32))
 };
 
 constexpr uint32_t kLow4 = 0x0f0f0f0fu, kLow2 = 0x03030303u, kLow1 = 0x01010101u;
@@ -50,7 +51,7 @@ void decode_block32(DType type, const uint8_t* b, Decoded* out) {
 
 void decode_q45k(const uint8_t* b, bool five, Decoded* out) {
     out->d = f16_load(b);
-    out->dmin = f16_load(b + 2);
+    const float dmin = f16_load(b + 2);
     const uint8_t* qh = b + 16;
     const uint8_t* qs = b + (five ? 48 : 16);
     for (int chunk = 0; chunk < 4; ++chunk)  // 64 elements: 32 low nibbles, then 32 high ones
@@ -63,7 +64,7 @@ void decode_q45k(const uint8_t* b, bool five, Decoded* out) {
         int sc, m;
         k4_scale_min(b + 4, j, &sc, &m);
         out->sc[j] = sc;
-        out->min[2 * j] = out->min[2 * j + 1] = m;
+        out->min[j] = dmin * (float)m;  // exact: 11 significant bits times 6
     }
 }
 
@@ -71,7 +72,7 @@ void decode_q6k(const uint8_t* b, Decoded* out) {
     const uint8_t* ql = b;
     const uint8_t* qh = b + 128;
     const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-    out->d = out->dmin = f16_load(b + 208);
+    out->d = f16_load(b + 208);
     for (int h = 0; h < 2; ++h)  // 128 elements: 4 runs of 32 from ql's nibbles and qh's bit pairs
         for (int t = 0; t < 8; ++t) {
             const uint32_t l0 = word(ql + 64 * h + 4 * t), l1 = word(ql + 64 * h + 32 + 4 * t);
@@ -83,7 +84,7 @@ void decode_q6k(const uint8_t* b, Decoded* out) {
         }
     for (int g = 0; g < 16; ++g) {  // x = d * sc * (L - 32)
         out->sc[g] = sc[g];
-        out->min[g] = 32 * sc[g];
+        out->off[g] = (int16_t)(-32 * sc[g]);
     }
 }
 
@@ -110,11 +111,15 @@ void spread(DType type, const Decoded& b, int lane, uint8_t* out) {
     const int sub = panel_sub_block(type);
     for (int h = 0; h < 256 / sub; ++h) set_lane(out + kS256Scales + 64 * h, lane, b.sc[h]);
     for (int p = 0; p < 8; ++p) {
-        set_lane(out + s256_mins(sub) + 64 * p, 2 * lane, (int16_t)b.min[2 * p]);
-        set_lane(out + s256_mins(sub) + 64 * p, 2 * lane + 1, (int16_t)b.min[2 * p + 1]);
+        uint8_t* m = out + s256_mins(sub) + 64 * p;
+        if (sub == 32) {
+            set_lane(m, lane, b.min[p]);
+        } else {
+            set_lane(m, 2 * lane, b.off[2 * p]);
+            set_lane(m, 2 * lane + 1, b.off[2 * p + 1]);
+        }
     }
     set_lane(out + s256_d(sub), lane, b.d);
-    set_lane(out + s256_dmin(sub), lane, b.dmin);
 }
 
 }  // namespace

@@ -17,17 +17,21 @@
 //   sub-blocks of S elements (32 for q4_k/q5_k, 16 for q6_k):
 //     L    64 vectors
 //     sc   256 / S vectors of int32 sub-block scales
-//     m    8 vectors of int16 pairs: the offsets of 16-element groups 2p and
-//          2p + 1 (q4_k/q5_k: the 6-bit min; q6_k: 32 * sc)
-//     d    16 floats, dmin 16 floats: x = d * sc * L - dmin * m
+//     m    8 vectors, one per 32-element block p (the activations' block):
+//            q4_k/q5_k: 16 floats dmin * min_p, subtracted times the
+//                       activation block's d * (sum of levels)
+//            q6_k:      int16 pairs -32 * sc of 16-element groups 2p and 2p + 1,
+//                       added to the block's integer sum times its level sums
+//     d    16 floats: x = d * sc * L - dmin * min (q6_k: d * sc * (L - 32))
 //
 // A panel is kPanelGroups groups of 16 rows, each group's blocks in order.
+// Activations come in the flat format (act_formats.h), whose levels are read
+// 4 bytes at a time and broadcast.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu/act_formats.h"
 #include "quant/types.h"
 
 namespace quanta::cpu {
@@ -39,7 +43,8 @@ constexpr int kPanelRows = kPanelLanes * kPanelGroups;
 enum class PanelKind { Block32, Super256 };
 
 inline PanelKind panel_kind(DType weight) {
-    return act_format_for(weight) == ActFormat::Block256 ? PanelKind::Super256 : PanelKind::Block32;
+    const bool k_quant = weight == DType::Q4_K || weight == DType::Q5_K || weight == DType::Q6_K;
+    return k_quant ? PanelKind::Super256 : PanelKind::Block32;
 }
 inline int panel_block(DType weight) { return panel_kind(weight) == PanelKind::Super256 ? 256 : 32; }
 // Elements per integer sub-block scale (Super256).
@@ -50,8 +55,7 @@ constexpr size_t kB32Scale = 512, kB32Min = 576, kB32Bytes = 640;
 constexpr size_t kS256Scales = 4096;
 constexpr size_t s256_mins(int sub) { return kS256Scales + (size_t)(256 / sub) * 64; }
 constexpr size_t s256_d(int sub) { return s256_mins(sub) + 512; }
-constexpr size_t s256_dmin(int sub) { return s256_d(sub) + 64; }
-constexpr size_t s256_bytes(int sub) { return s256_dmin(sub) + 64; }
+constexpr size_t s256_bytes(int sub) { return s256_d(sub) + 64; }
 
 inline size_t panel_block_bytes(DType weight) {
     return panel_kind(weight) == PanelKind::Super256 ? s256_bytes(panel_sub_block(weight)) : kB32Bytes;
@@ -65,14 +69,4 @@ inline size_t panel_bytes(DType weight, int64_t k) { return kPanelGroups * panel
 // Unpacks weight rows rows[0..n) (n <= kPanelRows; k elements each) into a
 // panel; rows past n are zero.
 void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel);
-
-// Activation rows for the GEMM, quantized per block of 32 (256 for k-quant
-// weights) with the same levels as the row kernels' formats (scale amax / 127,
-// round half to even):
-//   int8 q[k] | float d per block | float d * (sum of q) per block | int16 sum of q per 16 elements
-inline size_t gemm_act_d(int64_t k) { return (size_t)k; }
-inline size_t gemm_act_dsum(int64_t k, int block) { return (size_t)k + 4 * (size_t)(k / block); }
-inline size_t gemm_act_qsum(int64_t k, int block) { return (size_t)k + 8 * (size_t)(k / block); }
-inline size_t gemm_act_row_bytes(int64_t k, int block) { return gemm_act_qsum(k, block) + (size_t)k / 8; }
-
 }  // namespace quanta::cpu
