@@ -383,17 +383,3 @@ def test_bad_tokenizer_metadata_is_a_model_error(tmp_path, changes, key):
 def test_a_gguf_file_object_works_too(qwen_path, qwen):
     tok = _core.Tokenizer(_core.GGUFFile.open(qwen_path))
     assert tok.encode(CORPUS[8]) == qwen.ours.encode(CORPUS[8])
-
-
-# ---- llama.cpp as a peer, when it is installed ---------------------------------------------------------------
-
-def test_llama_cpp_peer_agrees_on_nfc_text(pair, qwen_path, gemma_path):
-    llama_cpp = pytest.importorskip("llama_cpp")
-    path = qwen_path if pair.ours.n_vocab == 151936 else gemma_path
-    peer = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
-    # llama.cpp has no NFC and matches Gemma's space-run tokens whole in the raw text, where Hugging Face
-    # merges them as runs of "▁": long space runs and a typed "▁" may differ.
-    texts = [s for s in CORPUS if unicodedata.normalize("NFC", s) == s and "  " * 20 not in s and "\u2581" not in s]
-    bad = [s for s in texts
-           if peer.tokenize(s.encode(), add_bos=True, special=True) != pair.ours.encode(s)]
-    assert bad == []
