@@ -95,12 +95,13 @@ def peak_rss_mb(engine_name, name, threads, n_prompt, n_gen):
     """Peak resident memory of a fresh process that loads one engine and runs pp and tg once."""
     import subprocess
 
-    code = (f"import sys, resource; sys.path.insert(0, {str(Path(__file__).parent)!r}); import llm_bench as b; "
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import llm_bench as b; "
             f"es = b.engines(b.fetch.fetch({MODELS[name]!r}), {threads}, {n_prompt + n_gen + 16}, {max(n_prompt, 1)}, "
             f"only={engine_name!r}); b.pp_run(es[0], list(range(10, 10 + {n_prompt}))); b.tg_run(es[0], 11, {n_gen}); "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
+    # VmHWM, not ru_maxrss: the latter survives exec and would report this (parent) process's peak.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    return int(out.split()[-1]) / 1e3
+    return int(out.split()[-1]) / 1024
 
 
 def main():
