@@ -22,6 +22,7 @@ from quanta import fetch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from llama_peer import LlamaPeer  # noqa: E402
+from timing import settle  # noqa: E402
 
 MODELS = {"qwen": "qwen2.5-coder-0.5b-instruct-q4_k_m", "gemma": "gemma-3-270m-q4_k_m"}
 
@@ -42,13 +43,6 @@ def engines(path, threads, n_ctx, n_batch, only=None):
         peer = LlamaPeer(path, n_ctx=n_ctx, threads=threads, n_batch=n_batch)
         out.append(Engine("llama.cpp", peer.clear, lambda ids: peer.decode(ids)))
     return out
-
-
-def settle(seconds=0.05):
-    """Busy quiet before a timed run: ggml's workers spin for a while after a graph (see timing.py)."""
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        pass
 
 
 def pp_run(engine, ids):

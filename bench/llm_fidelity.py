@@ -21,31 +21,11 @@ import quanta
 from quanta import fetch
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from divergence import kld  # noqa: E402
 from llama_peer import LlamaPeer  # noqa: E402
-
-PROMPTS = [
-    "The capital of France is",
-    "def quicksort(arr):\n    \"\"\"Sort a list using quicksort.\"\"\"\n",
-    "Once upon a time, in a small village by the sea,",
-    "To make a cup of tea, first",
-    "The three laws of thermodynamics are",
-    "import numpy as np\n\n# Compute the mean of each column of a matrix\n",
-]
-
-MODELS = {"qwen": "qwen2.5-coder-0.5b-instruct-q4_k_m", "gemma": "gemma-3-270m-q4_k_m"}
-
-
-def log_softmax(x):
-    x = x.astype(np.float64)
-    x = x - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
-def kld(ref_logits, logits):
-    """Per-position KL(ref || ours)."""
-    lp, lq = log_softmax(ref_logits), log_softmax(logits)
-    return (np.exp(lp) * (lp - lq)).sum(-1)
-
+from llm_bench import MODELS  # noqa: E402
+from test_llm_fidelity import PROMPTS  # noqa: E402  (the prompts the KLD test uses)
 
 def evaluate(name, path, threads, n_gen):
     import torch

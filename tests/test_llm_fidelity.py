@@ -12,6 +12,8 @@ import transformers
 
 import quanta
 
+from divergence import kld
+
 
 PROMPTS = [
     "The capital of France is",
@@ -22,11 +24,6 @@ PROMPTS = [
     "import numpy as np\n\n# Compute the mean of each column of a matrix\n",
 ]
 LLAMA_CPP_KLD = {"qwen": 0.0008, "gemma": 0.0054}
-
-
-def log_softmax(x):
-    x = x.astype(np.float64) - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
 @pytest.mark.parametrize("name", ["qwen", "gemma"])
@@ -47,8 +44,7 @@ def test_kld_to_fp32_is_within_llama_cpp(request, name):
         with torch.no_grad():
             ref = hf(torch.tensor([seq])).logits[0].numpy()
         ours = llm.logits(seq)
-        lp, lq = log_softmax(ref), log_softmax(ours)
-        klds.append((np.exp(lp) * (lp - lq)).sum(-1))
+        klds.append(kld(ref, ours))
         top1.append(ref.argmax(-1) == ours.argmax(-1))
     kld, agree = np.concatenate(klds).mean(), np.concatenate(top1).mean()
     print(f"{name}: mean KLD {kld:.6f} (llama.cpp {LLAMA_CPP_KLD[name]}), top-1 {agree:.3f}")

@@ -9,18 +9,9 @@ import torch
 import quanta
 from quanta import _core
 
+from divergence import kld
 from tiny_models import ARCHS, VOCAB, make_hf, write_gguf
 
-
-
-def log_softmax(x):
-    x = x.astype(np.float64) - x.max(-1, keepdims=True)
-    return x - np.log(np.exp(x).sum(-1, keepdims=True))
-
-
-def kld(ref, got):
-    lp, lq = log_softmax(ref), log_softmax(got)
-    return (np.exp(lp) * (lp - lq)).sum(-1)
 
 
 @pytest.fixture(scope="module", params=ARCHS)

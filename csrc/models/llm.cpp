@@ -49,11 +49,9 @@ void LlmContext::eval(const int32_t* ids, int n, bool all_logits, float* logits)
                                              std::to_string(n_ctx()));
     for (int done = 0; done < n;) {
         const int chunk = std::min(params_.n_batch, n - done);
-        const bool last = done + chunk == n;
-        if (all_logits || last)
-            eval_batch(ids + done, chunk, all_logits, logits + (all_logits ? (size_t)done * n_vocab : 0));
-        else
-            eval_batch(ids + done, chunk, false, nullptr);
+        // Only the chunks whose logits are wanted write any: all of them, or the last.
+        float* out = all_logits ? logits + (size_t)done * n_vocab : done + chunk == n ? logits : nullptr;
+        eval_batch(ids + done, chunk, all_logits, out);
         done += chunk;
     }
 }

@@ -33,6 +33,10 @@ double Sampler::uniform() {
     return (double)(rng_() >> 11) * (1.0 / 9007199254740992.0);
 }
 
+const Sampler::Candidate& Sampler::best(const std::vector<Candidate>& c) {
+    return *std::max_element(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) { return a.logit < b.logit; });
+}
+
 void Sampler::apply_penalties(std::vector<Candidate>& c) const {
     const bool off = p_.repeat_penalty == 1.0f && p_.presence_penalty == 0.0f && p_.frequency_penalty == 0.0f;
     if (off || recent_.empty()) return;
@@ -54,16 +58,11 @@ void Sampler::truncate(std::vector<Candidate>& c) const {
         std::partial_sort(c.begin(), c.begin() + p_.top_k, c.end(), better);
         c.resize(p_.top_k);
     }
-    auto max_logit = [&c] {
-        return std::max_element(c.begin(), c.end(), [](const Candidate& a, const Candidate& b) {
-                   return a.logit < b.logit;
-               })->logit;
-    };
     if (p_.top_p < 1.0f) {
         // Top-p over what is left (renormalised, as llama.cpp): the smallest
         // best-first prefix whose mass reaches top_p. Only that prefix needs
         // sorting, so a growing prefix is sorted until the mass is reached.
-        const float top = max_logit();
+        const float top = best(c).logit;
         double total = 0;
         for (const Candidate& x : c) total += std::exp((double)(x.logit - top));
         for (size_t sorted = std::min(c.size(), (size_t)256);; sorted = std::min(c.size(), sorted * 4)) {
@@ -78,7 +77,7 @@ void Sampler::truncate(std::vector<Candidate>& c) const {
         }
     }
     if (p_.min_p > 0.0f) {  // p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p)
-        const float cut = max_logit() + std::log(p_.min_p);
+        const float cut = best(c).logit + std::log(p_.min_p);
         c.erase(std::remove_if(c.begin(), c.end(), [cut](const Candidate& x) { return x.logit < cut; }), c.end());
     }
 }
@@ -90,14 +89,11 @@ const std::vector<Sampler::Choice>& Sampler::distribution(const float* logits, i
     apply_penalties(candidates_);
     choices_.clear();
     if (p_.temperature <= 0.0f) {
-        const auto best = std::max_element(candidates_.begin(), candidates_.end(),
-                                           [](const Candidate& a, const Candidate& b) { return a.logit < b.logit; });
-        choices_.push_back({best->id, 1.0});
+        choices_.push_back({best(candidates_).id, 1.0});
         return choices_;
     }
     truncate(candidates_);
-    float top = -INFINITY;
-    for (const Candidate& x : candidates_) top = std::max(top, x.logit);
+    const float top = best(candidates_).logit;
     double total = 0;
     for (const Candidate& x : candidates_) {
         const double w = std::exp((double)(x.logit - top) / p_.temperature);

@@ -47,6 +47,8 @@ private:
         int32_t id;
         float logit;
     };
+    // The candidate with the highest logit (the first of equals).
+    static const Candidate& best(const std::vector<Candidate>& c);
     void apply_penalties(std::vector<Candidate>& c) const;
     // Sorts the candidates by logit, best first, far enough for top-k/top-p
     // (a partial sort that grows until the kept mass is reached).

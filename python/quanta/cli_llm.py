@@ -88,8 +88,9 @@ def _stream(pieces) -> int:
 def _cmd_run(args) -> int:
     llm = _load(args)
     t0 = time.perf_counter()
-    n_prompt = len(llm.tokenize(args.prompt))
-    _stream(llm.generate(args.prompt, stream=True, **_sampling(args)))
+    ids = llm.tokenize(args.prompt)
+    n_prompt = len(ids)
+    _stream(llm.generate(ids, stream=True, **_sampling(args)))
     sys.stdout.write("\n")
     elapsed = time.perf_counter() - t0
     n_gen = len(llm._ctx.tokens) - n_prompt

@@ -39,8 +39,6 @@ class LLM:
         self._gguf = GGUF(self.path)
         self._model = _core.LlmModel(self._gguf._file)
         self._tokenizer = _core.Tokenizer(self._gguf._file)
-        if n_ctx <= 0:
-            raise ValueError(f"n_ctx must be positive, not {n_ctx}")
         self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads or 0,
                                      kv_type=kv_type)
         self._chat_template = chat_template
