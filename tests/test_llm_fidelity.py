@@ -46,7 +46,7 @@ def test_kld_to_fp32_is_within_llama_cpp(request, name):
         ours = llm.logits(seq)
         klds.append(kld(ref, ours))
         top1.append(ref.argmax(-1) == ours.argmax(-1))
-    kld, agree = np.concatenate(klds).mean(), np.concatenate(top1).mean()
-    print(f"{name}: mean KLD {kld:.6f} (llama.cpp {LLAMA_CPP_KLD[name]}), top-1 {agree:.3f}")
-    assert kld <= LLAMA_CPP_KLD[name]
+    mean_kld, agree = np.concatenate(klds).mean(), np.concatenate(top1).mean()
+    print(f"{name}: mean KLD {mean_kld:.6f} (llama.cpp {LLAMA_CPP_KLD[name]}), top-1 {agree:.3f}")
+    assert mean_kld <= LLAMA_CPP_KLD[name]
     assert agree >= 0.95
