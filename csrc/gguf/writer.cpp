@@ -62,9 +62,13 @@ Writer::Writer(std::string path, size_t alignment) : path_(std::move(path)), ali
     if (alignment_ != kDefaultAlignment) set("general.alignment", Value::make_u32((uint32_t)alignment_));
 }
 
-Writer::~Writer() {
+Writer::~Writer() { discard(); }
+
+void Writer::discard() {
     if (out_) std::fclose(out_);
+    out_ = nullptr;
     if (!finished_) std::remove(tmp_path_.c_str());
+    finished_ = true;
 }
 
 void Writer::set(const std::string& key, Value value) {

@@ -35,6 +35,9 @@ public:
     void write_tensor(const std::string& name, const void* data, size_t nbytes);
     // Checks every tensor was written in full, then renames into place.
     void finish();
+    // Abandons the output now: closes and deletes the temporary file (as the
+    // destructor would), for callers whose lifetime the runtime controls.
+    void discard();
 
     size_t n_tensors() const { return tensors_.size(); }
     // Name and byte size of the tensor whose data is expected next.

@@ -176,7 +176,16 @@ void bind_gguf(py::module_& m) {
             py::gil_scoped_release release;
             w.write_tensor(name, info.ptr, nbytes);
         }, py::arg("name"), py::arg("data"))
-        .def("finish", &gguf::Writer::finish, py::call_guard<py::gil_scoped_release>());
+        .def("write_tensor_data", [](gguf::Writer& w, py::buffer data) {
+            // The next piece of the tensor being streamed (any C-contiguous buffer).
+            const py::buffer_info info = data.request();
+            QUANTA_CHECK_ARG(PyBuffer_IsContiguous(info.view(), 'C'), "tensor data must be C-contiguous");
+            const size_t nbytes = (size_t)info.size * (size_t)info.itemsize;
+            py::gil_scoped_release release;
+            w.write_tensor_data(info.ptr, nbytes);
+        }, py::arg("data"))
+        .def("finish", &gguf::Writer::finish, py::call_guard<py::gil_scoped_release>())
+        .def("discard", &gguf::Writer::discard);
 }
 
 }  // namespace quanta::bindings

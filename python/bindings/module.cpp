@@ -68,6 +68,8 @@ void bind_system(py::module_& m) {
         d["reason"] = s.reason;
         return d;
     });
+    m.def("row_bytes", [](const std::string& type, int64_t n) { return row_bytes(type_from_name(type), n); },
+          py::arg("type"), py::arg("n"), "Bytes of one row of n elements stored as `type`.");
     m.def(
         "quantize",
         [](py::array_t<float, py::array::c_style> x, const std::string& qtype, int n_threads) {

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 from . import _core
+from .converter import convert, requantize
 from .errors import ContextOverflowError, FormatError, ModelError, QuantaError, UnsupportedError
 from .gguf import GGUF, GGUFWriter, TensorInfo
 from .llm import LLM
@@ -13,6 +14,8 @@ __all__ = [
     "GGUF",
     "LLM",
     "ContextOverflowError",
+    "convert",
+    "requantize",
     "GGUFWriter",
     "TensorInfo",
     "FormatError",

@@ -1,0 +1,54 @@
+"""`quanta convert` and `quanta quantize`: making GGUF files."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+
+def register(sub) -> None:
+    from .converter import FILE_TYPES
+
+    types = ", ".join(FILE_TYPES)
+    convert = sub.add_parser("convert", help="convert a Hugging Face model folder to one GGUF file")
+    convert.add_argument("src", help="model folder: config.json, *.safetensors, tokenizer")
+    convert.add_argument("out", help="the .gguf file to write")
+    _common(convert, types, "q4_k_m")
+    convert.set_defaults(handler=_cmd_convert)
+
+    quantize = sub.add_parser("quantize", help="requantize a GGUF file to another type, like llama-quantize")
+    quantize.add_argument("src", help="a .gguf file")
+    quantize.add_argument("out", help="the .gguf file to write")
+    _common(quantize, types, None)
+    quantize.set_defaults(handler=_cmd_quantize)
+
+
+def _common(p: argparse.ArgumentParser, types: str, default) -> None:
+    p.add_argument("--type", "-t", default=default, required=default is None, type=str.lower,
+                   help=f"file type: {types}" + (f" (default {default})" if default else ""))
+    p.add_argument("--threads", type=int, default=0, help="quantization threads (default: all cores)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM unwinds like Ctrl-C, so the temporary file is removed on the way out."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _cmd_convert(args) -> int:
+    from .converter import convert
+
+    _interrupt_on_sigterm()
+    convert(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=args.threads)
+    return 0
+
+
+def _cmd_quantize(args) -> int:
+    from .converter import requantize
+
+    _interrupt_on_sigterm()
+    requantize(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=args.threads)
+    return 0

@@ -1,1 +1,0 @@
-"""Hugging Face checkpoints to GGUF, and GGUF requantization."""
