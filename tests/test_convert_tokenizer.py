@@ -1,4 +1,4 @@
-"""quanta.convert.hf_tokenizer: a Hugging Face tokenizer folder to GGUF tokenizer metadata.
+"""quanta.converter.hf_tokenizer: a Hugging Face tokenizer folder to GGUF tokenizer metadata.
 
 Each converted tokenizer is written to a GGUF file with no tensors, rebuilt from it by quanta's C++ tokenizer
 (quanta._core.Tokenizer) and compared token for token with the folder's own tokenizer as transformers, tokenizers
@@ -11,7 +11,6 @@ Gemma's as a SentencePiece-style tokenizer.json (byte fallback, spaces as "▁")
 from the real file's pieces, scores and types to check the SentencePiece path at full size.
 """
 
-import argparse
 import inspect
 import json
 import shutil
@@ -21,23 +20,21 @@ from pathlib import Path
 import pytest
 import sentencepiece
 from sentencepiece import sentencepiece_model_pb2
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, models, pre_tokenizers
 from transformers import AutoTokenizer
 from transformers.convert_slow_tokenizer import TikTokenConverter
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_REGEX
 
 import quanta
 from quanta import _core
-from quanta.convert.hf_tokenizer import tokenizer_metadata
+from quanta.converter.hf_tokenizer import tokenizer_metadata
 from quanta.errors import FormatError, ModelError, UnsupportedError
+from hf_checkpoints import train_byte_level, train_sentencepiece
 from test_tokenizer import CORPUS
 
 LLAMA3_REGEX = inspect.signature(TikTokenConverter.__init__).parameters["pattern"].default
 SPACE = "\u2581"
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-
-# Text to train the small tokenizers on: Python source plus the test strings.
-TRAINING_TEXT = inspect.getsource(argparse).splitlines() + CORPUS
 
 
 def _gguf(metadata, path, architecture="llama"):
@@ -244,14 +241,8 @@ def test_gemma_tokenizer_model_converts_as_llama_cpp_did_and_encodes_as_sentence
 
 @pytest.fixture(scope="module")
 def spm_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spm")
-    model = folder / "tokenizer.model"
-    with open(model, "wb") as f:
-        sentencepiece.SentencePieceTrainer.train(
-            sentence_iterator=iter(inspect.getsource(argparse).splitlines()), model_writer=f, model_type="bpe",
-            vocab_size=700, normalization_rule_name="identity", remove_extra_whitespaces=False,
-            add_dummy_prefix=True, byte_fallback=True, character_coverage=1.0, user_defined_symbols=["<tool>"],
-            control_symbols=["<ctl>"], num_threads=1, minloglevel=2)
+    folder = train_sentencepiece(tmp_path_factory.mktemp("spm"), user_defined_symbols=["<tool>"],
+                                 control_symbols=["<ctl>"])
     config = {
         "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
         "add_bos_token": True, "add_eos_token": False, "legacy": False,
@@ -319,26 +310,6 @@ def test_sentencepiece_style_tokenizer_json_from_the_small_model(spm_folder, tmp
 
 # ---- small byte-level BPE tokenizers trained here ------------------------------------------------------------
 
-def _train_byte_level(folder, pre_tokenizer, ignore_merges=False):
-    tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
-    tok.pre_tokenizer = pre_tokenizer
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|im_end|>"]
-    trainer = trainers.BpeTrainer(vocab_size=800, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  special_tokens=specials, show_progress=False)
-    tok.train_from_iterator(TRAINING_TEXT, trainer)
-    tok.add_tokens([AddedToken("<tool_call>", special=False, normalized=False)])
-    tok.post_processor = processors.TemplateProcessing(single="<|begin_of_text|> $A",
-                                                       special_tokens=[("<|begin_of_text|>", 0)])
-    folder.mkdir()
-    tok.save(str(folder / "tokenizer.json"))
-    config = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<|begin_of_text|>",
-              "eos_token": "<|end_of_text|>"}
-    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
-    (folder / "chat_template.jinja").write_text("{{ messages }}", encoding="utf-8")
-    return folder
-
-
 def _split_then_bytes(regex):
     return pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(regex), behavior="isolated"),
                                     pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
@@ -351,7 +322,7 @@ def _split_then_bytes(regex):
     ("gpt2", lambda: pre_tokenizers.ByteLevel(add_prefix_space=False), False, "default"),
 ])
 def test_small_byte_level_tokenizers(tmp_path, name, make, ignore_merges, pre):
-    folder = _train_byte_level(tmp_path / name, make(), ignore_merges)
+    folder = train_byte_level(tmp_path / name, make(), ignore_merges)
     md = tokenizer_metadata(folder, 810)
     ours = _md(md)
     assert ours["tokenizer.ggml.model"] == "gpt2" and ours["tokenizer.ggml.pre"] == pre
@@ -369,7 +340,7 @@ def test_small_byte_level_tokenizers(tmp_path, name, make, ignore_merges, pre):
 
 
 def test_merges_as_strings_or_pairs_and_ids_from_config_json(tmp_path):
-    folder = _train_byte_level(tmp_path / "t", pre_tokenizers.ByteLevel(add_prefix_space=False))
+    folder = train_byte_level(tmp_path / "t", pre_tokenizers.ByteLevel(add_prefix_space=False))
     data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     pairs = data["model"]["merges"]
     assert pairs and all(isinstance(m, list) for m in pairs)  # what tokenizers writes today
@@ -390,7 +361,7 @@ def test_merges_as_strings_or_pairs_and_ids_from_config_json(tmp_path):
 
 
 def test_added_tokens_that_look_special_are_control(tmp_path):
-    folder = _train_byte_level(tmp_path / "t", _split_then_bytes(LLAMA3_REGEX), True)
+    folder = train_byte_level(tmp_path / "t", _split_then_bytes(LLAMA3_REGEX), True)
     data = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     n = len(data["model"]["vocab"]) + len(data["added_tokens"])
     looks = ["<|tool|>", "<\uff5cUser\uff5c>", "<unused7>", "<pad>", "<mask>"]
@@ -447,13 +418,13 @@ def test_corrupt_files_are_format_errors(tmp_path, spm_folder):
 
 
 def test_unknown_pre_tokenizer_regex_is_unsupported(tmp_path):
-    folder = _train_byte_level(tmp_path / "t", _split_then_bytes(r"\w+|[^\w\s]+|\s+"))
+    folder = train_byte_level(tmp_path / "t", _split_then_bytes(r"\w+|[^\w\s]+|\s+"))
     with pytest.raises(UnsupportedError, match=r"unknown pre-tokenizer regex '\\\\w\+"):
         tokenizer_metadata(folder, 810)
 
 
 def test_more_tokens_than_the_model_has_rows_is_a_model_error(tmp_path):
-    folder = _train_byte_level(tmp_path / "t", pre_tokenizers.ByteLevel(add_prefix_space=False))
+    folder = train_byte_level(tmp_path / "t", pre_tokenizers.ByteLevel(add_prefix_space=False))
     with pytest.raises(ModelError, match="vocab_size is 100"):
         tokenizer_metadata(folder, 100)
 
