@@ -56,3 +56,35 @@ def require_tool(name):
             pytest.fail(message + " (.ci/run should install it)")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """tiny_checkpoint(arch) -> (transformers model, HF folder), made once per session (tests/hf_checkpoints.py)."""
+    from hf_checkpoints import write_checkpoint
+
+    made = {}
+
+    def get(arch):
+        if arch not in made:
+            folder = tmp_path_factory.mktemp(f"hf-{arch}")
+            made[arch] = (write_checkpoint(folder, arch), folder)
+        return made[arch]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tiny_checkpoint, tmp_path_factory):
+    """tiny_gguf(arch, type) -> path of the tiny checkpoint converted by quanta.convert, made once per session."""
+    made = {}
+
+    def get(arch, type="f32"):
+        if (arch, type) not in made:
+            _, folder = tiny_checkpoint(arch)
+            path = tmp_path_factory.mktemp(f"gguf-{arch}") / f"tiny-{arch}-{type}.gguf"
+            quanta.convert(folder, path, type=type, progress=False)
+            made[arch, type] = path
+        return made[arch, type]
+
+    return get

@@ -107,8 +107,8 @@ def make_hf(arch, vocab, seed=0, hidden=64, ff=96, layers=None):
     model = cls(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0, 0.15)
+            if p.dim() == 2:  # the same gain per layer at any width
+                p.normal_(0, 0.15 * (64 / hidden) ** 0.5)
             elif arch == "gemma3":
                 p.normal_(0, 0.3)  # gemma norms scale by 1 + w
             else:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import FormatError, ModelError
 from . import hf_models as hf
 from .hf_tokenizer import tokenizer_metadata
-from .mixtures import FILE_TYPES, check_file_type, tensor_type
+from .mixtures import FILE_TYPES, check_file_type, tensor_types
 from .progress import ProgressArg
 from .safetensors_source import SafetensorsSource
 from .stream import TensorJob, write_gguf
@@ -44,7 +44,9 @@ def convert(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: 
         if missing:
             more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
             raise ModelError(f"{folder}: the checkpoint lacks tensor '{missing[0]}'{more}")
-        jobs = _rope_factor_job(cfg, shape) + _tensor_jobs(source, spec, shape, names, tied, type)
+        jobs = _rope_factor_job(cfg, shape) + _tensor_jobs(source, spec, shape, names, tied)
+        for job, stored in zip(jobs, tensor_types(type, [(j.name, j.shape) for j in jobs])):
+            job.type = stored
         metadata = _file_metadata(folder, type, spec.gguf_arch, jobs) + hf.model_metadata(spec, cfg, shape) \
             + tokenizer_metadata(folder, shape.n_vocab)
         write_gguf(out, metadata, jobs, progress, n_threads)
@@ -52,7 +54,8 @@ def convert(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: 
         source.close()
 
 
-def _tensor_jobs(source: SafetensorsSource, spec, shape, names: dict, tied: bool, file_type: str) -> list:
+def _tensor_jobs(source: SafetensorsSource, spec, shape, names: dict, tied: bool) -> list:
+    """One job per tensor, in file order, with its stored type still to choose."""
     shapes = hf.expected_shapes(spec, shape)
     jobs = []
     for text_name, name in names.items():
@@ -67,7 +70,7 @@ def _tensor_jobs(source: SafetensorsSource, spec, shape, names: dict, tied: bool
                              f"{list(shapes[gguf_name])}")
         fn, align = hf.transform(spec, gguf_name, shape)
         jobs.append(TensorJob(
-            gguf_name, t.shape, tensor_type(file_type, gguf_name, t.shape, shape.n_layer, not tied),
+            gguf_name, t.shape, None,
             _reader(source, name, fn), align, release=lambda name=name: source.release(name)))
     return sorted(jobs, key=lambda j: _file_order(j.name))
 

@@ -8,7 +8,7 @@ import os
 from .. import _core
 from ..errors import FormatError
 from ..gguf import GGUF
-from .mixtures import FILE_TYPES, check_file_type, tensor_type
+from .mixtures import FILE_TYPES, check_file_type, tensor_types
 from .progress import ProgressArg
 from .stream import TensorJob, write_gguf
 
@@ -27,22 +27,19 @@ def requantize(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", typ
     arch = md.get("general.architecture")
     if not isinstance(arch, str):
         raise FormatError(f"{f.path}: no general.architecture")
-    n_layer = int(md.get(f"{arch}.block_count", 0))
-    has_output = any(t.name == "output.weight" for t in f.tensors)
     metadata = [(k, v, types[k]) for k, v in md.items() if k not in _REPLACED_KEYS]
-    jobs = [_job(f, t, type, n_layer, has_output) for t in f.tensors]
+    new_types = tensor_types(type, [(t.name, t.shape) for t in f.tensors])
+    jobs = [_job(f, t, new_type) for t, new_type in zip(f.tensors, new_types)]
     metadata.append(("general.file_type", FILE_TYPES[type][1], "u32"))
     if any(j.type not in ("f32", "f16", "bf16") for j in jobs):
         metadata.append(("general.quantization_version", 2, "u32"))
     write_gguf(out, metadata, jobs, progress, n_threads, label="quantizing")
 
 
-def _job(f: GGUF, t, file_type: str, n_layer: int, has_output: bool) -> TensorJob:
+def _job(f: GGUF, t, new_type: str) -> TensorJob:
     stored = f.tensor_bytes(t.name)  # rows x bytes per row, mapped
-    if t.type not in _FLOAT_TYPES:  # integer tensors and types quanta cannot decode travel unchanged
-        return TensorJob(t.name, t.shape, t.type, None, raw=lambda a, b: stored[a:b])
-    new_type = tensor_type(file_type, t.name, t.shape, n_layer, has_output)
-    if new_type == t.type:
+    # Integer tensors, types quanta cannot decode, and tensors that keep their type travel unchanged.
+    if t.type not in _FLOAT_TYPES or new_type == t.type:
         return TensorJob(t.name, t.shape, t.type, None, raw=lambda a, b: stored[a:b])
     width = int(t.shape[-1])
     return TensorJob(t.name, t.shape, new_type,
