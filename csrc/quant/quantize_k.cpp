@@ -20,7 +20,16 @@ namespace {
 
 constexpr int QK_K = 256;
 
-int nearest(float x) { return (int)std::lrintf(x); }  // round half to even
+// Round half to even, as lrintf, but inline and vectorisable (lrintf is a libm call unless errno is
+// off): adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits. The clamp keeps |x| below
+// 2^22, where the trick is exact, and maps huge or infinite ratios to the ends of every level range.
+int nearest(float x) {
+    x = x < -4194303.0f ? -4194303.0f : x > 4194303.0f ? 4194303.0f : x;  // not fmin/fmax: libm calls
+    const float shifted = x + 12582912.0f;
+    int32_t bits;
+    std::memcpy(&bits, &shifted, sizeof bits);
+    return (bits & 0x007fffff) - 0x00400000;
+}
 int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 float f16_round(float x) { return f16_to_f32(f32_to_f16(x)); }
 
@@ -32,8 +41,8 @@ float fit_affine(const float* x, const float* w, int n, int nmax, float rmin, fl
                  float* neg_offset) {
     float lo = x[0], hi = x[0], sum_w = 0, sum_x = 0;
     for (int i = 0; i < n; ++i) {
-        lo = std::fmin(lo, x[i]);
-        hi = std::fmax(hi, x[i]);
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
         sum_w += w[i];
         sum_x += w[i] * x[i];
     }
@@ -43,9 +52,10 @@ float fit_affine(const float* x, const float* w, int n, int nmax, float rmin, fl
         return 0.0f;
     }
     auto error_of = [&](float scale, float offset) {
+        const float inv = 1.0f / scale;  // multiplying, not dividing, per element: the loop is the hot spot
         float err = 0;
         for (int i = 0; i < n; ++i) {
-            const int l = clampi(nearest((x[i] - offset) / scale), 0, nmax);
+            const int l = clampi(nearest((x[i] - offset) * inv), 0, nmax);
             const float diff = scale * (float)l + offset - x[i];
             err += w[i] * diff * diff;
         }
@@ -122,35 +132,45 @@ struct AffineBlock {
 };
 
 // Squared error of sub-block j with quantized scale/min (ls, lm), levels re-chosen.
-float affine_sub_error(const AffineBlock& b, const float* x, int j, int ls, int lm, uint8_t* levels) {
+float affine_sub_error(const AffineBlock& b, const float* x, int j, int ls, int lm) {
     const float dl = b.d * (float)ls, ml = b.dmin * (float)lm;
+    const float inv = dl != 0 ? 1.0f / dl : 0.0f;  // levels all 0 when the scale is
+    const float* xs = x + 32 * j;
     float err = 0;
     for (int i = 0; i < 32; ++i) {
-        const float v = x[32 * j + i];
-        const int l = dl != 0 ? clampi(nearest((v + ml) / dl), 0, b.nmax) : 0;
-        if (levels) levels[i] = (uint8_t)l;
-        const float diff = dl * (float)l - ml - v;
+        const int l = clampi(nearest((xs[i] + ml) * inv), 0, b.nmax);
+        const float diff = dl * (float)l - ml - xs[i];
         err += diff * diff;
     }
     return err;
 }
 
+// Chooses sub-block j's levels under its quantized scale/min.
+void affine_sub_levels(AffineBlock& b, const float* x, int j) {
+    const float dl = b.d * (float)b.ls[j], ml = b.dmin * (float)b.lm[j];
+    const float inv = dl != 0 ? 1.0f / dl : 0.0f;
+    for (int i = 0; i < 32; ++i) b.L[32 * j + i] = (uint8_t)clampi(nearest((x[32 * j + i] + ml) * inv), 0, b.nmax);
+}
+
 float affine_error(AffineBlock& b, const float* x, bool store) {
     float err = 0;
-    for (int j = 0; j < 8; ++j) err += affine_sub_error(b, x, j, b.ls[j], b.lm[j], store ? b.L + 32 * j : nullptr);
+    for (int j = 0; j < 8; ++j) {
+        err += affine_sub_error(b, x, j, b.ls[j], b.lm[j]);
+        if (store) affine_sub_levels(b, x, j);
+    }
     return err;
 }
 
 // Nudges each sub-block's (ls, lm) to the best of its 5x5 neighbourhood.
 void refine_affine_scales(AffineBlock& b, const float* x) {
     for (int j = 0; j < 8; ++j) {
-        float best = affine_sub_error(b, x, j, b.ls[j], b.lm[j], nullptr);
+        float best = affine_sub_error(b, x, j, b.ls[j], b.lm[j]);
         int bls = b.ls[j], blm = b.lm[j];
         for (int dls = -2; dls <= 2; ++dls)
             for (int dlm = -2; dlm <= 2; ++dlm) {
                 const int ls = b.ls[j] + dls, lm = b.lm[j] + dlm;
                 if ((dls == 0 && dlm == 0) || ls < 0 || ls > 63 || lm < 0 || lm > 63) continue;
-                const float err = affine_sub_error(b, x, j, ls, lm, nullptr);
+                const float err = affine_sub_error(b, x, j, ls, lm);
                 if (err < best) {
                     best = err;
                     bls = ls;
@@ -264,10 +284,11 @@ struct SymBlock {
 
 float sym_sub_error(const SymBlock& b, const float* x, int j, int sc, int8_t* levels) {
     const float dl = b.d * (float)sc;
+    const float inv = dl != 0 ? 1.0f / dl : 0.0f;
     float err = 0;
     for (int i = 0; i < 16; ++i) {
         const float v = x[16 * j + i];
-        const int l = dl != 0 ? clampi(nearest(v / dl), -32, 31) : 0;
+        const int l = clampi(nearest(v * inv), -32, 31);
         if (levels) levels[i] = (int8_t)l;
         const float diff = dl * (float)l - v;
         err += diff * diff;
