@@ -15,6 +15,10 @@ def _duration(seconds: float) -> str:
         else f"{seconds // 60}:{seconds % 60:02d}"
 
 
+def _size(n: int) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e9 else f"{n / 1e6:.1f} MB" if n < 1e7 else f"{n / 1e6:.0f} MB"
+
+
 class Progress:
     """progress=True draws a bar on stderr; a callable gets (tensors_done, tensors, bytes_done, bytes) after each
     chunk; False stays silent. On a terminal the bar redraws in place at most 10 times a second; elsewhere
@@ -46,8 +50,7 @@ class Progress:
     def close(self) -> None:
         if self.draw:
             elapsed = time.monotonic() - self.start
-            self._write(f"{self.label}: {self.tensors_done} tensors, {self.bytes_done / 1e6:.1f} MB "
-                        f"in {_duration(elapsed)}")
+            self._write(f"{self.label}: {self.tensors_done} tensors, {_size(self.bytes_done)} in {_duration(elapsed)}")
             if self.tty:
                 self.stream.write("\n")
                 self.stream.flush()
@@ -58,7 +61,7 @@ class Progress:
         left = _duration(elapsed / fraction - elapsed) if fraction > 0.01 else "?"
         bar = "#" * int(24 * fraction)
         return (f"{self.label} {100 * fraction:3.0f}% |{bar:<24}| {self.tensors_done}/{self.n_tensors} tensors "
-                f"{self.bytes_done / 1e6:.0f}/{self.n_bytes / 1e6:.0f} MB {left} left  {tensor_name}")
+                f"{_size(self.bytes_done)} of {_size(self.n_bytes)}, {left} left  {tensor_name}")
 
     def _write(self, line: str) -> None:
         if self.tty:
