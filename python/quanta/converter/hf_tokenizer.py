@@ -427,8 +427,9 @@ def _byte_level_text(text: str) -> str:
 def _from_sentencepiece(path: Path, config: dict, folder: Path) -> _Vocab:
     try:
         from sentencepiece import sentencepiece_model_pb2
-    except ImportError as e:  # pragma: no cover - sentencepiece is a dependency of the converter
-        raise UnsupportedError(f"{path}: reading tokenizer.model needs the sentencepiece package ({e})") from None
+    except ImportError as e:
+        raise UnsupportedError(f"{path}: reading tokenizer.model needs sentencepiece and protobuf "
+                               f"(pip install 'quanta[convert]'): {e}") from None
     proto = sentencepiece_model_pb2.ModelProto()
     try:
         proto.ParseFromString(path.read_bytes())
