@@ -80,7 +80,8 @@ def _tokenizer(arch, folder):
     return len(AutoTokenizer.from_pretrained(str(folder)))
 
 
-def make_hf(arch, vocab, seed=0, hidden=64, ff=96, layers=None):
+def make_hf(arch, vocab, seed=0, hidden=64, ff=96, layers=None, **config):
+    """A random `arch` model; `config` adds or overrides transformers config keys (e.g. rope_parameters)."""
     import torch
     import transformers as tf
 
@@ -92,16 +93,16 @@ def make_hf(arch, vocab, seed=0, hidden=64, ff=96, layers=None):
         # mistral: a head size that is not hidden / heads (as Mistral Nemo's), and no sliding window.
         extra = {"sliding_window": None, "head_dim": 32} if arch == "mistral" else {}
         cfg = cls_cfg(num_hidden_layers=layers or 2, num_key_value_heads=2, rope_theta=10000.0,
-                      tie_word_embeddings=False, **extra, **common)
+                      tie_word_embeddings=False, **extra, **{**common, **config})
     elif arch == "qwen2":
         cfg = tf.Qwen2Config(num_hidden_layers=layers or 2, num_key_value_heads=2, rope_theta=1e6,
-                             tie_word_embeddings=False, **common)
+                             tie_word_embeddings=False, **{**common, **config})
         cls = tf.Qwen2ForCausalLM
     else:
         # 7 layers: 0-4 and 6 attend to a window of 6 positions with rope base 1e4, layer 5 is global (1e6).
         cfg = tf.Gemma3TextConfig(num_hidden_layers=layers or 7, num_key_value_heads=1, head_dim=32,
                                   query_pre_attn_scalar=32, sliding_window=6, rope_theta=1e6,
-                                  rope_local_base_freq=10000.0, **common)
+                                  rope_local_base_freq=10000.0, **{**common, **config})
         cls = tf.Gemma3ForCausalLM
     torch.manual_seed(seed)
     model = cls(cfg).eval()

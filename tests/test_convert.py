@@ -53,6 +53,24 @@ def test_f32_logits_equal_transformers(arch, tiny_checkpoint, tiny_gguf, rng):
     assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("rope", [
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 64, "rope_theta": 10000.0},
+    {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0},
+])
+def test_rope_scaling_converts(rope, tmp_path, rng):
+    # Llama 3's scaling becomes llama.cpp's rope_freqs tensor, linear scaling two metadata keys.
+    from hf_checkpoints import write_checkpoint
+
+    hf = write_checkpoint(tmp_path / "hf", "llama", max_position_embeddings=128, rope_parameters=rope)
+    quanta.convert(tmp_path / "hf", tmp_path / "m.gguf", type="f32", progress=False)
+    ids = rng.integers(0, hf.config.vocab_size, 40).tolist()
+    ref, ours = hf_logits(hf, ids), run_ids(tmp_path / "m.gguf", ids)
+    assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
+    names = {t.name for t in quanta.GGUF(tmp_path / "m.gguf").tensors}
+    assert ("rope_freqs.weight" in names) == (rope["rope_type"] == "llama3")
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_q8_0_stays_close_to_transformers(arch, tiny_checkpoint, tiny_gguf, rng):
     hf, _ = tiny_checkpoint(arch)
@@ -349,3 +367,33 @@ def test_cli_progress_and_signals_leave_no_partial_file(big_checkpoint, tmp_path
     assert r.returncode == 0, r.stderr
     assert "tensors" in r.stderr and "MB" in r.stderr and r.stderr.strip().splitlines()[-1].startswith("converting:")
     assert sorted(os.listdir(tmp_path)) == ["m.gguf"]
+
+
+def test_corrupt_safetensors_headers_raise_typed_errors(tiny_checkpoint, tmp_path):
+    # Truncations and byte flips in the header and its length: a typed error or a consistent read, never a crash.
+    from quanta.converter.safetensors_source import SafetensorsSource
+
+    _, folder = tiny_checkpoint("qwen2")
+    data = (folder / "model.safetensors").read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    rng = np.random.default_rng(7)
+    cases = [data[:n] for n in (0, 5, 8, 100, header_end - 1, header_end + 10)]
+    for _ in range(150):
+        b = bytearray(data[: header_end + 4096])
+        for i in rng.integers(0, header_end, rng.integers(1, 4)):
+            b[i] = rng.integers(0, 256)
+        cases.append(bytes(b) + data[header_end + 4096:])
+    outcomes = {"error": 0, "read": 0}
+    for i, case in enumerate(cases):
+        d = tmp_path / str(i)
+        d.mkdir()
+        (d / "model.safetensors").write_bytes(case)
+        try:
+            source = SafetensorsSource(d)
+            for name, t in source.tensors.items():
+                assert source.rows(name, 0, t.n_rows).shape == (t.n_rows, t.row_length)
+            source.close()
+            outcomes["read"] += 1
+        except (quanta.FormatError, quanta.UnsupportedError):
+            outcomes["error"] += 1
+    assert outcomes["error"] > 50, outcomes

@@ -9,6 +9,7 @@ to the kernel, so converting a model holds about one chunk of it in memory, not 
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import struct
@@ -67,12 +68,14 @@ def _parse_file(path: Path) -> dict:
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (begin, end) = entry["dtype"], tuple(int(d) for d in entry["shape"]), entry["data_offsets"]
+            dtype, shape, (begin, end) = entry["dtype"], tuple(entry["shape"]), entry["data_offsets"]
+            if not all(type(v) is int for v in shape + (begin, end)) or not isinstance(dtype, str):
+                raise TypeError
         except (KeyError, TypeError, ValueError):
             raise FormatError(f"{path}: tensor '{name}' has a malformed safetensors entry") from None
         if dtype not in _DTYPES:
             raise UnsupportedError(f"{path}: tensor '{name}' has dtype {dtype}; quanta converts F32, F16, BF16 and F64")
-        count = int(np.prod(shape, dtype=np.int64))
+        count = math.prod(shape)
         if any(d < 0 for d in shape) or not (0 <= begin <= end) or end - begin != count * _DTYPES[dtype].itemsize \
                 or data_start + end > size:
             raise FormatError(f"{path}: tensor '{name}' (shape {list(shape)}, {dtype}) has data offsets "
