@@ -8,12 +8,21 @@ import numpy as np
 
 
 class LlamaPeer:
-    def __init__(self, path, n_ctx=4096, threads=2, n_batch=512):
+    def __init__(self, path, n_ctx=4096, threads=2, n_batch=512, kv_type="f16", flash_attn=None, log=None):
+        """kv_type: "f16" (llama.cpp's default) or "f32" KV cache. flash_attn: None lets llama.cpp decide (its
+        default, on for CPU), False/True force it. log: a list that collects llama.cpp's log lines (level, text)
+        while the model loads; None discards them."""
         import llama_cpp
 
         self.lc = llama_cpp
         llama_cpp.llama_backend_init()
-        llama_cpp.llama_log_set(_silence, ctypes.c_void_p(0))
+        if log is not None:
+            global _sink  # kept alive: llama.cpp holds the pointer until the next llama_log_set
+            _sink = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)(
+                lambda level, text, user_data: log.append((level, text.decode(errors="replace"))))
+            llama_cpp.llama_log_set(_sink, ctypes.c_void_p(0))
+        else:
+            llama_cpp.llama_log_set(_silence, ctypes.c_void_p(0))
         mp = llama_cpp.llama_model_default_params()
         self.model = llama_cpp.llama_model_load_from_file(str(path).encode(), mp)
         if not self.model:
@@ -24,7 +33,14 @@ class LlamaPeer:
         cp.n_ubatch = n_batch
         cp.n_threads = threads
         cp.n_threads_batch = threads
+        kv = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[kv_type]
+        cp.type_k = cp.type_v = kv
+        if flash_attn is not None:
+            cp.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash_attn else \
+                llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self.ctx = llama_cpp.llama_init_from_model(self.model, cp)
+        if log is not None:
+            llama_cpp.llama_log_set(_silence, ctypes.c_void_p(0))
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
         self.n_past = 0
@@ -75,6 +91,9 @@ class LlamaPeer:
             out.append(t)
             logits = self.decode([t])[0]
         return out
+
+
+_sink = None
 
 
 @ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
