@@ -6,6 +6,7 @@ from the file encodes as the source folder's own tokenizer does. The type mixtur
 choices llama.cpp made in the real model files, and gguf-py reads what we write.
 """
 
+import copy
 import json
 import os
 import signal
@@ -222,8 +223,7 @@ def test_sharded_and_bf16_checkpoints(tiny_checkpoint, tiny_gguf, tmp_path):
         assert np.array_equal(split.tensor_bytes(t.name), single.tensor_bytes(t.name))
 
     bf16 = tmp_path / "bf16"
-    hf.to(torch.bfloat16).save_pretrained(str(bf16))
-    hf.to(torch.float32)
+    copy.deepcopy(hf).to(torch.bfloat16).save_pretrained(str(bf16))  # the session's model stays f32
     for f in folder.glob("tokenizer*"):
         (bf16 / f.name).write_bytes(f.read_bytes())
     quanta.convert(bf16, tmp_path / "bf16.gguf", type="bf16", progress=False)
