@@ -143,5 +143,8 @@ class SafetensorsSource:
 
     def close(self) -> None:
         for m in self._maps.values():
-            m.close()
+            try:
+                m.close()
+            except BufferError:  # an array still views it (an exception's frames): unmapped when freed
+                pass
         self._maps = {}
