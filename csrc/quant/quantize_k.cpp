@@ -31,6 +31,19 @@ int nearest(float x) {
     return (bits & 0x007fffff) - 0x00400000;
 }
 int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+// The level nearest x within [lo, hi] (integers), as a float: clamping before rounding gives what rounding
+// then clamping would, and adding then subtracting 1.5 * 2^23 rounds half to even. All float operations,
+// so the per-element loops below vectorise.
+float level(float x, float lo, float hi) {
+    x = x < lo ? lo : x > hi ? hi : x;
+    return (x + 12582912.0f) - 12582912.0f;
+}
+
+// The hot loops sum into kLanes partial sums, element i into lane i % kLanes, added pairwise at the end:
+// a fixed order (so every machine gets the same blocks) that fits one SIMD register.
+constexpr int kLanes = 4;
+float lane_total(const float* acc) { return (acc[0] + acc[1]) + (acc[2] + acc[3]); }
 float f16_round(float x) { return f16_to_f32(f32_to_f16(x)); }
 
 // ---- step 1: sub-block fits -------------------------------------------------
@@ -53,13 +66,14 @@ float fit_affine(const float* x, const float* w, int n, int nmax, float rmin, fl
     }
     auto error_of = [&](float scale, float offset) {
         const float inv = 1.0f / scale;  // multiplying, not dividing, per element: the loop is the hot spot
-        float err = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = clampi(nearest((x[i] - offset) * inv), 0, nmax);
-            const float diff = scale * (float)l + offset - x[i];
-            err += w[i] * diff * diff;
-        }
-        return err;
+        float err[kLanes] = {};
+        for (int i = 0; i < n; i += kLanes)
+            for (int k = 0; k < kLanes; ++k) {
+                const float l = level((x[i + k] - offset) * inv, 0.0f, (float)nmax);
+                const float diff = scale * l + offset - x[i + k];
+                err[k] += w[i + k] * diff * diff;
+            }
+        return lane_total(err);
     };
     float best_scale = (hi - lo) / (float)nmax, best_offset = lo;
     float best_err = error_of(best_scale, best_offset);
@@ -67,13 +81,15 @@ float fit_affine(const float* x, const float* w, int n, int nmax, float rmin, fl
     // (scale, offset) by weighted least squares on the resulting levels.
     for (int k = 0; k <= nstep; ++k) {
         const float iscale = (rmin + rdelta * (float)k + (float)nmax) / (hi - lo);
-        float sl = 0, sl2 = 0, sxl = 0;
-        for (int i = 0; i < n; ++i) {
-            const float l = (float)clampi(nearest(iscale * (x[i] - lo)), 0, nmax);
-            sl += w[i] * l;
-            sl2 += w[i] * l * l;
-            sxl += w[i] * l * x[i];
-        }
+        float acc_l[kLanes] = {}, acc_l2[kLanes] = {}, acc_xl[kLanes] = {};
+        for (int i = 0; i < n; i += kLanes)
+            for (int k = 0; k < kLanes; ++k) {
+                const float l = level(iscale * (x[i + k] - lo), 0.0f, (float)nmax);
+                acc_l[k] += w[i + k] * l;
+                acc_l2[k] += w[i + k] * l * l;
+                acc_xl[k] += w[i + k] * l * x[i + k];
+            }
+        const float sl = lane_total(acc_l), sl2 = lane_total(acc_l2), sxl = lane_total(acc_xl);
         const float det = sum_w * sl2 - sl * sl;
         if (det <= 0) continue;
         float scale = (sum_w * sxl - sum_x * sl) / det;
@@ -136,13 +152,14 @@ float affine_sub_error(const AffineBlock& b, const float* x, int j, int ls, int 
     const float dl = b.d * (float)ls, ml = b.dmin * (float)lm;
     const float inv = dl != 0 ? 1.0f / dl : 0.0f;  // levels all 0 when the scale is
     const float* xs = x + 32 * j;
-    float err = 0;
-    for (int i = 0; i < 32; ++i) {
-        const int l = clampi(nearest((xs[i] + ml) * inv), 0, b.nmax);
-        const float diff = dl * (float)l - ml - xs[i];
-        err += diff * diff;
-    }
-    return err;
+    float err[kLanes] = {};
+    for (int i = 0; i < 32; i += kLanes)
+        for (int k = 0; k < kLanes; ++k) {
+            const float l = level((xs[i + k] + ml) * inv, 0.0f, (float)b.nmax);
+            const float diff = dl * l - ml - xs[i + k];
+            err[k] += diff * diff;
+        }
+    return lane_total(err);
 }
 
 // Chooses sub-block j's levels under its quantized scale/min.
