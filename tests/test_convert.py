@@ -64,12 +64,26 @@ def test_rope_scaling_converts(rope, tmp_path, rng):
     from hf_checkpoints import write_checkpoint
 
     hf = write_checkpoint(tmp_path / "hf", "llama", max_position_embeddings=128, rope_parameters=rope)
+    _assert_f32_conversion_matches(hf, tmp_path, rng)
+    names = {t.name for t in quanta.GGUF(tmp_path / "m.gguf").tensors}
+    assert ("rope_freqs.weight" in names) == (rope["rope_type"] == "llama3")
+
+
+def test_gemma3_scales_rope_on_global_layers_only(tmp_path, rng):
+    # Gemma 3 4B and up: linear scaling on the global layers, none on the sliding ones (base 10000).
+    from hf_checkpoints import write_checkpoint
+
+    rope = {"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+            "full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6}}
+    hf = write_checkpoint(tmp_path / "hf", "gemma3", rope_parameters=rope)
+    _assert_f32_conversion_matches(hf, tmp_path, rng)
+
+
+def _assert_f32_conversion_matches(hf, tmp_path, rng):
     quanta.convert(tmp_path / "hf", tmp_path / "m.gguf", type="f32", progress=False)
     ids = rng.integers(0, hf.config.vocab_size, 40).tolist()
     ref, ours = hf_logits(hf, ids), run_ids(tmp_path / "m.gguf", ids)
     assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
-    names = {t.name for t in quanta.GGUF(tmp_path / "m.gguf").tensors}
-    assert ("rope_freqs.weight" in names) == (rope["rope_type"] == "llama3")
 
 
 @pytest.mark.parametrize("arch", ARCHS)

@@ -48,13 +48,15 @@ struct LlmConfig {
 
     // Sliding-window layers (window > 0): every layer except each
     // swa_pattern-th attends to the last `sliding_window` positions, with
-    // rope base rope_base_swa.
+    // rope base rope_base_swa and no rope scaling (Gemma 3 scales only its
+    // global layers, as transformers and llama.cpp do).
     int sliding_window = 0;
     int swa_pattern = 0;
     float rope_base_swa = 10000.0f;
 
     bool layer_is_swa(int il) const { return sliding_window > 0 && (il + 1) % swa_pattern != 0; }
     float layer_rope_base(int il) const { return layer_is_swa(il) ? rope_base_swa : rope_base; }
+    float layer_rope_scale(int il) const { return layer_is_swa(il) ? 1.0f : rope_freq_scale; }
 
     // Throws a Model error naming the key that is missing or out of range.
     static LlmConfig from_gguf(const gguf::File& file);

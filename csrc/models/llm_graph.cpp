@@ -65,9 +65,9 @@ private:
             q = norm(q, l.q_norm);
             k = norm(k, l.k_norm);
         }
-        const float base = c_.layer_rope_base(il);
-        q = g_.rope(q, out_.positions, c_.n_rot, c_.traits->rope_mode, base, c_.rope_freq_scale, rope_freqs_);
-        k = g_.rope(k, out_.positions, c_.n_rot, c_.traits->rope_mode, base, c_.rope_freq_scale, rope_freqs_);
+        const float base = c_.layer_rope_base(il), scale = c_.layer_rope_scale(il);
+        q = g_.rope(q, out_.positions, c_.n_rot, c_.traits->rope_mode, base, scale, rope_freqs_);
+        k = g_.rope(k, out_.positions, c_.n_rot, c_.traits->rope_mode, base, scale, rope_freqs_);
 
         // Append this batch's keys and values at positions n_past.., then
         // read all n_kv positions back (ordered after the writes).
