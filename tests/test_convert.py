@@ -79,9 +79,30 @@ def test_gemma3_scales_rope_on_global_layers_only(tmp_path, rng):
     _assert_f32_conversion_matches(hf, tmp_path, rng)
 
 
+def test_gemma3_multimodal_checkpoint_converts_its_language_model(tiny_checkpoint, tmp_path, rng):
+    # Gemma 3 4B and up ship as Gemma3ForConditionalGeneration: the text model under language_model.*, a
+    # vision tower and projector beside it, which the converter leaves out.
+    import transformers as tf
+
+    text = tiny_checkpoint("gemma3")[0].config
+    vision = tf.SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                   image_size=28, patch_size=14)
+    torch.manual_seed(0)
+    hf = tf.Gemma3ForConditionalGeneration(tf.Gemma3Config(text_config=text.to_dict(), vision_config=vision,
+                                                           mm_tokens_per_image=1)).eval()
+    with torch.no_grad():
+        for p in hf.model.language_model.parameters():
+            p.normal_(0, 0.15 if p.dim() == 2 else 0.3)
+    hf.save_pretrained(str(tmp_path / "hf"))
+    for f in tiny_checkpoint("gemma3")[1].glob("tokenizer*"):
+        (tmp_path / "hf" / f.name).write_bytes(f.read_bytes())
+    _assert_f32_conversion_matches(hf, tmp_path, rng)
+    assert not any("vision" in t.name for t in quanta.GGUF(tmp_path / "m.gguf").tensors)
+
+
 def _assert_f32_conversion_matches(hf, tmp_path, rng):
     quanta.convert(tmp_path / "hf", tmp_path / "m.gguf", type="f32", progress=False)
-    ids = rng.integers(0, hf.config.vocab_size, 40).tolist()
+    ids = rng.integers(0, hf.config.get_text_config().vocab_size, 40).tolist()
     ref, ours = hf_logits(hf, ids), run_ids(tmp_path / "m.gguf", ids)
     assert np.abs(ours - ref).max() <= 1e-4 * np.abs(ref).max()
 
