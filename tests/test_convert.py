@@ -315,6 +315,8 @@ def test_corrupt_folders_and_types(tiny_checkpoint, tmp_path):
         quanta.convert(tmp_path / "nothing", tmp_path / "o.gguf")
     with pytest.raises(ValueError, match="unknown type 'q3_k'"):
         quanta.convert(folder, tmp_path / "o.gguf", type="q3_k")
+    with pytest.raises(ValueError, match="is a folder"):
+        quanta.convert(folder, tmp_path, type="q8_0")
     truncated = _copy_checkpoint(folder, tmp_path / "truncated")
     data = (truncated / "model.safetensors").read_bytes()
     (truncated / "model.safetensors").write_bytes(data[: len(data) // 2])

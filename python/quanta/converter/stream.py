@@ -51,6 +51,8 @@ def encode(rows: np.ndarray, type: str, n_threads: int) -> np.ndarray:
 def write_gguf(out: "str | os.PathLike[str]", metadata: list, jobs: list, progress: ProgressArg = True,
                n_threads: int = 0, label: str = "converting") -> None:
     """metadata: [(key, value, gguf type)]; jobs: TensorJob per tensor, in file order."""
+    if os.path.isdir(out):  # found now, not at the final rename
+        raise ValueError(f"{out} is a folder; give the path of the .gguf file to write")
     writer = _core.GGUFWriterCore(os.fspath(out))
     try:
         for key, value, type in metadata:
