@@ -20,21 +20,9 @@ namespace {
 
 constexpr int QK_K = 256;
 
-// Round half to even, as lrintf, but inline and vectorisable (lrintf is a libm call unless errno is
-// off): adding 1.5 * 2^23 leaves the rounded integer in the low mantissa bits. The clamp keeps |x| below
-// 2^22, where the trick is exact, and maps huge or infinite ratios to the ends of every level range.
-int nearest(float x) {
-    x = x < -4194303.0f ? -4194303.0f : x > 4194303.0f ? 4194303.0f : x;  // not fmin/fmax: libm calls
-    const float shifted = x + 12582912.0f;
-    int32_t bits;
-    std::memcpy(&bits, &shifted, sizeof bits);
-    return (bits & 0x007fffff) - 0x00400000;
-}
-int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
-
 // The level nearest x within [lo, hi] (integers), as a float: clamping before rounding gives what rounding
-// then clamping would, and adding then subtracting 1.5 * 2^23 rounds half to even. All float operations,
-// so the per-element loops below vectorise.
+// then clamping would, and adding then subtracting 1.5 * 2^23 rounds half to even. Only float operations
+// (no libm lrintf call), so the per-element loops below vectorise.
 float level(float x, float lo, float hi) {
     x = x < lo ? lo : x > hi ? hi : x;
     return (x + 12582912.0f) - 12582912.0f;
@@ -44,6 +32,7 @@ float level(float x, float lo, float hi) {
 // a fixed order (so every machine gets the same blocks) that fits one SIMD register.
 constexpr int kLanes = 4;
 float lane_total(const float* acc) { return (acc[0] + acc[1]) + (acc[2] + acc[3]); }
+
 float f16_round(float x) { return f16_to_f32(f32_to_f16(x)); }
 
 // ---- step 1: sub-block fits -------------------------------------------------
@@ -122,13 +111,15 @@ float fit_symmetric(const float* x, int n, int nmax) {
     float best_scale = 0, best = -1;
     for (int k = -9; k <= 9; ++k) {
         const float iscale = -((float)nmax + 0.1f * (float)k) / max;
-        float sxl = 0, sl2 = 0;
-        for (int i = 0; i < n; ++i) {
-            const float l = (float)clampi(nearest(iscale * x[i]), -nmax, nmax - 1);
-            const float w = x[i] * x[i];
-            sxl += w * x[i] * l;
-            sl2 += w * l * l;
-        }
+        float acc_xl[kLanes] = {}, acc_l2[kLanes] = {};
+        for (int i = 0; i < n; i += kLanes)
+            for (int j = 0; j < kLanes; ++j) {
+                const float v = x[i + j], l = level(iscale * v, (float)-nmax, (float)(nmax - 1));
+                const float w = v * v;
+                acc_xl[j] += w * v * l;
+                acc_l2[j] += w * l * l;
+            }
+        const float sxl = lane_total(acc_xl), sl2 = lane_total(acc_l2);
         // Weighted least squares gives scale = sxl / sl2 with error reduction sxl^2 / sl2.
         if (sl2 > 0 && sxl * sxl / sl2 > best) {
             best = sxl * sxl / sl2;
@@ -166,7 +157,7 @@ float affine_sub_error(const AffineBlock& b, const float* x, int j, int ls, int 
 void affine_sub_levels(AffineBlock& b, const float* x, int j) {
     const float dl = b.d * (float)b.ls[j], ml = b.dmin * (float)b.lm[j];
     const float inv = dl != 0 ? 1.0f / dl : 0.0f;
-    for (int i = 0; i < 32; ++i) b.L[32 * j + i] = (uint8_t)clampi(nearest((x[32 * j + i] + ml) * inv), 0, b.nmax);
+    for (int i = 0; i < 32; ++i) b.L[32 * j + i] = (uint8_t)level((x[32 * j + i] + ml) * inv, 0.0f, (float)b.nmax);
 }
 
 float affine_error(AffineBlock& b, const float* x, bool store) {
@@ -237,8 +228,8 @@ float quantize_affine_with(const float* x, int nmax, bool magnitude_weights, Aff
     const float inv_scale = max_scale > 0 ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0 ? 63.0f / max_min : 0.0f;
     for (int j = 0; j < 8; ++j) {
-        b.ls[j] = clampi(nearest(inv_scale * scales[j]), 0, 63);
-        b.lm[j] = clampi(nearest(inv_min * mins[j]), 0, 63);
+        b.ls[j] = (int)level(inv_scale * scales[j], 0.0f, 63.0f);
+        b.lm[j] = (int)level(inv_min * mins[j], 0.0f, 63.0f);
     }
     b.d = f16_round(max_scale / 63.0f);
     b.dmin = f16_round(max_min / 63.0f);
@@ -302,15 +293,15 @@ struct SymBlock {
 float sym_sub_error(const SymBlock& b, const float* x, int j, int sc, int8_t* levels) {
     const float dl = b.d * (float)sc;
     const float inv = dl != 0 ? 1.0f / dl : 0.0f;
-    float err = 0;
-    for (int i = 0; i < 16; ++i) {
-        const float v = x[16 * j + i];
-        const int l = clampi(nearest(v * inv), -32, 31);
-        if (levels) levels[i] = (int8_t)l;
-        const float diff = dl * (float)l - v;
-        err += diff * diff;
-    }
-    return err;
+    float err[kLanes] = {};
+    for (int i = 0; i < 16; i += kLanes)
+        for (int k = 0; k < kLanes; ++k) {
+            const float v = x[16 * j + i + k], l = level(v * inv, -32.0f, 31.0f);
+            if (levels) levels[i + k] = (int8_t)l;
+            const float diff = dl * l - v;
+            err[k] += diff * diff;
+        }
+    return lane_total(err);
 }
 
 float sym_error(SymBlock& b, const float* x, bool store) {
@@ -331,7 +322,7 @@ void quantize_symmetric(const float* x, SymBlock& b) {
     if (max_abs < 1e-15f) return;  // all zero
     const float iscale = -128.0f / max_scale;
     b.d = f16_round(1.0f / iscale);
-    for (int j = 0; j < 16; ++j) b.sc[j] = clampi(nearest(iscale * scales[j]), -128, 127);
+    for (int j = 0; j < 16; ++j) b.sc[j] = (int)level(iscale * scales[j], -128.0f, 127.0f);
 
     float best = sym_error(b, x, true);
     for (int round = 0; round < 2; ++round) {
