@@ -9,7 +9,7 @@ from pathlib import Path
 from ..errors import FormatError, ModelError
 from . import hf_models as hf
 from .hf_tokenizer import tokenizer_metadata
-from .mixtures import FILE_TYPES, check_file_type, tensor_types
+from .mixtures import check_file_type, file_type_metadata, tensor_types
 from .progress import ProgressArg
 from .safetensors_source import SafetensorsSource
 from .stream import TensorJob, write_gguf
@@ -97,8 +97,5 @@ def _rope_factor_job(cfg: dict, shape) -> list:
 
 
 def _file_metadata(folder: Path, file_type: str, arch: str, jobs: list) -> list:
-    md = [("general.architecture", arch, "string"), ("general.name", folder.resolve().name, "string"),
-          ("general.file_type", FILE_TYPES[file_type][1], "u32")]
-    if any(j.type not in ("f32", "f16", "bf16") for j in jobs):
-        md.append(("general.quantization_version", 2, "u32"))
-    return md
+    return [("general.architecture", arch, "string"), ("general.name", folder.resolve().name, "string")] \
+        + file_type_metadata(file_type, [j.type for j in jobs])

@@ -338,15 +338,20 @@ def _byte_level_pre(tj: dict, source: Path, tokenizer_class) -> str:
     raise UnsupportedError(f"{source}: unknown pre-tokenizer regex {regex!r} (supported: Qwen2, Llama 3, GPT-2)")
 
 
-def _from_byte_level_json(tj: dict, source: Path, tokenizer_class) -> _Vocab:
-    model = tj["model"]
+def _refuse_bpe_options(model: dict, source: Path, kind: str) -> None:
+    """Word prefixes/suffixes and dropout: BPE options neither quanta nor llama.cpp tokenizes with."""
     for key in ("continuing_subword_prefix", "end_of_word_suffix"):
         if model.get(key):
-            raise UnsupportedError(f"{source}: byte-level BPE with {key} {model[key]!r} is not supported")
-    if model.get("byte_fallback"):
-        raise UnsupportedError(f"{source}: byte-level BPE with byte_fallback is not supported")
+            raise UnsupportedError(f"{source}: {kind} with {key} {model[key]!r} is not supported")
     if model.get("dropout"):
         raise UnsupportedError(f"{source}: BPE dropout is not supported")
+
+
+def _from_byte_level_json(tj: dict, source: Path, tokenizer_class) -> _Vocab:
+    model = tj["model"]
+    _refuse_bpe_options(model, source, "byte-level BPE")
+    if model.get("byte_fallback"):
+        raise UnsupportedError(f"{source}: byte-level BPE with byte_fallback is not supported")
     pre = _byte_level_pre(tj, source, tokenizer_class)
 
     tokens, added = _json_tokens(tj, source)
@@ -555,11 +560,7 @@ def _from_sentencepiece_style_json(tj: dict, source: Path) -> _Vocab:
     if not model.get("byte_fallback"):
         raise UnsupportedError(f"{source}: a BPE tokenizer.json that is neither byte-level nor falls back to bytes "
                                f"(byte_fallback) is not supported")
-    for key in ("continuing_subword_prefix", "end_of_word_suffix"):
-        if model.get(key):
-            raise UnsupportedError(f"{source}: BPE with {key} {model[key]!r} is not supported")
-    if model.get("dropout"):
-        raise UnsupportedError(f"{source}: BPE dropout is not supported")
+    _refuse_bpe_options(model, source, "BPE")
     if model.get("ignore_merges"):
         raise UnsupportedError(f"{source}: SentencePiece-style BPE with ignore_merges is not supported")
     add_space_prefix, spaces_normalized = _space_handling(tj, source)

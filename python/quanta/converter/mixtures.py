@@ -32,6 +32,14 @@ def check_file_type(file_type: str) -> str:
     return file_type
 
 
+def file_type_metadata(file_type: str, stored_types: list) -> list:
+    """general.file_type, and general.quantization_version when any tensor is stored quantized."""
+    md = [("general.file_type", FILE_TYPES[file_type][1], "u32")]
+    if any(t not in _PLAIN for t in stored_types):
+        md.append(("general.quantization_version", 2, "u32"))
+    return md
+
+
 def more_bits(layer: int, n_layer: int) -> bool:
     """llama.cpp's use_more_bits(): integer eighths, then every third layer."""
     return layer < n_layer // 8 or layer >= 7 * n_layer // 8 or (layer - n_layer // 8) % 3 == 2

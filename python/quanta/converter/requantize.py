@@ -8,7 +8,7 @@ import os
 from .. import _core
 from ..errors import FormatError
 from ..gguf import GGUF
-from .mixtures import FILE_TYPES, check_file_type, tensor_types
+from .mixtures import check_file_type, file_type_metadata, tensor_types
 from .progress import ProgressArg
 from .stream import TensorJob, write_gguf
 
@@ -30,9 +30,7 @@ def requantize(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", typ
     metadata = [(k, v, types[k]) for k, v in md.items() if k not in _REPLACED_KEYS]
     new_types = tensor_types(type, [(t.name, t.shape) for t in f.tensors])
     jobs = [_job(f, t, new_type) for t, new_type in zip(f.tensors, new_types)]
-    metadata.append(("general.file_type", FILE_TYPES[type][1], "u32"))
-    if any(j.type not in ("f32", "f16", "bf16") for j in jobs):
-        metadata.append(("general.quantization_version", 2, "u32"))
+    metadata += file_type_metadata(type, [j.type for j in jobs])
     write_gguf(out, metadata, jobs, progress, n_threads, label="quantizing")
 
 
