@@ -1,13 +1,19 @@
-// libquanta_cuda.so: the CUDA backend's device code and the C table the core
-// loads. cudart is linked statically, so this library needs only the driver
-// (libcuda.so.1), which exists exactly where a GPU does.
+// libquanta_cuda.so: the CUDA backend's device code behind the table of
+// quanta_cuda_abi.h. Each backend instance owns a stream on its device; the
+// kernel table is indexed by op id (csrc/core/op_ids.h) and grows op by op
+// (issue 15); supports() tells the truth about what it has today. cudart is
+// linked statically, so this library needs only the driver (libcuda.so.1),
+// which exists exactly where a GPU does.
 #include <cuda_runtime.h>
 
 #include <cstdio>
 
+#include "core/op_ids.h"
 #include "quanta_cuda_abi.h"
 
 namespace {
+
+using quanta::Op;
 
 thread_local char g_error[512] = "";
 
@@ -17,10 +23,60 @@ int check(cudaError_t err, const char* what) {
     return 1;
 }
 
+struct Instance {
+    int device;
+    cudaStream_t stream;
+};
+
+Instance* instance(void* b) { return static_cast<Instance*>(b); }
+
+int64_t n_elements(const quanta_cuda_tensor* t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }
+
+bool contiguous_f32(const quanta_cuda_tensor* t) {
+    return t->type == 0 && t->nb[0] == 4 && t->nb[1] == 4 * (uint64_t)t->ne[0] &&
+           t->nb[2] == t->nb[1] * (uint64_t)t->ne[1] && t->nb[3] == t->nb[2] * (uint64_t)t->ne[2];
+}
+
+// ---- kernels, one row of the table per op ------------------------------------
+
 __global__ void add_f32_kernel(float* y, const float* a, const float* b, int64_t n, int64_t nb) {
     const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] = a[i] + b[i % nb];
 }
+
+// Contiguous a; b one contiguous row (or the same shape) broadcast over a's rows.
+bool add_supports(const quanta_cuda_tensor* n) {
+    const quanta_cuda_tensor *a = n->src[0], *b = n->src[1];
+    const bool same = n_elements(a) == n_elements(b);
+    return contiguous_f32(n) && contiguous_f32(a) && contiguous_f32(b) &&
+           (same || (b->ne[1] * b->ne[2] * b->ne[3] == 1 && b->ne[0] == a->ne[0]));
+}
+
+int add_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+    const int64_t count = n_elements(n);
+    if (count == 0) return 0;
+    const int threads = 256;
+    add_f32_kernel<<<(unsigned)((count + threads - 1) / threads), threads, 0, s>>>(
+        static_cast<float*>(n->data), static_cast<const float*>(n->src[0]->data),
+        static_cast<const float*>(n->src[1]->data), count, n_elements(n->src[1]));
+    return check(cudaGetLastError(), "add launch");
+}
+
+struct Kernel {
+    bool (*supports)(const quanta_cuda_tensor* node);
+    int (*launch)(const quanta_cuda_tensor* node, cudaStream_t stream);
+};
+
+Kernel kernel_for(int32_t op) {
+    switch (static_cast<Op>(op)) {
+        case Op::Add: return {add_supports, add_launch};
+        default: return {nullptr, nullptr};
+    }
+}
+
+bool is_leaf_or_view(int32_t op) { return op == (int32_t)Op::None || op == (int32_t)Op::View; }
+
+// ---- the table -----------------------------------------------------------------
 
 int device_count() {
     int n = 0;
@@ -40,32 +96,68 @@ int device_memory(int device, size_t* free_bytes, size_t* total_bytes) {
     return check(cudaMemGetInfo(free_bytes, total_bytes), "cudaMemGetInfo");
 }
 
-int alloc(void** ptr, size_t bytes) { return check(cudaMalloc(ptr, bytes), "cudaMalloc"); }
-int release(void* ptr) { return check(cudaFree(ptr), "cudaFree"); }
-
-int copy_to_device(void* dst, const void* src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy to device");
+int create(int device, void** out) {
+    if (check(cudaSetDevice(device), "cudaSetDevice")) return 1;
+    cudaStream_t stream;
+    if (check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate")) return 1;
+    *out = new Instance{device, stream};
+    return 0;
 }
 
-int copy_to_host(void* dst, const void* src, size_t bytes) {
-    return check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy to host");
+void destroy(void* b) {
+    if (!b) return;
+    cudaStreamDestroy(instance(b)->stream);
+    delete instance(b);
 }
 
-int synchronize() { return check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+int supports(void*, const quanta_cuda_tensor* node) {
+    if (is_leaf_or_view(node->op)) return 1;
+    const Kernel k = kernel_for(node->op);
+    return k.supports && k.supports(node) ? 1 : 0;
+}
 
-int add_f32(float* y, const float* a, const float* b, int64_t n, int64_t nb) {
-    if (n <= 0) return 0;
-    const int threads = 256;
-    const int64_t blocks = (n + threads - 1) / threads;
-    add_f32_kernel<<<(unsigned)blocks, threads>>>(y, a, b, n, nb);
-    return check(cudaGetLastError(), "add_f32 launch");
+int alloc(void* b, void** ptr, size_t bytes) {
+    if (check(cudaSetDevice(instance(b)->device), "cudaSetDevice")) return 1;
+    return check(cudaMalloc(ptr, bytes ? bytes : 256), "cudaMalloc");
+}
+
+int release(void*, void* ptr) { return check(cudaFree(ptr), "cudaFree"); }
+
+int write(void* b, void* dst, const void* src, size_t bytes) {
+    if (check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, instance(b)->stream), "copy to device")) return 1;
+    return check(cudaStreamSynchronize(instance(b)->stream), "copy to device");
+}
+
+int read(void* b, const void* src, void* dst, size_t bytes) {
+    if (check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, instance(b)->stream), "copy to host")) return 1;
+    return check(cudaStreamSynchronize(instance(b)->stream), "copy to host");
+}
+
+int clear(void* b, void* dst, size_t bytes, size_t rows, size_t stride) {
+    const cudaError_t err = rows <= 1 ? cudaMemsetAsync(dst, 0, bytes, instance(b)->stream)
+                                      : cudaMemset2DAsync(dst, stride, 0, bytes, rows, instance(b)->stream);
+    return check(err, "cudaMemset");
+}
+
+int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
+    cudaStream_t stream = instance(b)->stream;
+    for (int i = 0; i < n; ++i) {
+        if (is_leaf_or_view(nodes[i].op)) continue;
+        const Kernel k = kernel_for(nodes[i].op);
+        if (!k.launch) {
+            std::snprintf(g_error, sizeof g_error, "no CUDA kernel for op %d", (int)nodes[i].op);
+            return 1;
+        }
+        if (k.launch(&nodes[i], stream)) return 1;
+    }
+    return check(cudaStreamSynchronize(stream), "compute");
 }
 
 const char* last_error() { return g_error; }
 
 const quanta_cuda_api kApi = {
-    QUANTA_CUDA_ABI_VERSION, device_count, device_name, device_memory, alloc, release,
-    copy_to_device, copy_to_host, synchronize, add_f32, last_error,
+    QUANTA_CUDA_ABI_VERSION, device_count, device_name, device_memory, create, destroy, supports,
+    alloc, release, write, read, clear, compute, last_error,
 };
 
 }  // namespace

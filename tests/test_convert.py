@@ -29,8 +29,8 @@ from test_tokenizer import CORPUS
 
 
 def run_ids(path, ids, kv_type="f32"):
-    model = _core.LlmModel(quanta.GGUF(path)._file)
-    return _core.LlmContext(model, n_ctx=64, n_threads=2, kv_type=kv_type).eval(ids, all_logits=True)
+    model = _core.LlmModel(quanta.GGUF(path)._file, n_threads=2)
+    return _core.LlmContext(model, n_ctx=64, kv_type=kv_type).eval(ids, all_logits=True)
 
 
 def hf_logits(model, ids):

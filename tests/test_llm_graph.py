@@ -25,8 +25,8 @@ def vocab(hf):
 
 
 def load(path, **ctx):
-    model = _core.LlmModel(quanta.GGUF(path)._file)
-    return model, _core.LlmContext(model, **{"n_ctx": 64, "n_threads": 2, "kv_type": "f32", **ctx})
+    model = _core.LlmModel(quanta.GGUF(path)._file, n_threads=2)
+    return model, _core.LlmContext(model, **{"n_ctx": 64, "kv_type": "f32", **ctx})
 
 
 def hf_logits(model, ids):

@@ -5,8 +5,8 @@
 #include <new>
 #include <string>
 
-#include "core/error.h"
-#include "cpu/kernels.h"
+#include "base/error.h"
+#include "backends/registry.h"
 #include "gguf/reader.h"
 #include "quant/dequantize.h"
 
@@ -84,13 +84,13 @@ const char* quanta_status_name(quanta_status status) {
 
 const char* quanta_cpu_level(void) {
     const char* name = "scalar";
-    if (guarded([&] { name = quanta::cpu::active_kernels().name; }) != QUANTA_OK) return "scalar";
+    if (guarded([&] { name = quanta::backends::cpu_level(); }) != QUANTA_OK) return "scalar";
     return name;
 }
 
 quanta_status quanta_set_cpu_level(const char* level) {
     QUANTA_REQUIRE(level, "level is NULL");
-    return guarded([&] { quanta::cpu::set_active_level(quanta::cpu::level_from_name(level)); });
+    return guarded([&] { quanta::backends::set_cpu_level(level); });
 }
 
 quanta_status quanta_gguf_open(const char* path, quanta_gguf** out) {

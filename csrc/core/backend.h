@@ -1,32 +1,82 @@
-// The interface every backend implements: CPU now, CUDA in libquanta_cuda.so.
-// A backend places a finalized graph's arena tensors in its own memory
-// (prepare), lets the caller fill inputs and read results (set/get_tensor),
-// and runs the ops in order (compute).
+// The interface every backend implements: the reference backend here, the CPU
+// (csrc/cpu) and CUDA (csrc/cuda over libquanta_cuda.so). Models receive one
+// from the registry (backends/registry.h) and never know which it is.
+//
+// A backend owns its memory. Buffers hold addresses in its memory space (host
+// memory on the CPU, device memory on a GPU), and tensors bound to them carry
+// those addresses in `data`. Weights are placed once at load (`place`: a view
+// of the mapped file where the backend computes in host memory, one upload on
+// a GPU); the KV cache is a buffer the model allocates; each graph shape gets
+// its own planned arena from `prepare`, kept and reused with the graph.
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 #include "core/graph.h"
 
 namespace quanta {
 
+class Buffer {
+public:
+    virtual ~Buffer() = default;
+    Buffer(const Buffer&) = delete;
+    Buffer& operator=(const Buffer&) = delete;
+    // An address in the owning backend's memory space; never dereference it on
+    // the host unless the backend computes in host memory.
+    char* base() const { return base_; }
+    size_t size() const { return size_; }
+
+protected:
+    Buffer(void* base, size_t size) : base_(static_cast<char*>(base)), size_(size) {}
+
+private:
+    char* base_;
+    size_t size_;
+};
+
+struct BackendOptions {
+    int n_threads = 0;  // CPU threads; <= 0: one per core
+    int device = 0;     // GPU ordinal
+};
+
 class Backend {
 public:
     virtual ~Backend() = default;
     virtual std::string name() const = 0;
+    // Host threads that run this backend's kernels.
+    virtual int n_threads() const { return 1; }
     // Whether this backend has a kernel for `node` with its types and layout.
     virtual bool supports(const Tensor& node) const = 0;
-    // Finalizes the graph if needed, checks every node is supported (throws
-    // Unsupported naming the first that is not) and binds its memory.
-    virtual void prepare(Graph& graph) = 0;
-    virtual void set_tensor(Tensor* t, const void* src, size_t bytes) = 0;
-    virtual void get_tensor(const Tensor* t, void* dst, size_t bytes) = 0;
-    virtual void compute(Graph& graph) = 0;
+
+    // Uninitialised memory. Throws OutOfMemory naming the size.
+    virtual std::unique_ptr<Buffer> alloc(size_t bytes) = 0;
+    // `bytes` of host memory at `data` (which the caller keeps alive and
+    // unchanged while the buffer is used): a view, or one copy to the device.
+    virtual std::unique_ptr<Buffer> place(const void* data, size_t bytes) = 0;
+    // Copies between host memory and this backend's; `at` lies in one of its buffers.
+    virtual void write(void* at, const void* src, size_t bytes) = 0;
+    virtual void read(const void* at, void* dst, size_t bytes) = 0;
+    // Zeroes `rows` runs of `bytes`, `stride` bytes apart, starting at `at`.
+    virtual void clear(void* at, size_t bytes, size_t rows = 1, size_t stride = 0) = 0;
+
+    // Finalizes `graph`, checks that every node is supported (Unsupported
+    // naming the first that is not) and places its arena tensors in a new
+    // buffer, returned: keep it with the graph, which can then run any number
+    // of times.
+    std::unique_ptr<Buffer> prepare(Graph& graph);
+    // Fills an input (or reads a result) of a prepared graph; the tensor must be contiguous.
+    void set_tensor(Tensor* t, const void* src, size_t bytes);
+    void get_tensor(const Tensor* t, void* dst, size_t bytes);
+    // Runs a prepared graph. Bad data a kernel meets (a row id out of range)
+    // is reported as InvalidArgument after the run.
+    virtual void compute(const Graph& graph) = 0;
 
 protected:
-    // Shared by implementations: finalize and check support.
-    void check_graph(Graph& graph) const;
+    // Work memory the backend needs for this graph beyond its arena (per-thread
+    // scratch, quantized activations), reserved once per prepare.
+    virtual void reserve(const Graph&) {}
 };
 
 }  // namespace quanta

@@ -1,28 +1,14 @@
+// The graph builder: leaves, op nodes through the op table's shape rules,
+// views, and the topological order and memory plan of finalize().
 #include "core/graph.h"
 
 #include <algorithm>
 #include <unordered_set>
 
-#include "core/error.h"
+#include "base/error.h"
+#include "core/op_table.h"
 
 namespace quanta {
-namespace {
-
-std::string describe(const Tensor* t) {
-    return (t->name.empty() ? std::string(op_name(t->op)) : "'" + t->name + "'") + " " + t->shape_string();
-}
-
-void check_f32(const Tensor* t, const char* op) {
-    QUANTA_CHECK_ARG(t->type == DType::F32,
-                     std::string(op) + ": " + describe(t) + " must be f32, not " + type_name(t->type));
-}
-
-void check_rows_contiguous(const Tensor* t, const char* op) {
-    QUANTA_CHECK_ARG(t->nb[0] == type_info(t->type).block_bytes,
-                     std::string(op) + ": rows of " + describe(t) + " must be contiguous");
-}
-
-}  // namespace
 
 void Graph::check_open() const {
     QUANTA_CHECK_ARG(!finalized_, "graph is finalized; build a new graph to add nodes");
@@ -63,136 +49,69 @@ Tensor* Graph::input(DType type, const Shape& ne, const std::string& name) {
     return t;
 }
 
-Tensor* Graph::unary(Op op, Tensor* a) {
-    check_f32(a, op_name(op));
-    Tensor* t = make(DType::F32, a->ne, a->n_dims, op);
-    t->src[0] = a;
+template <typename SetParams>
+Tensor* Graph::node(Op op, std::initializer_list<Tensor*> srcs, SetParams set_params, DType type) {
+    const OpInfo& info = op_info(op);
+    QUANTA_CHECK_ARG((int)srcs.size() <= info.max_src, std::string(info.name) + ": too many sources");
+    const int64_t one[1] = {1};
+    Tensor* t = make(type, one, 1, op);
+    int k = 0;
+    for (Tensor* s : srcs) {
+        QUANTA_CHECK_ARG(s || k >= info.min_src, std::string(info.name) + ": source " + std::to_string(k) + " is missing");
+        t->src[k++] = s;
+    }
+    set_params(*t);
+    info.shape(*t);
+    QUANTA_CHECK_ARG(t->ne[0] % type_info(t->type).block_size == 0,
+                     std::string(info.name) + ": row length breaks a block of " + type_name(t->type));
+    set_contiguous_strides(*t);
     return t;
 }
 
-Tensor* Graph::binary(Op op, Tensor* a, Tensor* b) {
-    check_f32(a, op_name(op));
-    check_f32(b, op_name(op));
-    for (int d = 0; d < kMaxDims; ++d)
-        QUANTA_CHECK_ARG(b->ne[d] > 0 && a->ne[d] % b->ne[d] == 0,
-                         std::string(op_name(op)) + ": " + describe(b) + " does not broadcast over " + describe(a));
-    Tensor* t = unary(op, a);
-    t->src[1] = b;
-    return t;
+Tensor* Graph::node(Op op, std::initializer_list<Tensor*> srcs) {
+    return node(op, srcs, [](Tensor&) {});
 }
 
-Tensor* Graph::add(Tensor* a, Tensor* b) { return binary(Op::Add, a, b); }
-Tensor* Graph::mul(Tensor* a, Tensor* b) { return binary(Op::Mul, a, b); }
-Tensor* Graph::silu(Tensor* a) { return unary(Op::Silu, a); }
-Tensor* Graph::gelu(Tensor* a) { return unary(Op::Gelu, a); }
-
-Tensor* Graph::scale(Tensor* a, float s) {
-    Tensor* t = unary(Op::Scale, a);
-    t->f[0] = s;
-    return t;
-}
-
-Tensor* Graph::matmul(Tensor* w, Tensor* x) {
-    check_f32(x, "matmul");
-    check_rows_contiguous(w, "matmul");
-    check_rows_contiguous(x, "matmul");
-    QUANTA_CHECK_ARG(w->ne[0] == x->ne[0], "matmul: inner sizes differ: " + describe(w) + " x " + describe(x));
-    QUANTA_CHECK_ARG(x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0,
-                     "matmul: batch dims of " + describe(w) + " do not broadcast over " + describe(x));
-    const int64_t ne[4] = {w->ne[1], x->ne[1], x->ne[2], x->ne[3]};
-    Tensor* t = make(DType::F32, ne, std::max({2, w->n_dims, x->n_dims}), Op::MatMul);
-    t->src[0] = w;
-    t->src[1] = x;
-    return t;
-}
-
-Tensor* Graph::rms_norm(Tensor* x, float eps) {
-    check_rows_contiguous(x, "rms_norm");
-    Tensor* t = unary(Op::RmsNorm, x);
-    t->f[0] = eps;
-    return t;
-}
+Tensor* Graph::add(Tensor* a, Tensor* b) { return node(Op::Add, {a, b}); }
+Tensor* Graph::mul(Tensor* a, Tensor* b) { return node(Op::Mul, {a, b}); }
+Tensor* Graph::silu(Tensor* a) { return node(Op::Silu, {a}); }
+Tensor* Graph::gelu(Tensor* a) { return node(Op::Gelu, {a}); }
+Tensor* Graph::scale(Tensor* a, float s) { return node(Op::Scale, {a}, [&](Tensor& t) { t.f[0] = s; }); }
+Tensor* Graph::matmul(Tensor* w, Tensor* x) { return node(Op::MatMul, {w, x}); }
+Tensor* Graph::rms_norm(Tensor* x, float eps) { return node(Op::RmsNorm, {x}, [&](Tensor& t) { t.f[0] = eps; }); }
 
 Tensor* Graph::rope(Tensor* x, Tensor* pos, int n_rot, RopeMode mode, float freq_base, float freq_scale,
                     Tensor* freq_factors) {
-    QUANTA_CHECK_ARG(pos->type == DType::I32 && pos->n_elements() == x->ne[2],
-                     "rope: positions must be i32 with one entry per token (x.ne[2] = " + std::to_string(x->ne[2]) +
-                         ")");
-    QUANTA_CHECK_ARG(n_rot > 0 && n_rot % 2 == 0 && n_rot <= x->ne[0],
-                     "rope: n_rot " + std::to_string(n_rot) + " must be even and at most the head size");
-    QUANTA_CHECK_ARG(mode == RopeMode::Normal || mode == RopeMode::Neox, "rope: unknown mode");
-    if (freq_factors) {
-        check_f32(freq_factors, "rope freq_factors");
-        QUANTA_CHECK_ARG(freq_factors->is_contiguous() && freq_factors->n_elements() == n_rot / 2,
-                         "rope: freq_factors " + describe(freq_factors) + " must hold n_rot / 2 = " +
-                             std::to_string(n_rot / 2) + " values");
-    }
-    Tensor* t = unary(Op::Rope, x);
-    t->src[1] = pos;
-    t->src[2] = freq_factors;
-    t->i[0] = n_rot;
-    t->i[1] = static_cast<int32_t>(mode);
-    t->f[0] = freq_base;
-    t->f[1] = freq_scale;
-    return t;
+    return node(Op::Rope, {x, pos, freq_factors}, [&](Tensor& t) {
+        t.i[0] = n_rot;
+        t.i[1] = static_cast<int32_t>(mode);
+        t.f[0] = freq_base;
+        t.f[1] = freq_scale;
+    });
 }
 
 Tensor* Graph::softmax(Tensor* x, Tensor* mask, float scale) {
-    check_rows_contiguous(x, "softmax");
-    Tensor* t = unary(Op::SoftMax, x);
-    if (mask) {
-        check_f32(mask, "softmax mask");
-        check_rows_contiguous(mask, "softmax mask");
-        QUANTA_CHECK_ARG(mask->ne[0] == x->ne[0] && mask->ne[1] >= x->ne[1] && mask->ne[2] == 1 && mask->ne[3] == 1,
-                         "softmax: mask " + describe(mask) + " does not cover " + describe(x));
-    }
-    t->src[1] = mask;
-    t->f[0] = scale;
-    return t;
+    return node(Op::SoftMax, {x, mask}, [&](Tensor& t) { t.f[0] = scale; });
 }
 
-Tensor* Graph::get_rows(Tensor* table, Tensor* ids) {
-    QUANTA_CHECK_ARG(ids->type == DType::I32 && ids->ne[1] == 1 && ids->ne[2] == 1 && ids->ne[3] == 1,
-                     "get_rows: ids must be a 1-d i32 tensor");
-    QUANTA_CHECK_ARG(table->ne[2] == 1 && table->ne[3] == 1, "get_rows: table must be 2-d");
-    check_rows_contiguous(table, "get_rows");
-    const int64_t ne[2] = {table->ne[0], ids->ne[0]};
-    Tensor* t = make(DType::F32, ne, 2, Op::GetRows);
-    t->src[0] = table;
-    t->src[1] = ids;
+Tensor* Graph::get_rows(Tensor* table, Tensor* ids) { return node(Op::GetRows, {table, ids}); }
+
+Tensor* Graph::set_rows(Tensor* dst, Tensor* rows, Tensor* ids) {
+    Tensor* t = node(Op::SetRows, {dst, rows, ids});
+    alias(t, dst);
     return t;
 }
 
 Tensor* Graph::concat(Tensor* a, Tensor* b, int dim) {
-    QUANTA_CHECK_ARG(dim >= 0 && dim < kMaxDims, "concat: dim must be 0..3");
-    QUANTA_CHECK_ARG(a->type == b->type && type_info(a->type).block_size == 1,
-                     "concat: tensors must share one unquantized type");
-    for (int d = 0; d < kMaxDims; ++d)
-        QUANTA_CHECK_ARG(d == dim || a->ne[d] == b->ne[d],
-                         "concat: " + describe(a) + " and " + describe(b) + " differ outside dim " + std::to_string(dim));
-    int64_t ne[4] = {a->ne[0], a->ne[1], a->ne[2], a->ne[3]};
-    ne[dim] += b->ne[dim];
-    Tensor* t = make(a->type, ne, std::max({a->n_dims, b->n_dims, dim + 1}), Op::Concat);
-    t->src[0] = a;
-    t->src[1] = b;
-    t->i[0] = dim;
-    return t;
+    return node(Op::Concat, {a, b}, [&](Tensor& t) { t.i[0] = dim; });
 }
 
-Tensor* Graph::copy(Tensor* a, DType type) {
-    auto plain = [](DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; };
-    QUANTA_CHECK_ARG(plain(a->type) && plain(type), "copy: converts only between f32, f16 and bf16");
-    Tensor* t = make(type, a->ne, a->n_dims, Op::Copy);
-    t->src[0] = a;
-    return t;
-}
+Tensor* Graph::copy(Tensor* a, DType type) { return node(Op::Copy, {a}, [](Tensor&) {}, type); }
 
-Tensor* Graph::copy_into(Tensor* src, Tensor* dst) {
-    QUANTA_CHECK_ARG(src->n_elements() == dst->n_elements(),
-                     "copy_into: " + describe(src) + " and " + describe(dst) + " differ in size");
-    Tensor* t = copy(src, dst->type);
+void Graph::alias(Tensor* t, Tensor* dst) {
     const Tensor* base = dst->storage();
-    QUANTA_CHECK_ARG(base->kind != TensorKind::Op, "copy_into: destination must be a leaf or a view of one");
+    QUANTA_CHECK_ARG(base->kind != TensorKind::Op, std::string(op_name(t->op)) + ": destination " + dst->describe() +
+                                                       " must be a leaf or a view of one");
     for (int d = 0; d < kMaxDims; ++d) {
         t->ne[d] = dst->ne[d];
         t->nb[d] = dst->nb[d];
@@ -200,7 +119,13 @@ Tensor* Graph::copy_into(Tensor* src, Tensor* dst) {
     t->n_dims = dst->n_dims;
     t->view_src = const_cast<Tensor*>(base);
     t->view_offset = dst->view_offset;
-    t->src[1] = dst;  // orders the write after whatever produced dst
+}
+
+Tensor* Graph::copy_into(Tensor* src, Tensor* dst) {
+    QUANTA_CHECK_ARG(src->n_elements() == dst->n_elements(),
+                     "copy_into: " + src->describe() + " and " + dst->describe() + " differ in size");
+    Tensor* t = node(Op::Copy, {src, dst}, [](Tensor&) {}, dst->type);  // src[1] orders the write after dst's producer
+    alias(t, dst);
     return t;
 }
 
@@ -214,14 +139,14 @@ Tensor* Graph::make_view(Tensor* a) {
 }
 
 Tensor* Graph::reshape(Tensor* a, const Shape& ne) {
-    QUANTA_CHECK_ARG(a->is_contiguous(), "reshape: " + describe(a) + " is not contiguous");
+    QUANTA_CHECK_ARG(a->is_contiguous(), "reshape: " + a->describe() + " is not contiguous");
     Tensor* t = make_view(a);
     int64_t n = 1;
     for (int d = 0; d < kMaxDims; ++d) t->ne[d] = d < (int)ne.size() ? ne[d] : 1;
     t->n_dims = (int)ne.size();
     for (int64_t x : ne) n *= x;
     QUANTA_CHECK_ARG(ne.size() >= 1 && ne.size() <= 4 && n == a->n_elements(),
-                     "reshape: " + describe(a) + " cannot become " + std::to_string(n) + " elements");
+                     "reshape: " + a->describe() + " cannot become " + std::to_string(n) + " elements");
     set_contiguous_strides(*t);
     return t;
 }
@@ -238,7 +163,7 @@ Tensor* Graph::view(Tensor* a, const Shape& ne, const std::vector<size_t>& nb, s
         t->nb[d] = d <= (int)nb.size() ? nb[d - 1] : t->nb[d - 1] * (size_t)t->ne[d - 1];
     t->view_offset += offset;
     QUANTA_CHECK_ARG(t->view_offset - a->view_offset + t->n_bytes() <= a->n_bytes() || a->n_elements() == 0,
-                     "view: " + t->shape_string() + " at offset " + std::to_string(offset) + " runs past " + describe(a));
+                     "view: " + t->shape_string() + " at offset " + std::to_string(offset) + " runs past " + a->describe());
     return t;
 }
 
@@ -283,9 +208,9 @@ std::vector<Tensor*> Graph::topo_order() const {
         stack.push_back({out, 0});
         while (!stack.empty()) {
             auto& [t, next] = stack.back();
-            Tensor* deps[4] = {t->src[0], t->src[1], t->src[2], t->view_src};
-            while (next < 4 && (!deps[next] || done.count(deps[next]))) ++next;
-            if (next < 4) {
+            Tensor* deps[kMaxSrc + 1] = {t->src[0], t->src[1], t->src[2], t->src[3], t->view_src};
+            while (next < kMaxSrc + 1 && (!deps[next] || done.count(deps[next]))) ++next;
+            if (next < kMaxSrc + 1) {
                 Tensor* dep = deps[next++];
                 stack.push_back({dep, 0});
                 continue;

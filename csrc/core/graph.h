@@ -1,6 +1,8 @@
 // A compute graph built by model code, run by a backend. Building a graph
-// only records ops and infers shapes (each op's shape rules live here, once);
-// no arithmetic happens until a Backend runs it.
+// only records ops and checks shapes (each op's rule lives in the op table,
+// op_table.h); no arithmetic happens until a Backend runs it. A finalized
+// graph is read-only and is run again and again: models build one per batch
+// shape and reuse it.
 #pragma once
 
 #include <deque>
@@ -30,6 +32,11 @@ public:
     Tensor* scale(Tensor* a, float s);
     Tensor* silu(Tensor* a);
     Tensor* gelu(Tensor* a);
+    // Writes rows of `rows` (f32 [K, T, ...]) into rows ids[t] (i32 [T]) of `dst`
+    // (a view of an External buffer, f32/f16/bf16 [K, N, ...]); returns a node that
+    // aliases dst. The KV cache's writes: slots come from an input, so one graph
+    // serves every step.
+    Tensor* set_rows(Tensor* dst, Tensor* rows, Tensor* ids);
     // w: [K, N, ...] weights of any type; x: [K, M, ...] f32 -> [N, M, ...] f32.
     // w's dims 2 and 3 broadcast over x's (grouped-query attention).
     Tensor* matmul(Tensor* w, Tensor* x);
@@ -75,9 +82,14 @@ public:
 private:
     void check_open() const;
     Tensor* make(DType type, const int64_t* ne, int n_dims, Op op);
-    Tensor* unary(Op op, Tensor* a);
-    Tensor* binary(Op op, Tensor* a, Tensor* b);
+    // A node of `op` over `srcs`; set_params fills its parameters before the
+    // op table's shape rule checks it and sets its type and shape.
+    template <typename SetParams>
+    Tensor* node(Op op, std::initializer_list<Tensor*> srcs, SetParams set_params, DType type = DType::F32);
+    Tensor* node(Op op, std::initializer_list<Tensor*> srcs);
     Tensor* make_view(Tensor* a);
+    // Makes `t` alias the bytes of leaf-backed `dst` with dst's layout.
+    void alias(Tensor* t, Tensor* dst);
 
     std::deque<Tensor> tensors_;  // deque: stable addresses as the graph grows
     std::vector<Tensor*> outputs_;

@@ -1,3 +1,4 @@
+// The liveness planner (planner.h): a best-fit offset allocator walked along the execution order.
 #include "core/planner.h"
 
 #include <algorithm>
@@ -97,7 +98,7 @@ MemoryPlan plan_memory(const std::vector<Tensor*>& order, const std::vector<Tens
         if (needs_arena(t) && t->kind == TensorKind::Op) place(t);
         // Release what this node was the last to read (after placing its
         // result, so a result never overlaps its own sources).
-        const Tensor* candidates[4] = {t->src[0], t->src[1], t->src[2], t};
+        const Tensor* candidates[kMaxSrc + 1] = {t->src[0], t->src[1], t->src[2], t->src[3], t};
         for (const Tensor* c : candidates) {
             if (!c) continue;
             const Tensor* s = c->storage();

@@ -1,27 +1,9 @@
+// Tensor geometry: sizes, strides, contiguity, and the descriptions error messages use.
 #include "core/tensor.h"
 
-namespace quanta {
+#include "core/op_table.h"
 
-const char* op_name(Op op) {
-    switch (op) {
-        case Op::None: return "none";
-        case Op::View: return "view";
-        case Op::Copy: return "copy";
-        case Op::Add: return "add";
-        case Op::Mul: return "mul";
-        case Op::Scale: return "scale";
-        case Op::MatMul: return "matmul";
-        case Op::RmsNorm: return "rms_norm";
-        case Op::Rope: return "rope";
-        case Op::SoftMax: return "softmax";
-        case Op::Silu: return "silu";
-        case Op::Gelu: return "gelu";
-        case Op::GetRows: return "get_rows";
-        case Op::Concat: return "concat";
-        case Op::Custom: return "custom";
-    }
-    return "?";
-}
+namespace quanta {
 
 size_t Tensor::n_bytes() const {
     if (n_elements() == 0) return 0;
@@ -52,6 +34,10 @@ std::string Tensor::shape_string() const {
     std::string s = "[";
     for (int d = 0; d < kMaxDims; ++d) s += std::to_string(ne[d]) + (d + 1 < kMaxDims ? ", " : "]");
     return s;
+}
+
+std::string Tensor::describe() const {
+    return (name.empty() ? std::string(op_name(op)) : "'" + name + "'") + " " + shape_string();
 }
 
 void set_contiguous_strides(Tensor& t) {

@@ -3,42 +3,33 @@
 // strides nb[], and either data or the op that produces it.
 //
 // Ownership: a Tensor never owns its bytes. A Graph owns its Tensor objects.
-// Bytes belong to one of three owners, told apart by `kind`:
-//   External - memory the caller keeps alive (weights in an mmap'ed GGUF);
+// Bytes live in buffers of the backend that runs the graph, and `data` is an
+// address in that backend's memory (host memory on the CPU, device memory on a
+// GPU). Three kinds, told apart by `kind`:
+//   External - a buffer the caller placed and keeps alive (weights, the KV cache);
 //   Input    - a leaf placed in the graph's arena; the caller fills it per run;
 //   Op       - a result placed in the graph's arena by the liveness planner.
 // A view (op View) aliases the bytes of `view_src` at `view_offset`.
+//
+// Image layout (diffusion): [W, H, C, N], as ggml: a row is one line of one
+// channel of one image.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
+#include "core/op_ids.h"
 #include "quant/types.h"
 
 namespace quanta {
 
 constexpr int kMaxDims = 4;
-
-enum class Op : uint8_t {
-    None,      // a leaf: External or Input
-    View,      // reshape, transpose, permute, slice: new shape/strides over src[0]'s bytes
-    Copy,      // src[0] into a new contiguous tensor of this tensor's type
-    Add,       // src[0] + src[1], src[1] broadcast over src[0]
-    Mul,       // src[0] * src[1], broadcast likewise
-    Scale,     // src[0] * f[0]
-    MatMul,    // rows of src[0] (weights) dotted with rows of src[1] (activations)
-    RmsNorm,   // src[0] / sqrt(mean(x^2) + f[0]) along rows
-    Rope,      // rotary embedding of src[0] at positions src[1]
-    SoftMax,   // softmax(src[0] * f[0] + mask src[1]) along rows
-    Silu,
-    Gelu,      // tanh approximation
-    GetRows,   // rows src[1] (i32 ids) of src[0], as f32
-    Concat,    // src[0] and src[1] joined along dimension i[0]
-    Custom,    // reserved for backend-specific fused ops
-};
-
-const char* op_name(Op op);
+// Sources and parameters per node: room for fused attention (q, k, v, mask)
+// and conv2d (strides, paddings and dilations in two dimensions).
+constexpr int kMaxSrc = 4;
+constexpr int kMaxIntParams = 8;
+constexpr int kMaxFloatParams = 8;
 
 enum class TensorKind : uint8_t { External, Input, Op };
 
@@ -56,11 +47,11 @@ struct Tensor {
 
     TensorKind kind = TensorKind::Op;
     Op op = Op::None;
-    Tensor* src[3] = {nullptr, nullptr, nullptr};
+    Tensor* src[kMaxSrc] = {};
     Tensor* view_src = nullptr;  // for views: the tensor whose bytes are aliased (never itself a view)
     size_t view_offset = 0;
-    int32_t i[4] = {0, 0, 0, 0};  // integer op parameters
-    float f[4] = {0, 0, 0, 0};    // float op parameters
+    int32_t i[kMaxIntParams] = {};  // integer op parameters (op_table.h says which)
+    float f[kMaxFloatParams] = {};  // float op parameters
     std::string name;
 
     int64_t n_elements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
@@ -73,6 +64,8 @@ struct Tensor {
     // The tensor that owns the bytes this one uses (itself unless a view).
     const Tensor* storage() const { return view_src ? view_src : this; }
     std::string shape_string() const;
+    // "'name' [4, 8, 1, 1]" (or the op's name when unnamed), for error messages.
+    std::string describe() const;
 };
 
 // Fills nb[] for a contiguous layout of the tensor's type and ne[].

@@ -1,41 +1,34 @@
 // The CPU backend: runs a graph on a thread pool, every thread walking the
 // node list and taking its share of each node's rows, with a barrier between
-// nodes. Arena memory is one aligned host buffer, grown to the largest plan
-// seen and reused by every later graph.
+// nodes. Memory is host memory: weights stay in the file mapping (place is a
+// view), arenas and the KV cache are aligned allocations. Per-thread scratch
+// and the shared quantized-activation buffer grow to the largest graph
+// prepared and are reused by every later run.
 #pragma once
 
 #include <atomic>
-#include <memory>
 #include <vector>
 
-#include "core/backend.h"
+#include "core/host_buffer.h"
 #include "core/threadpool.h"
-#include "cpu/kernels.h"
 
 namespace quanta::cpu {
 
-class CpuBackend : public Backend {
+class CpuBackend : public HostMemoryBackend {
 public:
     // n_threads <= 0: one per hardware core.
     explicit CpuBackend(int n_threads = 0);
-    ~CpuBackend() override;
 
     std::string name() const override;
+    int n_threads() const override { return pool_.size(); }
     bool supports(const Tensor& node) const override;
-    void prepare(Graph& graph) override;
-    void set_tensor(Tensor* t, const void* src, size_t bytes) override;
-    void get_tensor(const Tensor* t, void* dst, size_t bytes) override;
-    void compute(Graph& graph) override;
+    void compute(const Graph& graph) override;
 
-    int n_threads() const { return pool_.size(); }
-    size_t arena_bytes() const { return arena_bytes_; }
+protected:
+    void reserve(const Graph& graph) override;
 
 private:
-    void reserve(size_t arena_bytes, size_t scratch_floats, size_t shared_bytes);
-
     ThreadPool pool_;
-    void* arena_ = nullptr;
-    size_t arena_bytes_ = 0;
     std::vector<float> scratch_;  // n_threads * scratch_per_thread_
     size_t scratch_per_thread_ = 0;
     std::vector<uint8_t> shared_;  // work memory all threads of a node share

@@ -3,7 +3,7 @@
 #include <atomic>
 #include <cstdlib>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "cpu/act_formats.h"
 #include "cpu/kernels.h"
 

@@ -1,3 +1,6 @@
+// The CPU kernels of every op (ops.h): elementwise ops, the matmul paths
+// (quantized row kernels, the panel GEMM, float tiles), attention pieces and
+// data movement, and the table that maps op ids to them.
 #include "cpu/ops.h"
 
 #include <cmath>
@@ -424,54 +427,65 @@ void concat(const Tensor& dst, const OpContext& c) {
     }
 }
 
-}  // namespace
-
-bool cpu_supports(const Tensor& node) {
-    const Tensor* s0 = node.src[0];
-    switch (node.op) {
-        case Op::None: case Op::View: return true;
-        case Op::Add: case Op::Mul: case Op::Scale: case Op::Silu: case Op::Gelu: case Op::RmsNorm:
-            return node.type == DType::F32;
-        case Op::Rope: case Op::SoftMax: return s0->nb[0] == 4;
-        case Op::MatMul: case Op::GetRows: return type_info(s0->type).can_dequantize;
-        case Op::Copy: return plain_float(s0->type) && plain_float(node.type);
-        case Op::Concat: return type_info(node.type).block_size == 1;
-        default: return false;
+// Writes row t of src[1] over row ids[t] of the destination src[0] aliases.
+void set_rows(const Tensor& dst, const OpContext& c) {
+    const Tensor* rows = dst.src[1];
+    const int32_t* ids = static_cast<const int32_t*>(dst.src[2]->data);
+    int64_t begin, end;
+    split(rows->n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(rows, r);
+        const int32_t id = ids[ri.i1];
+        if (id < 0 || id >= dst.ne[1]) {
+            c.bad_row_id->store(true, std::memory_order_relaxed);
+            continue;
+        }
+        convert_row(DType::F32, at(rows, 0, ri.i1, ri.i2, ri.i3), rows->nb[0], dst.type, at(&dst, 0, id, ri.i2, ri.i3),
+                    dst.nb[0], dst.ne[0], c);
     }
 }
 
-size_t shared_bytes(const Tensor& node, const Kernels& k) {
-    if (node.op != Op::MatMul || !quant_dot(k, node.src[0]->type)) return 0;
+bool f32_result(const Tensor& node) { return node.type == DType::F32; }
+bool rows_contiguous(const Tensor& node) { return node.src[0]->nb[0] == 4; }
+bool weights_dequantize(const Tensor& node) { return type_info(node.src[0]->type).can_dequantize; }
+bool plain_copy(const Tensor& node) { return plain_float(node.src[0]->type) && plain_float(node.type); }
+bool unquantized(const Tensor& node) { return type_info(node.type).block_size == 1; }
+
+size_t matmul_shared_bytes(const Tensor& node, const Kernels& k) {
     const Tensor* w = node.src[0];
-    const size_t row = use_gemm(node, k) ? flat_act_row_bytes(w->ne[0])
-                                         : act_row_bytes(act_format_for(w->type), w->ne[0]);
+    if (!quant_dot(k, w->type)) return 0;
+    const size_t row = use_gemm(node, k) ? flat_act_row_bytes(w->ne[0]) : act_row_bytes(act_format_for(w->type), w->ne[0]);
     return row * (size_t)node.src[1]->n_rows();
 }
 
-size_t scratch_floats(const Tensor& node) {
-    switch (node.op) {
-        case Op::MatMul:  // a dequantized row, or a GEMM panel
-            return std::max((size_t)node.src[0]->ne[0],
-                            act_format_for(node.src[0]->type) == ActFormat::None
-                                ? 0
-                                : (panel_bytes(node.src[0]->type, node.src[0]->ne[0]) + 3) / 4);
-        case Op::Rope: return (size_t)node.i[0];
-        default: return 0;
-    }
+size_t matmul_scratch_floats(const Tensor& node) {  // a dequantized row, or a GEMM panel
+    const Tensor* w = node.src[0];
+    const size_t panel = act_format_for(w->type) == ActFormat::None ? 0 : (panel_bytes(w->type, w->ne[0]) + 3) / 4;
+    return std::max((size_t)w->ne[0], panel);
 }
 
-void compute_node(const Tensor& node, const OpContext& ctx) {
-    switch (node.op) {
-        case Op::Add: case Op::Mul: return binary_op(node, ctx);
-        case Op::Scale: case Op::Silu: case Op::Gelu: case Op::RmsNorm: return unary_op(node, ctx);
-        case Op::MatMul: return matmul(node, ctx);
-        case Op::Rope: return rope(node, ctx);
-        case Op::SoftMax: return softmax(node, ctx);
-        case Op::GetRows: return get_rows(node, ctx);
-        case Op::Copy: return copy(node, ctx);
-        case Op::Concat: return concat(node, ctx);
-        default: return;
-    }
-}
+size_t rope_scratch_floats(const Tensor& node) { return (size_t)node.i[0]; }
+
+constexpr CpuKernel kKernels[kOpCount] = {
+    /* None    */ {nullptr, nullptr, nullptr, nullptr},
+    /* View    */ {nullptr, nullptr, nullptr, nullptr},
+    /* Copy    */ {copy, plain_copy, nullptr, nullptr},
+    /* Add     */ {binary_op, f32_result, nullptr, nullptr},
+    /* Mul     */ {binary_op, f32_result, nullptr, nullptr},
+    /* Scale   */ {unary_op, f32_result, nullptr, nullptr},
+    /* MatMul  */ {matmul, weights_dequantize, matmul_scratch_floats, matmul_shared_bytes},
+    /* RmsNorm */ {unary_op, f32_result, nullptr, nullptr},
+    /* Rope    */ {rope, rows_contiguous, rope_scratch_floats, nullptr},
+    /* SoftMax */ {softmax, rows_contiguous, nullptr, nullptr},
+    /* Silu    */ {unary_op, f32_result, nullptr, nullptr},
+    /* Gelu    */ {unary_op, f32_result, nullptr, nullptr},
+    /* GetRows */ {get_rows, weights_dequantize, nullptr, nullptr},
+    /* SetRows */ {set_rows, nullptr, nullptr, nullptr},
+    /* Concat  */ {concat, unquantized, nullptr, nullptr},
+};
+
+}  // namespace
+
+const CpuKernel& cpu_kernel(Op op) { return kKernels[static_cast<int>(op)]; }
 
 }  // namespace quanta::cpu

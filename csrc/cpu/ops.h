@@ -1,4 +1,4 @@
-// CPU implementations of the graph ops. Each runs on thread `ith` of `nth`
+// CPU implementations of the graph ops, as the CPU's kernel table. Each runs on thread `ith` of `nth`
 // over its share of the rows; the level-specific inner loops come from the
 // kernel table. Kernels never throw (a throw mid-graph would strand the other
 // threads at a barrier): anything checkable is checked when the graph is
@@ -22,11 +22,18 @@ struct OpContext {
     std::atomic<bool>* bad_row_id = nullptr;
 };
 
-bool cpu_supports(const Tensor& node);
-// Per-thread scratch a node needs, in floats.
-size_t scratch_floats(const Tensor& node);
-// Work memory shared by all threads of a node (quantized activations), in bytes.
-size_t shared_bytes(const Tensor& node, const Kernels& k);
-void compute_node(const Tensor& node, const OpContext& ctx);
+// The CPU's row of the kernel table for one op. Null members: no kernel
+// (compute), every node of the op (supports), no work memory (the sizes).
+struct CpuKernel {
+    void (*compute)(const Tensor& node, const OpContext& ctx);
+    bool (*supports)(const Tensor& node);
+    // Per-thread scratch a node needs, in floats.
+    size_t (*scratch_floats)(const Tensor& node);
+    // Work memory shared by all threads of a node (quantized activations), in bytes.
+    size_t (*shared_bytes)(const Tensor& node, const Kernels& k);
+};
+
+// Indexed by op id; leaves and views have no kernel.
+const CpuKernel& cpu_kernel(Op op);
 
 }  // namespace quanta::cpu

@@ -1,79 +1,98 @@
+// The CUDA backend (backend_cuda.h).
 #include "cuda/backend_cuda.h"
 
-#include "core/error.h"
-#include "core/planner.h"
+#include <unordered_map>
+#include <vector>
+
+#include "base/error.h"
 
 namespace quanta::cuda {
+namespace {
 
-CudaBackend::CudaBackend() : api_(status().api) {
+class DeviceBuffer : public Buffer {
+public:
+    DeviceBuffer(const quanta_cuda_api* api, void* instance, void* base, size_t size)
+        : Buffer(base, size), api_(api), instance_(instance) {}
+    ~DeviceBuffer() override { api_->release(instance_, base()); }
+
+private:
+    const quanta_cuda_api* api_;
+    void* instance_;
+};
+
+quanta_cuda_tensor describe(const Tensor& t) {
+    quanta_cuda_tensor d{};
+    d.op = static_cast<int32_t>(t.op);
+    d.type = static_cast<uint32_t>(t.type);
+    for (int k = 0; k < kMaxDims; ++k) {
+        d.ne[k] = t.ne[k];
+        d.nb[k] = t.nb[k];
+    }
+    d.data = t.data;
+    for (int k = 0; k < kMaxIntParams; ++k) d.i[k] = t.i[k];
+    for (int k = 0; k < kMaxFloatParams; ++k) d.f[k] = t.f[k];
+    return d;
+}
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device) : api_(status().api) {
     if (!api_) fail(ErrorKind::Unsupported, "CUDA is not available: " + status().reason);
+    QUANTA_CHECK_ARG(device >= 0 && device < (int)status().devices.size(),
+                     "CUDA device " + std::to_string(device) + " does not exist (" +
+                         std::to_string(status().devices.size()) + " found)");
+    check(api_->create(device, &instance_), "CUDA backend");
 }
 
-CudaBackend::~CudaBackend() {
-    for (auto& [t, p] : uploaded_) api_->release(p);
-    if (arena_) api_->release(arena_);
-}
+CudaBackend::~CudaBackend() { api_->destroy(instance_); }
 
 void CudaBackend::check(int rc, const char* what) const {
     if (rc != 0) fail(ErrorKind::Internal, std::string(what) + ": " + api_->last_error());
 }
 
 bool CudaBackend::supports(const Tensor& node) const {
-    if (node.op != Op::Add) return false;
-    const Tensor* a = node.src[0];
-    const Tensor* b = node.src[1];
-    // Contiguous a; b one contiguous row (or the same shape) broadcast over a's rows.
-    return a->is_contiguous() && b->is_contiguous() &&
-           (b->same_shape(*a) || (b->n_rows() == 1 && b->ne[0] == a->ne[0]));
+    quanta_cuda_tensor d = describe(node), srcs[kMaxSrc];
+    for (int k = 0; k < kMaxSrc; ++k)
+        if (node.src[k]) {
+            srcs[k] = describe(*node.src[k]);
+            d.src[k] = &srcs[k];
+        }
+    return api_->supports(instance_, &d) == 1;
 }
 
-void* CudaBackend::device_ptr(const Tensor* t) const {
-    const Tensor* s = t->storage();
-    char* base;
-    if (s->kind == TensorKind::External) base = static_cast<char*>(uploaded_.at(s));
-    else base = static_cast<char*>(s->data);  // arena tensors are bound to device addresses
-    return base + (t == s ? 0 : t->view_offset);
+std::unique_ptr<Buffer> CudaBackend::alloc(size_t bytes) {
+    void* p = nullptr;
+    if (api_->alloc(instance_, &p, bytes) != 0)
+        fail(ErrorKind::OutOfMemory, "cannot allocate " + std::to_string(bytes >> 20) + " MiB on the GPU: " +
+                                         api_->last_error());
+    return std::make_unique<DeviceBuffer>(api_, instance_, p, bytes);
 }
 
-void CudaBackend::prepare(Graph& graph) {
-    check_graph(graph);
-    const MemoryPlan& plan = graph.plan();
-    if (plan.arena_bytes > arena_bytes_) {
-        if (arena_) check(api_->release(arena_), "cudaFree");
-        arena_ = nullptr;
-        check(api_->alloc(&arena_, plan.arena_bytes), "device arena");
-        arena_bytes_ = plan.arena_bytes;
+std::unique_ptr<Buffer> CudaBackend::place(const void* data, size_t bytes) {
+    std::unique_ptr<Buffer> b = alloc(bytes);
+    write(b->base(), data, bytes);
+    return b;
+}
+
+void CudaBackend::write(void* at, const void* src, size_t bytes) { check(api_->write(instance_, at, src, bytes), "upload"); }
+void CudaBackend::read(const void* at, void* dst, size_t bytes) { check(api_->read(instance_, at, dst, bytes), "download"); }
+void CudaBackend::clear(void* at, size_t bytes, size_t rows, size_t stride) {
+    check(api_->clear(instance_, at, bytes, rows, stride), "clear");
+}
+
+void CudaBackend::compute(const Graph& graph) {
+    QUANTA_CHECK_ARG(graph.finalized(), "compute: prepare the graph first");
+    // Sources always come earlier in the order, so their entries exist when linked.
+    const std::vector<Tensor*>& order = graph.order();
+    std::vector<quanta_cuda_tensor> nodes(order.size());
+    std::unordered_map<const Tensor*, const quanta_cuda_tensor*> index;
+    for (size_t i = 0; i < order.size(); ++i) {
+        nodes[i] = describe(*order[i]);
+        for (int k = 0; k < kMaxSrc; ++k)
+            if (order[i]->src[k]) nodes[i].src[k] = index.at(order[i]->src[k]);
+        index[order[i]] = &nodes[i];
     }
-    for (const Tensor* t : graph.order()) {
-        if (t->kind != TensorKind::External || t->view_src || uploaded_.count(t)) continue;
-        void* p = nullptr;
-        check(api_->alloc(&p, t->n_bytes()), "device weights");
-        uploaded_[t] = p;
-        check(api_->copy_to_device(p, t->data, t->n_bytes()), "upload");
-    }
-    // Arena tensors get device addresses; they are never dereferenced on the host.
-    for (const auto& [t, offset] : plan.offsets) t->data = static_cast<char*>(arena_) + offset;
-}
-
-void CudaBackend::set_tensor(Tensor* t, const void* src, size_t bytes) {
-    QUANTA_CHECK_ARG(bytes == t->n_bytes() && t->is_contiguous(), "set_tensor: size or layout mismatch");
-    check(api_->copy_to_device(device_ptr(t), src, bytes), "set_tensor");
-}
-
-void CudaBackend::get_tensor(const Tensor* t, void* dst, size_t bytes) {
-    QUANTA_CHECK_ARG(bytes == t->n_bytes() && t->is_contiguous(), "get_tensor: size or layout mismatch");
-    check(api_->copy_to_host(dst, device_ptr(t), bytes), "get_tensor");
-}
-
-void CudaBackend::compute(Graph& graph) {
-    for (const Tensor* node : graph.order()) {
-        if (node->op != Op::Add) continue;
-        check(api_->add_f32(static_cast<float*>(device_ptr(node)), static_cast<const float*>(device_ptr(node->src[0])),
-                            static_cast<const float*>(device_ptr(node->src[1])), node->n_elements(),
-                            node->src[1]->n_elements()),
-              "add_f32");
-    }
-    check(api_->synchronize(), "synchronize");
+    check(api_->compute(instance_, nodes.data(), (int)nodes.size()), "compute");
 }
 
 }  // namespace quanta::cuda

@@ -1,10 +1,9 @@
-// The CUDA backend, driving libquanta_cuda.so through its C table. Arena
-// tensors live in one device buffer; External tensors (weights) are uploaded
-// once per graph and kept. Its op set grows kernel by kernel; supports()
-// tells the truth about what it has today (elementwise add).
+// The CUDA backend: the Backend interface over one instance of
+// libquanta_cuda.so's backend table (kernels/quanta_cuda_abi.h). Its buffers
+// are device memory: weights are uploaded once when placed, arenas and the KV
+// cache are device allocations, and a graph crosses to the library as an
+// array of node descriptions whose addresses are all device addresses.
 #pragma once
-
-#include <unordered_map>
 
 #include "core/backend.h"
 #include "cuda/loader.h"
@@ -14,24 +13,23 @@ namespace quanta::cuda {
 class CudaBackend : public Backend {
 public:
     // Throws Unsupported with the loader's reason when CUDA is not usable.
-    CudaBackend();
+    explicit CudaBackend(int device = 0);
     ~CudaBackend() override;
 
     std::string name() const override { return "cuda"; }
     bool supports(const Tensor& node) const override;
-    void prepare(Graph& graph) override;
-    void set_tensor(Tensor* t, const void* src, size_t bytes) override;
-    void get_tensor(const Tensor* t, void* dst, size_t bytes) override;
-    void compute(Graph& graph) override;
+    std::unique_ptr<Buffer> alloc(size_t bytes) override;
+    std::unique_ptr<Buffer> place(const void* data, size_t bytes) override;
+    void write(void* at, const void* src, size_t bytes) override;
+    void read(const void* at, void* dst, size_t bytes) override;
+    void clear(void* at, size_t bytes, size_t rows, size_t stride) override;
+    void compute(const Graph& graph) override;
 
 private:
     void check(int rc, const char* what) const;
-    void* device_ptr(const Tensor* t) const;
 
     const quanta_cuda_api* api_;
-    void* arena_ = nullptr;
-    size_t arena_bytes_ = 0;
-    std::unordered_map<const Tensor*, void*> uploaded_;  // External tensor -> device copy
+    void* instance_ = nullptr;
 };
 
 }  // namespace quanta::cuda

@@ -50,6 +50,11 @@ public:
     size_t data_offset() const { return data_offset_; }
     size_t size() const { return size_; }
 
+    // The tensor data section (every TensorInfo::offset is relative to it);
+    // empty when the file has no tensors.
+    const uint8_t* tensor_data() const { return bytes_ + data_offset_; }
+    size_t tensor_data_size() const { return tensors_.empty() ? 0 : size_ - data_offset_; }
+
     const std::vector<KeyValue>& metadata() const { return kv_; }
     const Value* find(const std::string& key) const;
     const std::vector<TensorInfo>& tensors() const { return tensors_; }

@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "gguf/reader.h"
 
 namespace quanta::gguf {

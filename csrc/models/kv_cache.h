@@ -1,40 +1,66 @@
-// The key/value cache of a transformer: one buffer holding, per layer, the
-// keys as [head_dim_k, n_ctx, n_head_kv] and the values transposed as
-// [n_ctx, head_dim_v, n_head_kv], so attention reads both as matmul weights
-// with contiguous rows (q.k over head_dim, probs.v over positions). The
-// graph writes the new positions in place; nothing is copied per step.
+// The key/value cache of a transformer, in backend memory, shared by every
+// sequence of a context. It is a set of cells; each holds one token's keys and
+// values in every layer and records which sequence and position it belongs
+// to, so tokens of many sequences can be written in one batch and attention
+// masks them apart (the mask is built from the cells). Per layer the keys are
+// [head_dim_k, n_cells, n_head_kv] and the values transposed,
+// [n_cells, head_dim_v, n_head_kv], so attention reads both as matmul weights
+// with contiguous rows. The graph writes new tokens into their cells in
+// place (set_rows); nothing is copied per step.
 #pragma once
 
+#include <climits>
 #include <cstddef>
+#include <memory>
 #include <vector>
 
-#include "core/graph.h"
+#include "core/backend.h"
 #include "models/llm_config.h"
 
 namespace quanta::models {
 
 class KvCache {
 public:
-    // type: f16 (as llama.cpp, half the memory) or f32.
-    KvCache(const LlmConfig& config, int n_ctx, DType type);
-    ~KvCache();
-    KvCache(const KvCache&) = delete;
-    KvCache& operator=(const KvCache&) = delete;
+    struct Cell {
+        int32_t seq = -1;  // -1: free
+        int32_t pos = -1;
+    };
 
-    int n_ctx() const { return n_ctx_; }
+    // type: f16 (as llama.cpp, half the memory) or f32.
+    KvCache(const LlmConfig& config, int n_cells, DType type, Backend& backend);
+
+    int n_cells() const { return (int)cells_.size(); }
     DType type() const { return type_; }
     size_t bytes() const { return bytes_; }
+    const std::vector<Cell>& cells() const { return cells_; }
+    int n_free() const { return n_free_; }
+
+    // The n lowest free cells (which keeps the used extent compact); throws
+    // ContextOverflow when fewer are free.
+    std::vector<int32_t> find_free(int n) const;
+    void assign(int32_t cell, int32_t seq, int32_t pos);
+    // Frees the cells of `seq` whose position is in [p0, p1).
+    void remove(int32_t seq, int32_t p0, int32_t p1 = INT32_MAX);
+    // One past the highest cell in use.
+    int used_end() const;
+    // Zeroes the cells in [0, n) never zeroed before: graphs attend to whole
+    // buckets of cells, masking unused ones, and masked cells must hold finite
+    // values (0 * garbage can be NaN).
+    void clear_up_to(int n);
 
     // The whole layer buffers as External leaves of `graph`.
     Tensor* keys(Graph& graph, int layer) const;
     Tensor* values(Graph& graph, int layer) const;
 
 private:
-    int n_ctx_;
+    Backend& backend_;
     DType type_;
     int64_t k_ne_[3], v_ne_[3];
     size_t k_bytes_, v_bytes_, bytes_;
-    char* data_ = nullptr;
+    std::unique_ptr<Buffer> buffer_;
+    std::vector<Cell> cells_;
+    int n_free_;
+    int cleared_ = 0;
 };
 
 }  // namespace quanta::models

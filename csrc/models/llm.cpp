@@ -1,100 +1,178 @@
+// The model loader and the context (llm.h): batches of many sequences, KV
+// cells, masks, and the cache of graphs by shape.
 #include "models/llm.h"
 
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
-#include "cpu/backend_cpu.h"
-#include "models/llm_graph.h"
+#include "base/error.h"
 
 namespace quanta::models {
+namespace {
 
-std::shared_ptr<LlmModel> LlmModel::load(const std::string& path) { return from_file(gguf::File::open(path)); }
+// Graphs attend to the cache in buckets of this many cells (masking the
+// unused ones), so decode reuses one graph for 256 steps instead of building
+// one per step (measured in bench/README.md: graph reuse).
+constexpr int kKvBucket = 256;
+// Graphs for batches up to this many tokens are kept for reuse (decode,
+// batched decode, short turns); longer prompt chunks are built for one use,
+// where building costs far less than computing them.
+constexpr int kReuseMaxTokens = 64;
+constexpr size_t kMaxKeptGraphs = 4;
 
-std::shared_ptr<LlmModel> LlmModel::from_file(std::shared_ptr<gguf::File> file) {
+}  // namespace
+
+std::shared_ptr<LlmModel> LlmModel::load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend) {
+    QUANTA_CHECK_ARG(backend != nullptr, "LlmModel::load: no backend");
     auto m = std::make_shared<LlmModel>();
     m->config = LlmConfig::from_gguf(*file);
     m->weights = LlmWeights::bind(*file, m->config);
+    m->weight_memory = backend->place(file->tensor_data(), file->tensor_data_size());
     m->file = std::move(file);
+    m->backend = std::move(backend);
     return m;
 }
 
 LlmContext::LlmContext(std::shared_ptr<const LlmModel> model, const ContextParams& params)
-    : model_(std::move(model)),
-      params_(params),
-      cache_(model_->config, params.n_ctx, params.kv_type),
-      backend_(std::make_unique<cpu::CpuBackend>(params.n_threads)) {
+    : model_(std::move(model)), params_(params), cache_(model_->config, params.n_ctx, params.kv_type, *model_->backend) {
     QUANTA_CHECK_ARG(params.n_batch > 0, "n_batch must be positive");
+    QUANTA_CHECK_ARG(params.n_seq > 0 && params.n_seq <= params.n_ctx, "n_seq must be in 1..n_ctx");
+    seq_tokens_.resize(params.n_seq);
 }
 
-LlmContext::~LlmContext() = default;
+void LlmContext::check_seq(int seq) const {
+    QUANTA_CHECK_ARG(seq >= 0 && seq < n_seq(),
+                     "sequence " + std::to_string(seq) + " does not exist (the context has " + std::to_string(n_seq()) + ")");
+}
 
-int LlmContext::n_threads() const { return static_cast<const cpu::CpuBackend&>(*backend_).n_threads(); }
+const std::vector<int32_t>& LlmContext::tokens(int seq) const {
+    check_seq(seq);
+    return seq_tokens_[seq];
+}
 
-void LlmContext::truncate(int n) {
+void LlmContext::truncate(int seq, int n) {
+    check_seq(seq);
     QUANTA_CHECK_ARG(n >= 0, "truncate: negative length");
-    if (n < (int)tokens_.size()) tokens_.resize(n);
+    std::vector<int32_t>& t = seq_tokens_[seq];
+    if (n >= (int)t.size()) return;
+    cache_.remove(seq, n);
+    t.resize(n);
 }
 
-void LlmContext::eval(const int32_t* ids, int n, bool all_logits, float* logits) {
-    QUANTA_CHECK_ARG(n > 0, "eval: no tokens");
+void LlmContext::decode(const std::vector<BatchToken>& batch, float* logits) {
+    QUANTA_CHECK_ARG(!batch.empty(), "decode: no tokens");
     const int n_vocab = model_->config.n_vocab;
-    for (int i = 0; i < n; ++i)
-        QUANTA_CHECK_ARG(ids[i] >= 0 && ids[i] < n_vocab, "token id " + std::to_string(ids[i]) +
-                                                              " is out of range (vocabulary of " +
-                                                              std::to_string(n_vocab) + ")");
-    if ((int64_t)tokens_.size() + n > n_ctx())
-        fail(ErrorKind::ContextOverflow, "context overflow: " + std::to_string(tokens_.size()) + " cached + " +
-                                             std::to_string(n) + " new tokens exceed n_ctx = " +
-                                             std::to_string(n_ctx()));
-    for (int done = 0; done < n;) {
-        const int chunk = std::min(params_.n_batch, n - done);
-        // Only the chunks whose logits are wanted write any: all of them, or the last.
-        float* out = all_logits ? logits + (size_t)done * n_vocab : done + chunk == n ? logits : nullptr;
-        eval_batch(ids + done, chunk, all_logits, out);
+    std::vector<int32_t> next(n_seq());
+    for (int s = 0; s < n_seq(); ++s) next[s] = (int32_t)seq_tokens_[s].size();
+    for (const BatchToken& b : batch) {
+        QUANTA_CHECK_ARG(b.token >= 0 && b.token < n_vocab, "token id " + std::to_string(b.token) +
+                                                                " is out of range (vocabulary of " +
+                                                                std::to_string(n_vocab) + ")");
+        check_seq(b.seq);
+        QUANTA_CHECK_ARG(b.pos == next[b.seq], "decode: sequence " + std::to_string(b.seq) + " is at position " +
+                                                   std::to_string(next[b.seq]) + ", not " + std::to_string(b.pos));
+        ++next[b.seq];
+    }
+    if ((int)batch.size() > cache_.n_free())
+        fail(ErrorKind::ContextOverflow, "context overflow: " + std::to_string(n_ctx() - cache_.n_free()) +
+                                             " cached + " + std::to_string(batch.size()) +
+                                             " new tokens exceed n_ctx = " + std::to_string(n_ctx()));
+    for (size_t done = 0; done < batch.size();) {
+        const int chunk = (int)std::min<size_t>(params_.n_batch, batch.size() - done);
+        decode_chunk(batch.data() + done, chunk, logits);
+        if (logits)
+            for (int i = 0; i < chunk; ++i) logits += batch[done + i].logits ? n_vocab : 0;
         done += chunk;
     }
 }
 
-void LlmContext::eval_prompt(const std::vector<int32_t>& ids, float* logits) {
-    QUANTA_CHECK_ARG(!ids.empty(), "eval_prompt: empty prompt");
-    size_t common = 0;
-    while (common < tokens_.size() && common < ids.size() && tokens_[common] == ids[common]) ++common;
-    common = std::min(common, ids.size() - 1);  // the last token is always evaluated, for its logits
-    truncate((int)common);
-    eval(ids.data() + common, (int)(ids.size() - common), false, logits);
+LlmContext::Prepared& LlmContext::prepared(const LlmShape& shape) {
+    for (auto it = graphs_.begin(); it != graphs_.end(); ++it)
+        if (!(it->first < shape) && !(shape < it->first)) {
+            graphs_.splice(graphs_.begin(), graphs_, it);
+            return graphs_.front().second;
+        }
+    // A graph not worth keeping is dropped as soon as another shape is needed.
+    graphs_.remove_if([](const auto& g) { return g.first.n_tokens > kReuseMaxTokens; });
+    Prepared p;
+    p.graph = build_llm_graph(*model_, cache_, shape);
+    p.arena = model_->backend->prepare(p.graph->graph);
+    graphs_.emplace_front(shape, std::move(p));
+    while (graphs_.size() > kMaxKeptGraphs) graphs_.pop_back();
+    return graphs_.front().second;
 }
 
-void LlmContext::eval_batch(const int32_t* ids, int n, bool all_logits, float* logits) {
+void LlmContext::decode_chunk(const BatchToken* batch, int n, float* logits) {
     const LlmConfig& c = model_->config;
-    const int n_past = (int)tokens_.size(), n_kv = n_past + n;
-    std::unique_ptr<LlmGraph> lg = build_llm_graph(*model_, cache_, {n, n_past, all_logits});
-    backend_->prepare(lg->graph);
-
+    const std::vector<int32_t> slots = cache_.find_free(n);
+    ids_.resize(n);
     positions_.resize(n);
-    for (int i = 0; i < n; ++i) positions_[i] = n_past + i;
-    // Causal masks: token i (at position n_past + i) sees positions j <= n_past + i,
-    // and in sliding-window layers only the last `sliding_window` of them.
+    out_rows_.clear();
+    for (int i = 0; i < n; ++i) {
+        ids_[i] = batch[i].token;
+        positions_[i] = batch[i].pos;
+        cache_.assign(slots[i], batch[i].seq, batch[i].pos);
+        if (batch[i].logits) out_rows_.push_back(i);
+    }
+    const bool want_logits = logits && !out_rows_.empty();
+    if (out_rows_.empty()) out_rows_.push_back(n - 1);  // a graph has an output; its logits are not returned
+    const int used = cache_.used_end();
+    const int n_kv = std::min(n_ctx(), (used + kKvBucket - 1) / kKvBucket * kKvBucket);
+    cache_.clear_up_to(n_kv);
+
+    // Token i (of sequence s, at position p) sees the cells of s at positions
+    // <= p, and in sliding-window layers only the last `sliding_window` of them.
+    const std::vector<KvCache::Cell>& cells = cache_.cells();
     auto fill_mask = [&](std::vector<float>& mask, int window) {
         mask.assign((size_t)n_kv * n, -INFINITY);
         for (int i = 0; i < n; ++i) {
-            const int p = n_past + i, first = window > 0 ? std::max(0, p - window + 1) : 0;
-            std::fill(mask.begin() + (size_t)i * n_kv + first, mask.begin() + (size_t)i * n_kv + p + 1, 0.0f);
+            const int32_t s = batch[i].seq, p = batch[i].pos;
+            float* row = mask.data() + (size_t)i * n_kv;
+            for (int j = 0; j < n_kv; ++j)
+                if (cells[j].seq == s && cells[j].pos <= p && (window <= 0 || p - cells[j].pos < window)) row[j] = 0.0f;
         }
     };
-    fill_mask(mask_, 0);
-    backend_->set_tensor(lg->tokens, ids, sizeof(int32_t) * n);
-    backend_->set_tensor(lg->positions, positions_.data(), sizeof(int32_t) * n);
-    backend_->set_tensor(lg->mask, mask_.data(), sizeof(float) * mask_.size());
-    if (lg->mask_swa) {
-        fill_mask(mask_swa_, c.sliding_window);
-        backend_->set_tensor(lg->mask_swa, mask_swa_.data(), sizeof(float) * mask_swa_.size());
+
+    try {
+        LlmGraph& g = *prepared({n, n_kv, (int)out_rows_.size()}).graph;
+        Backend& be = *model_->backend;
+        fill_mask(mask_, 0);
+        be.set_tensor(g.tokens, ids_.data(), sizeof(int32_t) * n);
+        be.set_tensor(g.positions, positions_.data(), sizeof(int32_t) * n);
+        be.set_tensor(g.cells, slots.data(), sizeof(int32_t) * n);
+        be.set_tensor(g.mask, mask_.data(), sizeof(float) * mask_.size());
+        if (g.mask_swa) {
+            fill_mask(mask_swa_, c.sliding_window);
+            be.set_tensor(g.mask_swa, mask_swa_.data(), sizeof(float) * mask_swa_.size());
+        }
+        if (g.out_rows) be.set_tensor(g.out_rows, out_rows_.data(), sizeof(int32_t) * out_rows_.size());
+        be.compute(g.graph);
+        if (want_logits) be.get_tensor(g.logits, logits, g.logits->n_bytes());
+    } catch (...) {
+        // The failed chunk's cells hold nothing valid: free them.
+        for (int i = 0; i < n; ++i) cache_.remove(batch[i].seq, batch[i].pos, batch[i].pos + 1);
+        throw;
     }
-    // From here the cache holds the batch's positions; if compute fails they
-    // are not counted (tokens_ unchanged), so the next call overwrites them.
-    backend_->compute(lg->graph);
-    tokens_.insert(tokens_.end(), ids, ids + n);
-    if (logits) backend_->get_tensor(lg->logits, logits, lg->logits->n_bytes());
+    for (int i = 0; i < n; ++i) seq_tokens_[batch[i].seq].push_back(batch[i].token);
+}
+
+void LlmContext::eval(const int32_t* ids, int n, bool all_logits, float* logits, int seq) {
+    QUANTA_CHECK_ARG(n > 0, "eval: no tokens");
+    check_seq(seq);
+    const int32_t start = (int32_t)seq_tokens_[seq].size();
+    std::vector<BatchToken> batch(n);
+    for (int i = 0; i < n; ++i) batch[i] = {ids[i], seq, start + i, all_logits || i == n - 1};
+    decode(batch, logits);
+}
+
+void LlmContext::eval_prompt(const std::vector<int32_t>& ids, float* logits, int seq) {
+    QUANTA_CHECK_ARG(!ids.empty(), "eval_prompt: empty prompt");
+    const std::vector<int32_t>& cached = tokens(seq);
+    size_t common = 0;
+    while (common < cached.size() && common < ids.size() && cached[common] == ids[common]) ++common;
+    common = std::min(common, ids.size() - 1);  // the last token is always evaluated, for its logits
+    truncate(seq, (int)common);
+    eval(ids.data() + common, (int)(ids.size() - common), false, logits, seq);
 }
 
 }  // namespace quanta::models

@@ -1,8 +1,11 @@
-// A loaded LLM (the mapped file, its config and weights: shared, read-only)
-// and a context to run it (KV cache, backend, the tokens evaluated so far).
-// Several contexts may share one model.
+// A loaded LLM (the mapped file, its config, and its weights placed once on a
+// backend: shared, read-only) and a context that runs it for one or more
+// sequences: the KV cache they share, the tokens each has evaluated, and the
+// graphs built so far, one per batch shape, reused across steps.
 #pragma once
 
+#include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,61 +14,93 @@
 #include "gguf/reader.h"
 #include "models/kv_cache.h"
 #include "models/llm_config.h"
+#include "models/llm_graph.h"
 #include "models/llm_weights.h"
 
 namespace quanta::models {
 
 struct LlmModel {
     std::shared_ptr<gguf::File> file;
+    std::shared_ptr<Backend> backend;
     LlmConfig config;
     LlmWeights weights;
+    std::unique_ptr<Buffer> weight_memory;  // the file's tensor data, placed on the backend
 
-    // Throws Io, Format (bad bytes), Model (not a model we can run: the
-    // architecture, key or tensor is named) or Unsupported.
-    static std::shared_ptr<LlmModel> load(const std::string& path);
-    static std::shared_ptr<LlmModel> from_file(std::shared_ptr<gguf::File> file);
+    // The address of a weight in the backend's memory.
+    void* weight_data(Weight w) const { return weight_memory->base() + w->offset; }
+
+    // Reads the config and binds the weights (Model errors name the
+    // architecture, key or tensor; Unsupported for types quanta cannot run),
+    // then places the tensor data on `backend` once.
+    static std::shared_ptr<LlmModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
 };
 
 struct ContextParams {
-    int n_ctx = 4096;    // positions the KV cache holds
-    int n_batch = 512;   // prompt tokens evaluated per graph
-    int n_threads = 0;   // <= 0: one per core
+    int n_ctx = 4096;   // KV cells, shared by all sequences
+    int n_batch = 512;  // tokens evaluated per graph
+    int n_seq = 1;      // sequences, ids 0..n_seq-1
     DType kv_type = DType::F16;
+};
+
+// One token of a batch: which sequence it extends, at which position (the
+// sequence's next one), and whether its logits are wanted.
+struct BatchToken {
+    int32_t token;
+    int32_t seq;
+    int32_t pos;
+    bool logits;
 };
 
 class LlmContext {
 public:
     LlmContext(std::shared_ptr<const LlmModel> model, const ContextParams& params);
-    ~LlmContext();
 
     const LlmModel& model() const { return *model_; }
-    int n_ctx() const { return cache_.n_ctx(); }
+    int n_ctx() const { return cache_.n_cells(); }
+    int n_seq() const { return (int)seq_tokens_.size(); }
     int n_vocab() const { return model_->config.n_vocab; }
-    int n_threads() const;
+    int n_threads() const { return model_->backend->n_threads(); }
     size_t kv_bytes() const { return cache_.bytes(); }
-    // The tokens whose keys and values the cache holds, in order.
-    const std::vector<int32_t>& tokens() const { return tokens_; }
+    // Cells no sequence holds.
+    int n_free() const { return cache_.n_free(); }
+    // The tokens whose keys and values the cache holds for `seq`, in order.
+    const std::vector<int32_t>& tokens(int seq = 0) const;
 
-    // Appends `n` tokens (in n_batch chunks) and writes the logits of the last
-    // one, or of all n when all_logits, to `logits` (n_vocab floats each).
-    // Throws ContextOverflow when they do not fit and InvalidArgument for an id
-    // out of range, before touching the cache.
-    void eval(const int32_t* ids, int n, bool all_logits, float* logits);
-    // Forgets every position from n on, so a new sequence can reuse the prefix.
-    void truncate(int n);
-    // Reuses the longest cached prefix of `ids` and evaluates the rest (at
-    // least the last token); writes the last token's logits.
-    void eval_prompt(const std::vector<int32_t>& ids, float* logits);
+    // Evaluates a batch of tokens of any sequences (in n_batch chunks) and
+    // writes n_vocab logits for each token whose `logits` is set, in batch
+    // order. Before anything is evaluated it throws InvalidArgument for a bad
+    // id, sequence or position (each must be its sequence's next position,
+    // counting earlier tokens of the batch) and ContextOverflow when the cache
+    // lacks free cells. If evaluation fails, no token of the failed chunk is kept.
+    void decode(const std::vector<BatchToken>& batch, float* logits);
+    // Forgets every position from n on in `seq`, so it can reuse the prefix.
+    void truncate(int seq, int n);
+
+    // One sequence: appends `n` tokens and writes the logits of the last one,
+    // or of all n when all_logits.
+    void eval(const int32_t* ids, int n, bool all_logits, float* logits, int seq = 0);
+    // Reuses the longest cached prefix of `ids` in `seq` and evaluates the rest
+    // (at least the last token); writes the last token's logits.
+    void eval_prompt(const std::vector<int32_t>& ids, float* logits, int seq = 0);
 
 private:
-    void eval_batch(const int32_t* ids, int n, bool all_logits, float* logits);
+    struct Prepared {
+        std::unique_ptr<LlmGraph> graph;
+        std::unique_ptr<Buffer> arena;
+    };
+    // The graph for `shape`: reused when it was built before, else built now.
+    Prepared& prepared(const LlmShape& shape);
+    void decode_chunk(const BatchToken* batch, int n, float* logits);
+    void check_seq(int seq) const;
 
     std::shared_ptr<const LlmModel> model_;
     ContextParams params_;
     KvCache cache_;
-    std::unique_ptr<Backend> backend_;
-    std::vector<int32_t> tokens_;
-    std::vector<int32_t> positions_;
+    std::vector<std::vector<int32_t>> seq_tokens_;
+    // Graphs by shape, most recently used first.
+    std::list<std::pair<LlmShape, Prepared>> graphs_;
+    // Host staging for the per-step inputs.
+    std::vector<int32_t> ids_, positions_, cells_, out_rows_;
     std::vector<float> mask_, mask_swa_;
 };
 

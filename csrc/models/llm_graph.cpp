@@ -1,3 +1,4 @@
+// The transformer block graph (llm_graph.h), one forward pass read top to bottom.
 #include "models/llm_graph.h"
 
 #include <cmath>
@@ -9,15 +10,18 @@ namespace {
 
 class Builder {
 public:
-    Builder(const LlmModel& m, const KvCache& cache, const LlmBatch& b, LlmGraph& out)
-        : c_(m.config), w_(m.weights), cache_(cache), b_(b), n_kv_(b.n_past + b.n_tokens), out_(out), g_(out.graph) {}
+    Builder(const LlmModel& m, const KvCache& cache, const LlmShape& s, LlmGraph& out)
+        : m_(m), c_(m.config), w_(m.weights), cache_(cache), s_(s), n_kv_(s.n_kv), out_(out), g_(out.graph) {}
 
     void build() {
-        const int T = b_.n_tokens;
+        const int T = s_.n_tokens;
+        out_.shape = s_;
         out_.tokens = g_.input(DType::I32, {T}, "tokens");
         out_.positions = g_.input(DType::I32, {T}, "positions");
+        out_.cells = g_.input(DType::I32, {T}, "kv_cells");
         out_.mask = g_.input(DType::F32, {n_kv_, T}, "mask");
         if (c_.sliding_window > 0) out_.mask_swa = g_.input(DType::F32, {n_kv_, T}, "mask_swa");
+        if (s_.n_outputs < T) out_.out_rows = g_.input(DType::I32, {s_.n_outputs}, "out_rows");
         rope_freqs_ = weight(w_.rope_freqs);
 
         Tensor* x = g_.get_rows(weight(w_.token_embd), out_.tokens);
@@ -26,10 +30,10 @@ public:
             const LayerWeights& l = w_.layers[il];
             Tensor* attn = attention(norm(x, l.attn_norm), il, l);
             if (l.post_attention_norm) attn = norm(attn, l.post_attention_norm);
-            if (il == c_.n_layer - 1 && !b_.all_logits && T > 1) {
-                // Past the last attention only the last token's row is needed.
-                x = last_row(x);
-                attn = last_row(attn);
+            if (il == c_.n_layer - 1 && out_.out_rows) {
+                // Past the last attention only the rows whose logits are wanted are needed.
+                x = g_.get_rows(x, out_.out_rows);
+                attn = g_.get_rows(attn, out_.out_rows);
             }
             x = g_.add(x, attn);
             Tensor* ffn = feed_forward(norm(x, l.ffn_norm), l);
@@ -44,10 +48,8 @@ public:
 private:
     Tensor* weight(Weight w) {
         if (!w) return nullptr;
-        return g_.external(w->type, Shape(w->ne, w->ne + std::max(1, w->n_dims)), w->data, w->name);
+        return g_.external(w->type, Shape(w->ne, w->ne + std::max(1, w->n_dims)), m_.weight_data(w), w->name);
     }
-
-    Tensor* last_row(Tensor* t) { return g_.view(t, {t->ne[0], 1}, {t->nb[1]}, (size_t)(t->ne[1] - 1) * t->nb[1]); }
 
     Tensor* norm(Tensor* x, Weight w) { return g_.mul(g_.rms_norm(x, c_.norm_eps), weight(w)); }
 
@@ -57,7 +59,7 @@ private:
     }
 
     Tensor* attention(Tensor* h, int il, const LayerWeights& l) {
-        const int T = b_.n_tokens, hd = c_.head_dim_k, hdv = c_.head_dim_v;
+        const int T = s_.n_tokens, hd = c_.head_dim_k, hdv = c_.head_dim_v, n_kvh = c_.n_head_kv;
         Tensor* q = g_.reshape(linear(h, l.wq, l.bq), {hd, c_.n_head, T});
         Tensor* k = g_.reshape(linear(h, l.wk, l.bk), {hd, c_.n_head_kv, T});
         Tensor* v = g_.reshape(linear(h, l.wv, l.bv), {hdv, c_.n_head_kv, T});
@@ -69,16 +71,19 @@ private:
         q = g_.rope(q, out_.positions, c_.n_rot, c_.traits->rope_mode, base, scale, rope_freqs_);
         k = g_.rope(k, out_.positions, c_.n_rot, c_.traits->rope_mode, base, scale, rope_freqs_);
 
-        // Append this batch's keys and values at positions n_past.., then
-        // read all n_kv positions back (ordered after the writes).
+        // Write this batch's keys and values into their cells, then read the
+        // first n_kv cells back (ordered after the writes). Values are stored
+        // transposed: each (dim, head) row of the cache holds one value per
+        // cell, so a token's values are written as rows of one element.
         Tensor* kc = cache_.keys(g_, il);
         Tensor* vc = cache_.values(g_, il);
-        Tensor* k_write = g_.copy_into(
-            g_.permute(k, 0, 2, 1, 3), g_.view(kc, {hd, T, c_.n_head_kv}, {kc->nb[1], kc->nb[2]}, b_.n_past * kc->nb[1]));
-        Tensor* v_write = g_.copy_into(
-            g_.permute(v, 1, 2, 0, 3), g_.view(vc, {T, hdv, c_.n_head_kv}, {vc->nb[1], vc->nb[2]}, b_.n_past * vc->nb[0]));
-        Tensor* keys = g_.view(g_.after(kc, k_write), {hd, n_kv_, c_.n_head_kv}, {kc->nb[1], kc->nb[2]}, 0);
-        Tensor* values = g_.view(g_.after(vc, v_write), {n_kv_, hdv, c_.n_head_kv}, {vc->nb[1], vc->nb[2]}, 0);
+        Tensor* k_write = g_.set_rows(kc, g_.permute(k, 0, 2, 1, 3), out_.cells);
+        const int64_t nv = (int64_t)hdv * n_kvh, vs = (int64_t)type_info(vc->type).block_bytes;
+        Tensor* v_cells = g_.view(vc, {1, vc->ne[0], nv}, {(size_t)vs, vc->nb[1]}, 0);
+        Tensor* v_rows = g_.view(g_.reshape(v, {nv, T}), {1, T, nv}, {(size_t)nv * 4, 4}, 0);
+        Tensor* v_write = g_.set_rows(v_cells, v_rows, out_.cells);
+        Tensor* keys = g_.view(g_.after(kc, k_write), {hd, n_kv_, n_kvh}, {kc->nb[1], kc->nb[2]}, 0);
+        Tensor* values = g_.view(g_.after(vc, v_write), {n_kv_, hdv, n_kvh}, {vc->nb[1], vc->nb[2]}, 0);
 
         // Per head: scores [n_kv, T] = keys . q; heads share kv heads in groups (GQA).
         Tensor* scores = g_.matmul(keys, g_.permute(q, 0, 2, 1, 3));
@@ -94,10 +99,11 @@ private:
         return linear(g_.mul(gate, linear(h, l.ffn_up)), l.ffn_down);
     }
 
+    const LlmModel& m_;
     const LlmConfig& c_;
     const LlmWeights& w_;
     const KvCache& cache_;
-    const LlmBatch& b_;
+    const LlmShape& s_;
     const int n_kv_;
     LlmGraph& out_;
     Graph& g_;
@@ -106,9 +112,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<LlmGraph> build_llm_graph(const LlmModel& model, const KvCache& cache, const LlmBatch& batch) {
+std::unique_ptr<LlmGraph> build_llm_graph(const LlmModel& model, const KvCache& cache, const LlmShape& shape) {
     auto out = std::make_unique<LlmGraph>();
-    Builder(model, cache, batch, *out).build();
+    Builder(model, cache, shape, *out).build();
     return out;
 }
 

@@ -1,6 +1,6 @@
 #include "models/llm_weights.h"
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace quanta::models {
 namespace {

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "quant/fp16.h"
 #include "quant/k_scales.h"
 

@@ -7,7 +7,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "quant/fp16.h"
 #include "quant/quantize_k.h"
 

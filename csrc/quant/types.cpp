@@ -1,6 +1,6 @@
 #include "quant/types.h"
 
-#include "core/error.h"
+#include "base/error.h"
 
 namespace quanta {
 namespace {

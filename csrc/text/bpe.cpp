@@ -2,7 +2,7 @@
 
 #include <queue>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "text/normalize.h"
 #include "text/unicode.h"
 

@@ -1,6 +1,6 @@
 #include "text/tokenizer.h"
 
-#include "core/error.h"
+#include "base/error.h"
 #include "text/bpe.h"
 #include "text/spm.h"
 #include "text/unicode.h"

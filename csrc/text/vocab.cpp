@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "gguf/reader.h"
 
 namespace quanta::text {

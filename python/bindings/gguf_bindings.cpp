@@ -4,7 +4,7 @@
 #include <cstring>
 
 #include "bindings.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "gguf/reader.h"
 #include "gguf/writer.h"
 #include "quant/dequantize.h"

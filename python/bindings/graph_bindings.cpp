@@ -6,10 +6,10 @@
 #include <memory>
 
 #include "bindings.h"
-#include "core/error.h"
+#include "base/error.h"
+#include "backends/registry.h"
 #include "core/graph.h"
-#include "cpu/backend_cpu.h"
-#include "cuda/backend_cuda.h"
+#include "core/op_table.h"
 
 namespace quanta::bindings {
 namespace {
@@ -18,8 +18,11 @@ class PyGraph {
 public:
     Graph graph;
     std::vector<py::object> keep_alive;  // arrays backing External tensors
-    std::unique_ptr<Backend> backend;
+    std::vector<std::pair<Tensor*, const void*>> constants;  // External tensor -> its array's host memory
+    std::shared_ptr<Backend> backend;
     std::string backend_key;
+    std::vector<std::unique_ptr<Buffer>> placed;  // the constants on the backend
+    std::unique_ptr<Buffer> arena;
 
     // `array` holds the elements (float32, float16, int32, or any dtype with
     // type= naming a plain type of its item size), or for quantized types
@@ -39,6 +42,7 @@ public:
         }
         Tensor* out = graph.external(t, ggml_dims(shape), c.data());
         keep_alive.push_back(c);
+        constants.push_back({out, c.data()});
         return out;
     }
 
@@ -52,9 +56,9 @@ public:
     Backend& backend_for(const std::string& device, int n_threads) {
         const std::string key = device + "/" + std::to_string(n_threads);
         if (!backend || backend_key != key) {
-            if (device == "cpu") backend = std::make_unique<cpu::CpuBackend>(n_threads);
-            else if (device == "cuda") backend = std::make_unique<cuda::CudaBackend>();
-            else fail(ErrorKind::InvalidArgument, "device must be 'cpu' or 'cuda'");
+            BackendOptions options;
+            options.n_threads = n_threads;
+            backend = backends::make_backend(device, options);
             backend_key = key;
         }
         return *backend;
@@ -63,7 +67,13 @@ public:
     py::list run(const std::vector<Tensor*>& outputs, const py::dict& inputs, const std::string& device, int n_threads) {
         for (Tensor* o : outputs) graph.mark_output(o);
         Backend& be = backend_for(device, n_threads);
-        be.prepare(graph);
+        // Constants are placed on the backend before the arena binds views of them.
+        placed.clear();
+        for (auto& [t, host] : constants) {
+            placed.push_back(be.place(host, t->n_bytes()));
+            t->data = placed.back()->base();
+        }
+        arena = be.prepare(graph);
         for (auto item : inputs) {
             Tensor* t = item.first.cast<Tensor*>();
             QUANTA_CHECK_ARG(t->kind == TensorKind::Input, "inputs must be tensors made by input()");
@@ -127,6 +137,8 @@ void bind_graph(py::module_& m) {
         .def("copy", [](PyGraph& g, Tensor* a, const std::string& type) { return g.graph.copy(a, type_from_name(type)); }, ref)
         .def("cont", [](PyGraph& g, Tensor* a) { return g.graph.cont(a); }, ref)
         .def("copy_into", [](PyGraph& g, Tensor* src, Tensor* dst) { return g.graph.copy_into(src, dst); }, ref)
+        .def("set_rows", [](PyGraph& g, Tensor* dst, Tensor* rows, Tensor* ids) { return g.graph.set_rows(dst, rows, ids); },
+             py::arg("dst"), py::arg("rows"), py::arg("ids"), ref)
         .def("reshape", [](PyGraph& g, Tensor* a, const std::vector<int64_t>& shape) {
             return g.graph.reshape(a, ggml_dims(shape));
         }, ref)
@@ -140,7 +152,9 @@ void bind_graph(py::module_& m) {
         }, py::arg("a"), py::arg("shape"), py::arg("row_strides"), py::arg("offset") = 0, ref,
            "A view; shape in numpy order, row_strides in ggml order (nb[1], nb[2], ...).")
         .def("run", &PyGraph::run, py::arg("outputs"), py::arg("inputs") = py::dict(), py::arg("device") = "cpu",
-             py::arg("n_threads") = 0, "Marks `outputs`, runs the graph, returns them as numpy arrays.")
+             py::arg("n_threads") = 0,
+             "Marks `outputs`, runs the graph on device 'cpu', 'cuda' or 'reference' (the op table's scalar "
+             "references), returns them as numpy arrays.")
         .def_property_readonly("arena_bytes", [](const PyGraph& g) { return g.graph.plan().arena_bytes; })
         .def_property_readonly("naive_bytes", [](const PyGraph& g) { return g.graph.plan().naive_bytes; })
         .def_property_readonly("n_nodes", [](const PyGraph& g) { return g.graph.order().size(); });

@@ -1,7 +1,8 @@
 // LLM model and context: the engine side of quanta.LLM. Evaluation releases
 // the GIL; logits come back as fresh numpy arrays.
 #include "bindings.h"
-#include "core/error.h"
+#include "backends/registry.h"
+#include "base/error.h"
 #include "models/llm.h"
 #include "sample/sampler.h"
 
@@ -49,31 +50,65 @@ std::vector<int32_t> token_ids(py::array_t<int64_t, py::array::c_style | py::arr
 
 void bind_llm(py::module_& m) {
     py::class_<LlmModel, std::shared_ptr<LlmModel>>(m, "LlmModel")
-        .def(py::init([](std::shared_ptr<gguf::File> file) { return LlmModel::from_file(std::move(file)); }),
-             py::arg("file"), py::call_guard<py::gil_scoped_release>())
+        .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads) {
+                 BackendOptions options;
+                 options.n_threads = n_threads;
+                 return LlmModel::load(std::move(file), backends::make_backend(device, options));
+             }),
+             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0,
+             py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("backend", [](const LlmModel& mdl) { return mdl.backend->name(); })
+        .def_property_readonly("n_threads", [](const LlmModel& mdl) { return mdl.backend->n_threads(); })
         .def_property_readonly("config", [](const LlmModel& mdl) { return config_dict(mdl.config); });
 
     py::class_<LlmContext>(m, "LlmContext")
-        .def(py::init([](std::shared_ptr<LlmModel> model, int n_ctx, int n_batch, int n_threads,
-                         const std::string& kv_type) {
+        .def(py::init([](std::shared_ptr<LlmModel> model, int n_ctx, int n_batch, int n_seq, const std::string& kv_type) {
                  models::ContextParams p;
                  p.n_ctx = n_ctx;
                  p.n_batch = n_batch;
-                 p.n_threads = n_threads;
+                 p.n_seq = n_seq;
                  p.kv_type = type_from_name(kv_type);
                  return std::make_unique<LlmContext>(std::move(model), p);
              }),
-             py::arg("model"), py::arg("n_ctx") = 4096, py::arg("n_batch") = 512, py::arg("n_threads") = 0,
+             py::arg("model"), py::arg("n_ctx") = 4096, py::arg("n_batch") = 512, py::arg("n_seq") = 1,
              py::arg("kv_type") = "f16")
         .def_property_readonly("n_ctx", &LlmContext::n_ctx)
+        .def_property_readonly("n_seq", &LlmContext::n_seq)
         .def_property_readonly("n_vocab", &LlmContext::n_vocab)
         .def_property_readonly("n_threads", &LlmContext::n_threads)
         .def_property_readonly("kv_bytes", &LlmContext::kv_bytes)
-        .def_property_readonly("tokens", &LlmContext::tokens)
-        .def("truncate", &LlmContext::truncate, py::arg("n"))
+        .def_property_readonly("n_free", &LlmContext::n_free, "KV cells no sequence holds.")
+        .def_property_readonly("tokens", [](const LlmContext& c) { return c.tokens(0); })
+        .def("tokens_of", &LlmContext::tokens, py::arg("seq"), "The tokens sequence `seq` holds.")
+        .def("truncate", [](LlmContext& c, int n, int seq) { c.truncate(seq, n); }, py::arg("n"), py::arg("seq") = 0)
+        .def(
+            "decode",
+            [](LlmContext& ctx, const std::vector<int64_t>& tokens, const std::vector<int>& seqs,
+               const std::vector<int>& positions, const std::vector<bool>& logits) {
+                const size_t n = tokens.size();
+                QUANTA_CHECK_ARG(seqs.size() == n && positions.size() == n && logits.size() == n,
+                                 "decode: tokens, seqs, positions and logits must have one entry per token");
+                std::vector<models::BatchToken> batch(n);
+                py::ssize_t rows = 0;
+                for (size_t i = 0; i < n; ++i) {
+                    QUANTA_CHECK_ARG(tokens[i] >= INT32_MIN && tokens[i] <= INT32_MAX, "token id out of range");
+                    batch[i] = {(int32_t)tokens[i], seqs[i], positions[i], (bool)logits[i]};
+                    rows += logits[i] ? 1 : 0;
+                }
+                py::array_t<float> out({rows, (py::ssize_t)ctx.n_vocab()});
+                float* dst = out.mutable_data();
+                {
+                    py::gil_scoped_release release;
+                    ctx.decode(batch, dst);
+                }
+                return out;
+            },
+            py::arg("tokens"), py::arg("seqs"), py::arg("positions"), py::arg("logits"),
+            "Evaluates one batch of tokens of any sequences; the logits (rows in batch order) of those flagged.")
         .def(
             "eval",
-            [](LlmContext& ctx, py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids, bool all_logits) {
+            [](LlmContext& ctx, py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids, bool all_logits,
+               int seq) {
                 const std::vector<int32_t> v = token_ids(ids);
                 QUANTA_CHECK_ARG(!v.empty(), "eval: no tokens");
                 const py::ssize_t rows = all_logits ? (py::ssize_t)v.size() : 1;
@@ -81,25 +116,25 @@ void bind_llm(py::module_& m) {
                 float* dst = out.mutable_data();
                 {
                     py::gil_scoped_release release;
-                    ctx.eval(v.data(), (int)v.size(), all_logits, dst);
+                    ctx.eval(v.data(), (int)v.size(), all_logits, dst, seq);
                 }
                 return out;
             },
-            py::arg("ids"), py::arg("all_logits") = false,
+            py::arg("ids"), py::arg("all_logits") = false, py::arg("seq") = 0,
             "Appends tokens to the cached sequence; logits of the last token (1, n_vocab) or of all (n, n_vocab).")
         .def(
             "eval_prompt",
-            [](LlmContext& ctx, py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids) {
+            [](LlmContext& ctx, py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids, int seq) {
                 const std::vector<int32_t> v = token_ids(ids);
                 py::array_t<float> out((py::ssize_t)ctx.n_vocab());
                 float* dst = out.mutable_data();
                 {
                     py::gil_scoped_release release;
-                    ctx.eval_prompt(v, dst);
+                    ctx.eval_prompt(v, dst, seq);
                 }
                 return out;
             },
-            py::arg("ids"), "Reuses the longest cached prefix, evaluates the rest; the last token's logits.");
+            py::arg("ids"), py::arg("seq") = 0, "Reuses the longest cached prefix, evaluates the rest; the last token's logits.");
 
 
     using sample::Sampler;

@@ -1,9 +1,8 @@
 #include <cstring>
 
 #include "bindings.h"
-#include "core/error.h"
-#include "cpu/kernels.h"
-#include "cuda/loader.h"
+#include "base/error.h"
+#include "backends/registry.h"
 #include "core/threadpool.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
@@ -48,23 +47,19 @@ void bind_errors(py::module_& m) {
 
 void bind_system(py::module_& m) {
     m.def("version", [] { return std::string(QUANTA_VERSION); });
-    m.def("cpu_level", [] { return std::string(cpu::active_kernels().name); },
-          "The CPU kernel level in use: scalar, avx2, avx512 or neon.");
-    m.def("set_cpu_level", [](const std::string& name) { cpu::set_active_level(cpu::level_from_name(name)); },
+    m.def("cpu_level", [] { return std::string(backends::cpu_level()); }, "The CPU kernel level in use: scalar, avx2, avx512 or neon.");
+    m.def("set_cpu_level", &backends::set_cpu_level,
           "Switches the CPU kernel level (for tests and benchmarks); raises if this CPU lacks it.");
-    m.def("cpu_levels", [] {
-        std::vector<std::string> out;
-        for (cpu::Level l : cpu::available_levels()) out.push_back(cpu::level_name(l));
-        return out;
-    }, "Levels compiled in that this CPU supports, best last.");
-    m.def("cpu_features", &cpu::cpu_features);
+    m.def("cpu_levels", &backends::cpu_levels, "Levels compiled in that this CPU supports, best last.");
+    m.def("cpu_features", &backends::cpu_features);
+    m.def("backends", &backends::backend_names, "The device names quanta knows.");
     m.def("cuda_status", [] {
-        const cuda::Status& s = cuda::status();
+        const backends::CudaInfo& s = backends::cuda_info();
         py::dict d;
-        d["library"] = s.library_path.empty() ? py::object(py::none()) : py::object(py::str(s.library_path));
+        d["library"] = s.library.empty() ? py::object(py::none()) : py::object(py::str(s.library));
         d["device_count"] = s.device_count;
         d["devices"] = s.devices;
-        d["available"] = s.api != nullptr;
+        d["available"] = s.available;
         d["reason"] = s.reason;
         return d;
     });

@@ -1,7 +1,7 @@
 // Tokenizer bindings: quanta._core.Tokenizer over a GGUF file and the
 // Utf8Stream that streams detokenized bytes as text.
 #include "bindings.h"
-#include "core/error.h"
+#include "base/error.h"
 #include "gguf/reader.h"
 #include "text/tokenizer.h"
 #include "text/utf8_stream.h"

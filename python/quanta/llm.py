@@ -37,10 +37,9 @@ class LLM:
                  n_batch: int = 512, kv_type: str = "f16", chat_template: Optional[str] = None):
         self.path = os.fspath(path)
         self._gguf = GGUF(self.path)
-        self._model = _core.LlmModel(self._gguf._file)
+        self._model = _core.LlmModel(self._gguf._file, device="cpu", n_threads=n_threads or 0)
         self._tokenizer = _core.Tokenizer(self._gguf._file)
-        self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_threads=n_threads or 0,
-                                     kv_type=kv_type)
+        self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, kv_type=kv_type)
         self._chat_template = chat_template
 
     # ---- model facts --------------------------------------------------------

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
+#include "base/error.h"
 #include "gguf/reader.h"
 #include "quant/dequantize.h"
 #include "quant/types.h"

@@ -1,4 +1,4 @@
-// Typed errors shared by every layer. Each layer checks its inputs and throws
+// The base layer: typed errors shared by every layer. Each layer checks its inputs and throws
 // quanta::Error with a kind; the Python bindings map kinds to exception classes
 // and the C API maps them to status codes, so the kind is the contract.
 #pragma once

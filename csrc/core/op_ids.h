@@ -1,0 +1,33 @@
+// The ids of the graph ops: one list, shared by the core (whose op table,
+// op_table.h, declares each op's sources, shape rule and reference) and by
+// every backend's kernel table, libquanta_cuda.so's included (its ABI carries
+// these numbers, so it includes this header rather than copying it). Append
+// new ops before Count and bump QUANTA_CUDA_ABI_VERSION.
+#pragma once
+
+#include <cstdint>
+
+namespace quanta {
+
+enum class Op : int32_t {
+    None,     // a leaf: External or Input
+    View,     // reshape, transpose, permute, slice, after: new shape/strides over src[0]'s bytes
+    Copy,     // src[0] into a new contiguous tensor of this tensor's type (or into a view: copy_into)
+    Add,      // src[0] + src[1], src[1] broadcast over src[0]
+    Mul,      // src[0] * src[1], broadcast likewise
+    Scale,    // src[0] * f[0]
+    MatMul,   // rows of src[0] (weights) dotted with rows of src[1] (activations)
+    RmsNorm,  // src[0] / sqrt(mean(x^2) + f[0]) along rows
+    Rope,     // rotary embedding of src[0] at positions src[1], frequency factors src[2]
+    SoftMax,  // softmax(src[0] * f[0] + mask src[1]) along rows
+    Silu,
+    Gelu,     // tanh approximation
+    GetRows,  // rows src[1] (i32 ids) of src[0], as f32
+    SetRows,  // rows of src[1] written into rows src[2] (i32 ids) of the buffer src[0] views
+    Concat,   // src[0] and src[1] joined along dimension i[0]
+    Count
+};
+
+constexpr int kOpCount = static_cast<int>(Op::Count);
+
+}  // namespace quanta

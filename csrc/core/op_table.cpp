@@ -1,0 +1,401 @@
+// The op table (op_table.h): each op's shape rule and scalar reference, and
+// the one row that declares it. References favour clarity over speed: every
+// element through a strided load, accumulations in double.
+#include "core/op_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "base/error.h"
+#include "quant/dequantize.h"
+#include "quant/fp16.h"
+
+namespace quanta {
+namespace {
+
+// ---- shared checks -----------------------------------------------------------
+
+void check_f32(const Tensor* t, const char* op) {
+    QUANTA_CHECK_ARG(t->type == DType::F32,
+                     std::string(op) + ": " + t->describe() + " must be f32, not " + type_name(t->type));
+}
+
+void check_rows_contiguous(const Tensor* t, const char* op) {
+    QUANTA_CHECK_ARG(t->nb[0] == type_info(t->type).block_bytes,
+                     std::string(op) + ": rows of " + t->describe() + " must be contiguous");
+}
+
+bool plain_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
+void same_shape_as(Tensor& node, const Tensor* a) {
+    for (int d = 0; d < kMaxDims; ++d) node.ne[d] = a->ne[d];
+    node.n_dims = a->n_dims;
+}
+
+// ---- shape rules -------------------------------------------------------------
+
+void shape_unary(Tensor& n) {
+    check_f32(n.src[0], op_name(n.op));
+    if (n.op == Op::RmsNorm) check_rows_contiguous(n.src[0], "rms_norm");
+    n.type = DType::F32;
+    same_shape_as(n, n.src[0]);
+}
+
+void shape_binary(Tensor& n) {
+    const Tensor *a = n.src[0], *b = n.src[1];
+    check_f32(a, op_name(n.op));
+    check_f32(b, op_name(n.op));
+    for (int d = 0; d < kMaxDims; ++d)
+        QUANTA_CHECK_ARG(b->ne[d] > 0 && a->ne[d] % b->ne[d] == 0,
+                         std::string(op_name(n.op)) + ": " + b->describe() + " does not broadcast over " + a->describe());
+    n.type = DType::F32;
+    same_shape_as(n, a);
+}
+
+void shape_matmul(Tensor& n) {
+    const Tensor *w = n.src[0], *x = n.src[1];
+    check_f32(x, "matmul");
+    check_rows_contiguous(w, "matmul");
+    check_rows_contiguous(x, "matmul");
+    QUANTA_CHECK_ARG(w->ne[0] == x->ne[0], "matmul: inner sizes differ: " + w->describe() + " x " + x->describe());
+    QUANTA_CHECK_ARG(x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0,
+                     "matmul: batch dims of " + w->describe() + " do not broadcast over " + x->describe());
+    n.type = DType::F32;
+    const int64_t ne[4] = {w->ne[1], x->ne[1], x->ne[2], x->ne[3]};
+    for (int d = 0; d < kMaxDims; ++d) n.ne[d] = ne[d];
+    n.n_dims = std::max({2, w->n_dims, x->n_dims});
+}
+
+void shape_rope(Tensor& n) {
+    const Tensor *x = n.src[0], *pos = n.src[1], *factors = n.src[2];
+    const int n_rot = n.i[0];
+    check_f32(x, "rope");
+    QUANTA_CHECK_ARG(x->nb[0] == 4, "rope: rows of " + x->describe() + " must be contiguous");
+    QUANTA_CHECK_ARG(pos->type == DType::I32 && pos->is_contiguous() && pos->n_elements() == x->ne[2],
+                     "rope: positions must be i32 with one entry per token (x.ne[2] = " + std::to_string(x->ne[2]) + ")");
+    QUANTA_CHECK_ARG(n_rot > 0 && n_rot % 2 == 0 && n_rot <= x->ne[0],
+                     "rope: n_rot " + std::to_string(n_rot) + " must be even and at most the head size");
+    const auto mode = static_cast<RopeMode>(n.i[1]);
+    QUANTA_CHECK_ARG(mode == RopeMode::Normal || mode == RopeMode::Neox, "rope: unknown mode");
+    if (factors) {
+        check_f32(factors, "rope freq_factors");
+        QUANTA_CHECK_ARG(factors->is_contiguous() && factors->n_elements() == n_rot / 2,
+                         "rope: freq_factors " + factors->describe() + " must hold n_rot / 2 = " +
+                             std::to_string(n_rot / 2) + " values");
+    }
+    n.type = DType::F32;
+    same_shape_as(n, x);
+}
+
+void shape_softmax(Tensor& n) {
+    const Tensor *x = n.src[0], *mask = n.src[1];
+    check_f32(x, "softmax");
+    check_rows_contiguous(x, "softmax");
+    if (mask) {
+        check_f32(mask, "softmax mask");
+        check_rows_contiguous(mask, "softmax mask");
+        QUANTA_CHECK_ARG(mask->ne[0] == x->ne[0] && mask->ne[1] >= x->ne[1] && mask->ne[2] == 1 && mask->ne[3] == 1,
+                         "softmax: mask " + mask->describe() + " does not cover " + x->describe());
+    }
+    n.type = DType::F32;
+    same_shape_as(n, x);
+}
+
+void check_ids(const Tensor* ids, const char* op) {
+    QUANTA_CHECK_ARG(ids->type == DType::I32 && ids->is_contiguous() && ids->ne[1] == 1 && ids->ne[2] == 1 &&
+                         ids->ne[3] == 1,
+                     std::string(op) + ": ids must be a 1-d contiguous i32 tensor, not " + ids->describe());
+}
+
+void shape_get_rows(Tensor& n) {
+    const Tensor *table = n.src[0], *ids = n.src[1];
+    check_ids(ids, "get_rows");
+    QUANTA_CHECK_ARG(table->ne[2] == 1 && table->ne[3] == 1, "get_rows: table " + table->describe() + " must be 2-d");
+    check_rows_contiguous(table, "get_rows");
+    n.type = DType::F32;
+    n.ne[0] = table->ne[0];
+    n.ne[1] = ids->ne[0];
+    n.n_dims = 2;
+}
+
+void shape_set_rows(Tensor& n) {
+    const Tensor *dst = n.src[0], *rows = n.src[1], *ids = n.src[2];
+    check_f32(rows, "set_rows");
+    check_ids(ids, "set_rows");
+    QUANTA_CHECK_ARG(plain_float(dst->type), "set_rows: destination " + dst->describe() + " must be f32, f16 or bf16");
+    QUANTA_CHECK_ARG(dst->storage()->kind != TensorKind::Op,
+                     "set_rows: destination " + dst->describe() + " must be a leaf or a view of one");
+    QUANTA_CHECK_ARG(rows->ne[0] == dst->ne[0] && rows->ne[1] == ids->ne[0] && rows->ne[2] == dst->ne[2] &&
+                         rows->ne[3] == dst->ne[3],
+                     "set_rows: rows " + rows->describe() + " with " + std::to_string(ids->ne[0]) +
+                         " ids do not fit destination " + dst->describe());
+    n.type = dst->type;
+    same_shape_as(n, dst);
+}
+
+void shape_concat(Tensor& n) {
+    const Tensor *a = n.src[0], *b = n.src[1];
+    const int dim = n.i[0];
+    QUANTA_CHECK_ARG(dim >= 0 && dim < kMaxDims, "concat: dim must be 0..3");
+    QUANTA_CHECK_ARG(a->type == b->type && type_info(a->type).block_size == 1,
+                     "concat: tensors must share one unquantized type");
+    for (int d = 0; d < kMaxDims; ++d)
+        QUANTA_CHECK_ARG(d == dim || a->ne[d] == b->ne[d],
+                         "concat: " + a->describe() + " and " + b->describe() + " differ outside dim " + std::to_string(dim));
+    n.type = a->type;
+    same_shape_as(n, a);
+    n.ne[dim] += b->ne[dim];
+    n.n_dims = std::max({a->n_dims, b->n_dims, dim + 1});
+}
+
+void shape_copy(Tensor& n) {
+    QUANTA_CHECK_ARG(plain_float(n.src[0]->type) && plain_float(n.type), "copy: converts only between f32, f16 and bf16");
+    same_shape_as(n, n.src[0]);
+}
+
+// ---- reference arithmetic ------------------------------------------------------
+
+const char* at(const Tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+    return static_cast<const char*>(t->data) + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
+}
+
+float load(const Tensor* t, const char* p) {
+    uint16_t h;
+    switch (t->type) {
+        case DType::F16: std::memcpy(&h, p, 2); return f16_to_f32(h);
+        case DType::BF16: std::memcpy(&h, p, 2); return bf16_to_f32(h);
+        case DType::I32: { int32_t v; std::memcpy(&v, p, 4); return (float)v; }
+        default: { float v; std::memcpy(&v, p, 4); return v; }
+    }
+}
+
+void store(const Tensor* t, const char* p, float v) {
+    char* q = const_cast<char*>(p);
+    uint16_t h;
+    switch (t->type) {
+        case DType::F16: h = f32_to_f16(v); std::memcpy(q, &h, 2); return;
+        case DType::BF16: h = f32_to_bf16(v); std::memcpy(q, &h, 2); return;
+        default: std::memcpy(q, &v, 4); return;
+    }
+}
+
+// Row (i1, i2, i3) of any tensor as floats: dequantized, or gathered through strides.
+std::vector<float> row_f32(const Tensor* t, int64_t i1, int64_t i2, int64_t i3) {
+    std::vector<float> out((size_t)t->ne[0]);
+    if (!plain_float(t->type)) {
+        dequantize_row(t->type, at(t, 0, i1, i2, i3), out.data(), t->ne[0]);
+        return out;
+    }
+    for (int64_t j = 0; j < t->ne[0]; ++j) out[j] = load(t, at(t, j, i1, i2, i3));
+    return out;
+}
+
+// Calls f(i0, i1, i2, i3) for every element of t's shape.
+template <typename F>
+void for_each(const Tensor& t, F f) {
+    for (int64_t i3 = 0; i3 < t.ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < t.ne[2]; ++i2)
+            for (int64_t i1 = 0; i1 < t.ne[1]; ++i1)
+                for (int64_t i0 = 0; i0 < t.ne[0]; ++i0) f(i0, i1, i2, i3);
+}
+
+float unary_value(Op op, float x, const Tensor& d) {
+    switch (op) {
+        case Op::Scale: return x * d.f[0];
+        case Op::Silu: return (float)(x / (1.0 + std::exp(-(double)x)));
+        default: {  // Gelu, tanh approximation
+            const double v = x;
+            return (float)(0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))));
+        }
+    }
+}
+
+bool ref_unary(const Tensor& d) {
+    const Tensor* a = d.src[0];
+    for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        store(&d, at(&d, i0, i1, i2, i3), unary_value(d.op, load(a, at(a, i0, i1, i2, i3)), d));
+    });
+    return true;
+}
+
+bool ref_binary(const Tensor& d) {
+    const Tensor *a = d.src[0], *b = d.src[1];
+    for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        const float x = load(a, at(a, i0, i1, i2, i3));
+        const float y = load(b, at(b, i0 % b->ne[0], i1 % b->ne[1], i2 % b->ne[2], i3 % b->ne[3]));
+        store(&d, at(&d, i0, i1, i2, i3), d.op == Op::Add ? x + y : x * y);
+    });
+    return true;
+}
+
+bool ref_rms_norm(const Tensor& d) {
+    const Tensor* a = d.src[0];
+    for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < d.ne[2]; ++i2)
+            for (int64_t i1 = 0; i1 < d.ne[1]; ++i1) {
+                const std::vector<float> x = row_f32(a, i1, i2, i3);
+                double sum = 0;
+                for (float v : x) sum += (double)v * v;
+                const double s = 1.0 / std::sqrt(sum / (double)x.size() + (double)d.f[0]);
+                for (int64_t j = 0; j < d.ne[0]; ++j) store(&d, at(&d, j, i1, i2, i3), (float)(x[j] * s));
+            }
+    return true;
+}
+
+bool ref_matmul(const Tensor& d) {
+    const Tensor *w = d.src[0], *x = d.src[1];
+    const int64_t r2 = x->ne[2] / w->ne[2], r3 = x->ne[3] / w->ne[3];
+    for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < d.ne[2]; ++i2)
+            for (int64_t n = 0; n < d.ne[0]; ++n) {
+                const std::vector<float> wr = row_f32(w, n, i2 / r2, i3 / r3);
+                for (int64_t m = 0; m < d.ne[1]; ++m) {
+                    const std::vector<float> xr = row_f32(x, m, i2, i3);
+                    double sum = 0;
+                    for (size_t k = 0; k < wr.size(); ++k) sum += (double)wr[k] * xr[k];
+                    store(&d, at(&d, n, m, i2, i3), (float)sum);
+                }
+            }
+    return true;
+}
+
+bool ref_rope(const Tensor& d) {
+    const Tensor *x = d.src[0], *pos = d.src[1], *factors = d.src[2];
+    const int n_rot = d.i[0], half = n_rot / 2;
+    const bool neox = static_cast<RopeMode>(d.i[1]) == RopeMode::Neox;
+    for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < d.ne[2]; ++i2)
+            for (int64_t i1 = 0; i1 < d.ne[1]; ++i1) {
+                const std::vector<float> r = row_f32(x, i1, i2, i3);
+                std::vector<float> y = r;
+                const double p = static_cast<const int32_t*>(pos->data)[i2];
+                for (int i = 0; i < half; ++i) {
+                    double theta = p * d.f[1] * std::pow((double)d.f[0], -2.0 * i / n_rot);
+                    if (factors) theta /= static_cast<const float*>(factors->data)[i];
+                    const int j0 = neox ? i : 2 * i, j1 = neox ? i + half : 2 * i + 1;
+                    const double c = std::cos(theta), s = std::sin(theta);
+                    y[j0] = (float)(r[j0] * c - r[j1] * s);
+                    y[j1] = (float)(r[j0] * s + r[j1] * c);
+                }
+                for (int64_t j = 0; j < d.ne[0]; ++j) store(&d, at(&d, j, i1, i2, i3), y[j]);
+            }
+    return true;
+}
+
+bool ref_softmax(const Tensor& d) {
+    const Tensor *x = d.src[0], *mask = d.src[1];
+    for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < d.ne[2]; ++i2)
+            for (int64_t i1 = 0; i1 < d.ne[1]; ++i1) {
+                std::vector<double> v((size_t)d.ne[0]);
+                double top = -INFINITY;
+                for (int64_t j = 0; j < d.ne[0]; ++j) {
+                    v[j] = (double)load(x, at(x, j, i1, i2, i3)) * d.f[0];
+                    if (mask) v[j] += load(mask, at(mask, j, i1, 0, 0));
+                    top = std::max(top, v[j]);
+                }
+                double sum = 0;
+                for (double& e : v) sum += (e = top == -INFINITY ? 0.0 : std::exp(e - top));
+                for (int64_t j = 0; j < d.ne[0]; ++j)
+                    store(&d, at(&d, j, i1, i2, i3), top == -INFINITY ? 0.0f : (float)(v[j] / sum));
+            }
+    return true;
+}
+
+bool ref_get_rows(const Tensor& d) {
+    const Tensor *table = d.src[0], *ids = d.src[1];
+    bool ok = true;
+    for (int64_t m = 0; m < d.ne[1]; ++m) {
+        const int32_t id = static_cast<const int32_t*>(ids->data)[m];
+        const bool valid = id >= 0 && id < table->ne[1];
+        ok = ok && valid;
+        const std::vector<float> r = valid ? row_f32(table, id, 0, 0) : std::vector<float>((size_t)d.ne[0], 0.0f);
+        for (int64_t j = 0; j < d.ne[0]; ++j) store(&d, at(&d, j, m, 0, 0), r[j]);
+    }
+    return ok;
+}
+
+bool ref_set_rows(const Tensor& d) {
+    const Tensor *rows = d.src[1], *ids = d.src[2];
+    bool ok = true;
+    for (int64_t i3 = 0; i3 < rows->ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < rows->ne[2]; ++i2)
+            for (int64_t t = 0; t < rows->ne[1]; ++t) {
+                const int32_t id = static_cast<const int32_t*>(ids->data)[t];
+                if (id < 0 || id >= d.ne[1]) {
+                    ok = false;
+                    continue;
+                }
+                for (int64_t j = 0; j < d.ne[0]; ++j)
+                    store(&d, at(&d, j, id, i2, i3), load(rows, at(rows, j, t, i2, i3)));
+            }
+    return ok;
+}
+
+bool ref_concat(const Tensor& d) {
+    const Tensor *a = d.src[0], *b = d.src[1];
+    const int dim = d.i[0];
+    for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        int64_t idx[4] = {i0, i1, i2, i3};
+        const Tensor* s = a;
+        if (idx[dim] >= a->ne[dim]) {
+            idx[dim] -= a->ne[dim];
+            s = b;
+        }
+        std::memcpy(const_cast<char*>(at(&d, i0, i1, i2, i3)), at(s, idx[0], idx[1], idx[2], idx[3]),
+                    type_info(d.type).block_bytes);
+    });
+    return true;
+}
+
+// Same element count, maybe different shapes: both walked in logical row-major order.
+bool ref_copy(const Tensor& d) {
+    const Tensor* s = d.src[0];
+    int64_t flat = 0;
+    for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        int64_t f = flat++;
+        const int64_t s0 = f % s->ne[0];
+        f /= s->ne[0];
+        const int64_t s1 = f % s->ne[1];
+        f /= s->ne[1];
+        store(&d, at(&d, i0, i1, i2, i3), load(s, at(s, s0, s1, f % s->ne[2], f / s->ne[2])));
+    });
+    return true;
+}
+
+// ---- the table -----------------------------------------------------------------
+
+constexpr OpInfo kOps[kOpCount] = {
+    /* None    */ {"none", 0, 0, nullptr, nullptr},
+    /* View    */ {"view", 1, 2, nullptr, nullptr},
+    /* Copy    */ {"copy", 1, 2, shape_copy, ref_copy},
+    /* Add     */ {"add", 2, 2, shape_binary, ref_binary},
+    /* Mul     */ {"mul", 2, 2, shape_binary, ref_binary},
+    /* Scale   */ {"scale", 1, 1, shape_unary, ref_unary},
+    /* MatMul  */ {"matmul", 2, 2, shape_matmul, ref_matmul},
+    /* RmsNorm */ {"rms_norm", 1, 1, shape_unary, ref_rms_norm},
+    /* Rope    */ {"rope", 2, 3, shape_rope, ref_rope},
+    /* SoftMax */ {"softmax", 1, 2, shape_softmax, ref_softmax},
+    /* Silu    */ {"silu", 1, 1, shape_unary, ref_unary},
+    /* Gelu    */ {"gelu", 1, 1, shape_unary, ref_unary},
+    /* GetRows */ {"get_rows", 2, 2, shape_get_rows, ref_get_rows},
+    /* SetRows */ {"set_rows", 3, 3, shape_set_rows, ref_set_rows},
+    /* Concat  */ {"concat", 2, 2, shape_concat, ref_concat},
+};
+
+}  // namespace
+
+const OpInfo& op_info(Op op) {
+    const int i = static_cast<int>(op);
+    if (i < 0 || i >= kOpCount) fail(ErrorKind::Internal, "op id " + std::to_string(i) + " is not in the op table");
+    return kOps[i];
+}
+
+const char* op_name(Op op) {
+    const int i = static_cast<int>(op);
+    return i >= 0 && i < kOpCount ? kOps[i].name : "?";
+}
+
+}  // namespace quanta
