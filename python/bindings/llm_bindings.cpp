@@ -3,8 +3,10 @@
 #include "bindings.h"
 #include "backends/registry.h"
 #include "base/error.h"
+#include "engine/generator.h"
 #include "models/llm.h"
 #include "sample/sampler.h"
+#include "text/tokenizer.h"
 
 namespace quanta::bindings {
 namespace {
@@ -136,6 +138,45 @@ void bind_llm(py::module_& m) {
             },
             py::arg("ids"), py::arg("seq") = 0, "Reuses the longest cached prefix, evaluates the rest; the last token's logits.");
 
+
+    using engine::Generator;
+    py::class_<Generator>(m, "Generator",
+                          "The C++ generation loop: requests decode together on one context, one batch per step.")
+        .def(py::init<models::LlmContext&, const text::Tokenizer&>(), py::arg("context"), py::arg("tokenizer"),
+             py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
+        .def("add",
+             [](Generator& g, const std::vector<int64_t>& prompt, int max_tokens, float temperature, int top_k,
+                float top_p, float min_p, float repeat_penalty, float presence_penalty, float frequency_penalty,
+                int penalty_last_n, uint64_t seed, std::vector<std::string> stop, bool context_shift) {
+                 engine::GenerateParams p;
+                 p.sampling = {temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty,
+                               penalty_last_n, seed};
+                 p.max_tokens = max_tokens;
+                 p.stop = std::move(stop);
+                 p.context_shift = context_shift;
+                 std::vector<int32_t> ids;
+                 for (int64_t t : prompt) {
+                     QUANTA_CHECK_ARG(t >= INT32_MIN && t <= INT32_MAX, "token id " + std::to_string(t) + " is out of range");
+                     ids.push_back((int32_t)t);
+                 }
+                 return g.add(std::move(ids), p);
+             },
+             py::arg("prompt"), py::arg("max_tokens"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
+             py::arg("min_p"), py::arg("repeat_penalty"), py::arg("presence_penalty"), py::arg("frequency_penalty"),
+             py::arg("penalty_last_n"), py::arg("seed"), py::arg("stop"), py::arg("context_shift"))
+        .def("step", &Generator::step, py::call_guard<py::gil_scoped_release>(),
+             "One step of every request; False when none is left.")
+        .def("take", [](Generator& g, int id) {
+            const std::string s = g.take(id);
+            return py::str(s.data(), s.size());
+        }, py::arg("id"), "Text generated since the last take (always whole UTF-8 characters).")
+        .def("finish", [](const Generator& g, int id) { return std::string(engine::finish_name(g.finish(id))); },
+             py::arg("id"), "'running', 'stop', 'length' or 'cancelled'.")
+        .def("tokens", [](const Generator& g, int id, size_t start) {
+            const std::vector<int32_t>& t = g.tokens(id);
+            return std::vector<int32_t>(t.begin() + (ptrdiff_t)std::min(start, t.size()), t.end());
+        }, py::arg("id"), py::arg("start") = 0, "Generated token ids from `start` on.")
+        .def("cancel", &Generator::cancel, py::arg("id"));
 
     using sample::Sampler;
     using sample::SamplerParams;

@@ -1,8 +1,9 @@
 """Text generation with a GGUF language model: `quanta.LLM`.
 
-The engine (graph, KV cache, tokenizer, sampler) is C++; this module is the
-generation loop around it: prompt caching, stop strings, streaming text that
-is always valid UTF-8, and chat templates rendered with jinja2.
+The engine is C++: the graph, the KV cache its sequences share, the
+tokenizer, the sampler chain and the generation loop (prompt caching, stop
+strings, text that is always whole UTF-8 characters, many prompts decoding
+together). This module is its Python face, with chat templates rendered by jinja2.
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ class LLM:
     """
 
     def __init__(self, path: "str | os.PathLike[str]", n_ctx: int = 4096, n_threads: Optional[int] = None,
-                 n_batch: int = 512, kv_type: str = "f16", chat_template: Optional[str] = None):
+                 n_batch: int = 512, kv_type: str = "f16", chat_template: Optional[str] = None, n_seq: int = 16):
+        """n_ctx: KV cells, shared by all sequences. n_seq: sequences that generate_batch decodes
+        at once (a sequence costs no memory until it holds tokens)."""
         self.path = os.fspath(path)
         self._gguf = GGUF(self.path)
         self._model = _core.LlmModel(self._gguf._file, device="cpu", n_threads=n_threads or 0)
         self._tokenizer = _core.Tokenizer(self._gguf._file)
-        self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, kv_type=kv_type)
+        self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq=min(n_seq, n_ctx),
+                                     kv_type=kv_type)
         self._chat_template = chat_template
 
     # ---- model facts --------------------------------------------------------
@@ -105,31 +109,50 @@ class LLM:
         n_ctx raises ContextOverflowError. stream=True returns an iterator of
         text pieces instead, each valid UTF-8.
         """
-        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
-        ids = self.generate_tokens(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                                   min_p=min_p, repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
-                                   frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n, seed=seed,
-                                   context_shift=context_shift)
-        pieces = _cut_at_stops(self._token_text(ids), stops)
+        gen, rid = self._start([prompt], max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                               presence_penalty, frequency_penalty, penalty_last_n, seed, stop, context_shift)
+        pieces = _pieces(gen, rid[0])
         return pieces if stream else "".join(pieces)
+
+    def generate_batch(self, prompts: Sequence[Prompt], max_tokens: int = 256, temperature: float = 0.8,
+                       top_k: int = 40, top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
+                       presence_penalty: float = 0.0, frequency_penalty: float = 0.0, penalty_last_n: int = 64,
+                       seed: Optional[int] = None, stop: Union[str, Sequence[str], None] = None,
+                       context_shift: bool = False) -> list:
+        """Generates a continuation of every prompt, decoding up to n_seq of them together in one
+        batch per step (more wait and start as others finish); returns the texts in order.
+        Takes generate()'s keywords; with a seed, prompt i samples with seed + i."""
+        gen, ids = self._start(list(prompts), max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                               presence_penalty, frequency_penalty, penalty_last_n, seed, stop, context_shift)
+        texts = ["" for _ in ids]
+        while gen.step():
+            for i, rid in enumerate(ids):
+                texts[i] += gen.take(rid)
+        return [t + gen.take(rid) for t, rid in zip(texts, ids)]
 
     def generate_tokens(self, prompt: Prompt, max_tokens: int = 256, temperature: float = 0.8, top_k: int = 40,
                         top_p: float = 0.95, min_p: float = 0.05, repeat_penalty: float = 1.0,
                         presence_penalty: float = 0.0, frequency_penalty: float = 0.0, penalty_last_n: int = 64,
                         seed: Optional[int] = None, context_shift: bool = False) -> Iterator[int]:
         """generate(), as an iterator of token ids (end-of-generation tokens are not yielded)."""
-        ids = self.tokenize(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
-        if not ids:
-            raise ValueError("generate: empty prompt (no tokens)")
-        if len(ids) > self.n_ctx:
-            raise ContextOverflowError(f"the prompt is {len(ids)} tokens; n_ctx is {self.n_ctx}")
-        if max_tokens < 0:
-            raise ValueError(f"max_tokens must not be negative, not {max_tokens}")
-        sampler = _core.Sampler(temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p,
-                                repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
-                                frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n,
-                                seed=_seed(seed))
-        return self._generate_ids(ids, max_tokens, sampler, context_shift)
+        gen, rid = self._start([prompt], max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
+                               presence_penalty, frequency_penalty, penalty_last_n, seed, None, context_shift)
+        return _token_ids(gen, rid[0])
+
+    def _start(self, prompts, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
+               frequency_penalty, penalty_last_n, seed, stop, context_shift):
+        """A C++ generator with one request per prompt (checked now, run as the caller iterates)."""
+        stops = [stop] if isinstance(stop, str) else [s for s in (stop or []) if s]
+        gen = _core.Generator(self._ctx, self._tokenizer)
+        base = _seed(seed)
+        ids = []
+        for i, prompt in enumerate(prompts):
+            tokens = self.tokenize(prompt) if isinstance(prompt, (str, bytes)) else [int(t) for t in prompt]
+            ids.append(gen.add(tokens, max_tokens=max_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                               min_p=min_p, repeat_penalty=repeat_penalty, presence_penalty=presence_penalty,
+                               frequency_penalty=frequency_penalty, penalty_last_n=penalty_last_n,
+                               seed=(base + i) & (2**64 - 1), stop=stops, context_shift=context_shift))
+        return gen, ids
 
     def chat(self, messages: Sequence[dict], **kwargs) -> Union[str, Iterator[str]]:
         """Renders `messages` ([{"role": ..., "content": ...}, ...]) with the model's chat template
@@ -150,42 +173,28 @@ class LLM:
                       bos_token=tok.token_text(tok.bos) if tok.bos is not None else "",
                       eos_token=tok.token_text(tok.eos) if tok.eos is not None else "")
 
-    # ---- the loop ---------------------------------------------------------------
 
-    def _generate_ids(self, ids: list, max_tokens: int, sampler, context_shift: bool) -> Iterator[int]:
-        for t in ids:
-            sampler.accept(t)
-        logits = self._ctx.eval_prompt(ids)
-        sequence = list(ids)
-        for _ in range(max_tokens):
-            token = sampler.sample(logits)
-            if self._tokenizer.is_end_of_generation(token):
-                return
-            sampler.accept(token)
-            sequence.append(token)
-            yield token
-            if len(sequence) >= self.n_ctx:
-                if not context_shift:
-                    return
-                # Keep the first token (BOS or the prompt's start) and the newer half.
-                keep = max(1, (self.n_ctx - 1) // 2)
-                sequence = sequence[:1] + sequence[len(sequence) - keep:]
-                logits = self._ctx.eval_prompt(sequence)
-            else:
-                logits = self._ctx.eval([token])[0]
 
-    def _token_text(self, ids: Iterator[int]) -> Iterator[str]:
-        """Text pieces of generated tokens, never splitting a UTF-8 character."""
-        stream = _core.Utf8Stream()
-        for t in ids:
-            if self._tokenizer.is_control(t):
-                continue
-            text = stream.push(self._tokenizer.token_bytes(t))
-            if text:
-                yield text
-        rest = stream.finish()
-        if rest:
-            yield rest
+def _pieces(gen, rid) -> Iterator[str]:
+    """Text pieces of one request as its generator steps."""
+    while True:
+        running = gen.step()
+        text = gen.take(rid)
+        if text:
+            yield text
+        if not running or gen.finish(rid) != "running":
+            return
+
+
+def _token_ids(gen, rid) -> Iterator[int]:
+    done = 0
+    while True:
+        running = gen.step()
+        new = gen.tokens(rid, done)
+        done += len(new)
+        yield from new
+        if not running or gen.finish(rid) != "running":
+            return
 
 
 def _seed(seed: Optional[int]) -> int:
@@ -194,26 +203,3 @@ def _seed(seed: Optional[int]) -> int:
     if seed < 0:
         raise ValueError(f"seed must not be negative, not {seed}")
     return int(seed) & (2**64 - 1)
-
-
-def _cut_at_stops(pieces: Iterator[str], stops: list) -> Iterator[str]:
-    """Passes text through until the first stop string, which ends it (unseen). Text
-    that might begin a stop string is held back until it is known not to."""
-    if not stops:
-        yield from pieces
-        return
-    held = ""
-    for piece in pieces:
-        held += piece
-        hits = [i for i in (held.find(s) for s in stops) if i >= 0]
-        if hits:
-            if min(hits):
-                yield held[:min(hits)]
-            pieces.close()
-            return
-        keep = max((n for s in stops for n in range(1, len(s)) if held.endswith(s[:n])), default=0)
-        if len(held) > keep:
-            yield held[:len(held) - keep]
-            held = held[len(held) - keep:]
-    if held:
-        yield held

@@ -1,0 +1,184 @@
+// The generation loop (generator.h).
+#include "engine/generator.h"
+
+#include <algorithm>
+
+#include "base/error.h"
+
+namespace quanta::engine {
+
+const char* finish_name(Finish f) {
+    switch (f) {
+        case Finish::Running: return "running";
+        case Finish::Stop: return "stop";
+        case Finish::Length: return "length";
+        case Finish::Cancelled: return "cancelled";
+    }
+    return "?";
+}
+
+Generator::Generator(models::LlmContext& context, const text::Tokenizer& tokenizer)
+    : ctx_(context), tokenizer_(tokenizer), seq_owner_(context.n_seq(), -1) {}
+
+int Generator::add(std::vector<int32_t> prompt, const GenerateParams& params) {
+    QUANTA_CHECK_ARG(!prompt.empty(), "generate: empty prompt (no tokens)");
+    QUANTA_CHECK_ARG(params.max_tokens >= 0, "max_tokens must not be negative, not " + std::to_string(params.max_tokens));
+    if ((int)prompt.size() > ctx_.n_ctx())
+        fail(ErrorKind::ContextOverflow, "the prompt is " + std::to_string(prompt.size()) + " tokens; n_ctx is " +
+                                             std::to_string(ctx_.n_ctx()));
+    for (int32_t t : prompt)
+        QUANTA_CHECK_ARG(t >= 0 && t < ctx_.n_vocab(), "token id " + std::to_string(t) + " is out of range (vocabulary of " +
+                                                           std::to_string(ctx_.n_vocab()) + ")");
+    requests_.push_back(std::make_unique<Request>(std::move(prompt), params, tokenizer_));
+    const int id = (int)requests_.size() - 1;
+    Request& r = *requests_.back();
+    for (int32_t t : r.prompt) r.sampler.accept(t);
+    if (params.max_tokens == 0) end(r, Finish::Length);
+    else waiting_.push_back(id);
+    return id;
+}
+
+Generator::Request& Generator::get(int id) const {
+    QUANTA_CHECK_ARG(id >= 0 && id < (int)requests_.size(), "no generation request " + std::to_string(id));
+    return *requests_[id];
+}
+
+void Generator::cancel(int id) { get(id).cancel.store(true); }
+Finish Generator::finish(int id) const { return get(id).finish; }
+std::string Generator::take(int id) { return get(id).text.take(); }
+const std::vector<int32_t>& Generator::tokens(int id) const { return get(id).generated; }
+int Generator::n_prompt(int id) const { return (int)get(id).prompt.size(); }
+
+void Generator::end(Request& r, Finish f) {
+    r.finish = f;
+    r.text.finish();
+    if (r.seq >= 0) seq_owner_[r.seq] = -1;
+    r.seq = -1;
+}
+
+bool Generator::step() {
+    for (int id : running_)
+        if (requests_[id]->cancel.load()) end(*requests_[id], Finish::Cancelled);
+    for (auto it = waiting_.begin(); it != waiting_.end();)
+        if (requests_[*it]->cancel.load()) {
+            end(*requests_[*it], Finish::Cancelled);
+            it = waiting_.erase(it);
+        } else {
+            ++it;
+        }
+    running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                  [&](int id) { return requests_[id]->finish != Finish::Running; }),
+                   running_.end());
+    start_waiting();
+    if (running_.empty()) return !waiting_.empty();
+    sample_running();
+    decode_running();
+    return !running_.empty() || !waiting_.empty();
+}
+
+// Gives waiting requests free sequences and evaluates their prompts in one
+// batch, each after the prefix its sequence already holds. The free sequence
+// whose cached tokens match best is taken, so a chat turn reuses its history.
+void Generator::start_waiting() {
+    std::vector<models::BatchToken> batch;
+    std::vector<int> started;
+    while (!waiting_.empty()) {
+        const int id = waiting_.front();
+        Request& r = *requests_[id];
+        int best = -1;
+        size_t best_common = 0;
+        for (int s = 0; s < ctx_.n_seq(); ++s) {
+            if (seq_owner_[s] >= 0) continue;
+            const std::vector<int32_t>& cached = ctx_.tokens(s);
+            size_t common = 0;
+            while (common < cached.size() && common < r.prompt.size() && cached[common] == r.prompt[common]) ++common;
+            if (best < 0 || common > best_common) best = s, best_common = common;
+        }
+        if (best < 0) break;  // every sequence is busy
+        best_common = std::min(best_common, r.prompt.size() - 1);  // the last token is evaluated, for its logits
+        ctx_.truncate(best, (int)best_common);
+        const int need = (int)(r.prompt.size() - best_common) + (int)batch.size();
+        // Cells idle sequences cache are given up before a request waits for cells.
+        for (int s = 0; s < ctx_.n_seq() && need > ctx_.n_free(); ++s)
+            if (seq_owner_[s] < 0 && s != best) ctx_.truncate(s, 0);
+        if (need > ctx_.n_free()) break;  // wait until running requests free cells
+        waiting_.pop_front();
+        r.seq = best;
+        seq_owner_[best] = id;
+        for (size_t i = best_common; i < r.prompt.size(); ++i)
+            batch.push_back({r.prompt[i], best, (int32_t)i, i + 1 == r.prompt.size()});
+        started.push_back(id);
+    }
+    if (batch.empty()) return;
+    const size_t n_vocab = (size_t)ctx_.n_vocab();
+    logits_.resize(started.size() * n_vocab);
+    ctx_.decode(batch, logits_.data());
+    for (size_t i = 0; i < started.size(); ++i) {
+        Request& r = *requests_[started[i]];
+        r.logits.assign(logits_.begin() + i * n_vocab, logits_.begin() + (i + 1) * n_vocab);
+        running_.push_back(started[i]);
+    }
+}
+
+// One token per running request from its own sampler chain.
+void Generator::sample_running() {
+    for (int id : running_) {
+        Request& r = *requests_[id];
+        const int32_t token = r.sampler.sample(r.logits.data(), ctx_.n_vocab());
+        if (tokenizer_.is_end_of_generation(token)) {
+            end(r, Finish::Stop);
+            continue;
+        }
+        r.sampler.accept(token);
+        r.generated.push_back(token);
+        if (r.text.push(token)) end(r, Finish::Stop);
+        else if ((int)r.generated.size() >= r.params.max_tokens) end(r, Finish::Length);
+    }
+    running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                  [&](int id) { return requests_[id]->finish != Finish::Running; }),
+                   running_.end());
+}
+
+// Keeps the first token and the newer half of the sequence and evaluates it
+// again (the cache holds the kept tokens at their new positions).
+void Generator::shift(Request& r) {
+    std::vector<int32_t> seq = ctx_.tokens(r.seq);
+    seq.push_back(r.generated.back());
+    const size_t keep = std::max(1, (ctx_.n_ctx() - 1) / 2);
+    std::vector<int32_t> kept(seq.begin(), seq.begin() + 1);
+    kept.insert(kept.end(), seq.end() - (ptrdiff_t)std::min(keep, seq.size() - 1), seq.end());
+    r.logits.resize(ctx_.n_vocab());
+    ctx_.eval_prompt(kept, r.logits.data(), r.seq);
+}
+
+// Decodes every running request's new token in one batch. A sequence that
+// would outgrow the context (or find no free cell) shifts, if allowed, or ends.
+void Generator::decode_running() {
+    std::vector<int> batch_ids;
+    for (int id : running_) {
+        Request& r = *requests_[id];
+        const int len = (int)ctx_.tokens(r.seq).size() + 1;
+        const bool full = len >= ctx_.n_ctx() || (int)batch_ids.size() + 1 > ctx_.n_free();
+        if (!full) batch_ids.push_back(id);
+        else if (r.params.context_shift) shift(r);
+        else end(r, Finish::Length);
+    }
+    running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                  [&](int id) { return requests_[id]->finish != Finish::Running; }),
+                   running_.end());
+    if (batch_ids.empty()) return;
+    std::vector<models::BatchToken> batch;
+    for (int id : batch_ids) {
+        const Request& r = *requests_[id];
+        batch.push_back({r.generated.back(), r.seq, (int32_t)ctx_.tokens(r.seq).size(), true});
+    }
+    const size_t n_vocab = (size_t)ctx_.n_vocab();
+    logits_.resize(batch.size() * n_vocab);
+    ctx_.decode(batch, logits_.data());
+    for (size_t i = 0; i < batch_ids.size(); ++i) {
+        Request& r = *requests_[batch_ids[i]];
+        r.logits.assign(logits_.begin() + i * n_vocab, logits_.begin() + (i + 1) * n_vocab);
+    }
+}
+
+}  // namespace quanta::engine

@@ -1,0 +1,95 @@
+// The generation loop, in C++: many requests decoding together on one
+// context, one batch per step (continuous batching). Each request gets a
+// sequence of the context while it runs; requests beyond the free sequences
+// wait in order and start as others finish. A step evaluates the prompts of
+// newly started requests (reusing each sequence's cached prefix), samples one
+// token per running request with its own sampler chain, turns tokens into
+// text (stop strings included), and decodes all new tokens in one batch.
+//
+// Threads: one thread drives a Generator (add, step, take); cancel() may be
+// called from any thread.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/text_out.h"
+#include "models/llm.h"
+#include "sample/sampler.h"
+
+namespace quanta::engine {
+
+struct GenerateParams {
+    sample::SamplerParams sampling;
+    int max_tokens = 256;
+    std::vector<std::string> stop;
+    // When the sequence would outgrow the context: drop its older half (after
+    // the first token) and go on, instead of finishing.
+    bool context_shift = false;
+};
+
+enum class Finish {
+    Running,
+    Stop,       // an end-of-generation token or a stop string
+    Length,     // max_tokens, or the context is full
+    Cancelled,
+};
+const char* finish_name(Finish f);  // "running", "stop", "length", "cancelled"
+
+class Generator {
+public:
+    Generator(models::LlmContext& context, const text::Tokenizer& tokenizer);
+
+    // Queues a request; returns its id. Throws InvalidArgument for an empty
+    // prompt or negative max_tokens and ContextOverflow for a prompt the
+    // context could never hold.
+    int add(std::vector<int32_t> prompt, const GenerateParams& params);
+    // Runs one step; false when no request is running or waiting.
+    bool step();
+    // Stops a request at the next step (any thread).
+    void cancel(int id);
+
+    Finish finish(int id) const;
+    // Text generated since the last take(id).
+    std::string take(int id);
+    // The tokens generated so far (end-of-generation tokens excluded).
+    const std::vector<int32_t>& tokens(int id) const;
+    bool has_work() const { return !running_.empty() || !waiting_.empty(); }
+    int n_prompt(int id) const;
+
+private:
+    struct Request {
+        std::vector<int32_t> prompt;
+        GenerateParams params;
+        sample::Sampler sampler;
+        TextOut text;
+        std::vector<int32_t> generated;
+        std::vector<float> logits;  // of the last evaluated token, once evaluated
+        int seq = -1;
+        Finish finish = Finish::Running;
+        std::atomic<bool> cancel{false};
+
+        Request(std::vector<int32_t> p, const GenerateParams& gp, const text::Tokenizer& tok)
+            : prompt(std::move(p)), params(gp), sampler(gp.sampling), text(tok, gp.stop) {}
+    };
+
+    void start_waiting();
+    void sample_running();
+    void decode_running();
+    void shift(Request& r);
+    void end(Request& r, Finish f);
+    Request& get(int id) const;
+
+    models::LlmContext& ctx_;
+    const text::Tokenizer& tokenizer_;
+    std::vector<std::unique_ptr<Request>> requests_;
+    std::deque<int> waiting_;
+    std::vector<int> running_;
+    std::vector<int> seq_owner_;  // sequence -> running request id, or -1
+    std::vector<float> logits_;   // a batch's logits, before they are handed to requests
+};
+
+}  // namespace quanta::engine
