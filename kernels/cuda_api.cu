@@ -133,12 +133,6 @@ int read(void* b, const void* src, void* dst, size_t bytes) {
     return check(cudaStreamSynchronize(instance(b)->stream), "copy to host");
 }
 
-int clear(void* b, void* dst, size_t bytes, size_t rows, size_t stride) {
-    const cudaError_t err = rows <= 1 ? cudaMemsetAsync(dst, 0, bytes, instance(b)->stream)
-                                      : cudaMemset2DAsync(dst, stride, 0, bytes, rows, instance(b)->stream);
-    return check(err, "cudaMemset");
-}
-
 int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
     cudaStream_t stream = instance(b)->stream;
     for (int i = 0; i < n; ++i) {
@@ -157,7 +151,7 @@ const char* last_error() { return g_error; }
 
 const quanta_cuda_api kApi = {
     QUANTA_CUDA_ABI_VERSION, device_count, device_name, device_memory, create, destroy, supports,
-    alloc, release, write, read, clear, compute, last_error,
+    alloc, release, write, read, compute, last_error,
 };
 
 }  // namespace

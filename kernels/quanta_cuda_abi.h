@@ -47,8 +47,6 @@ typedef struct quanta_cuda_api {
     int (*release)(void* backend, void* ptr);
     int (*write)(void* backend, void* dst, const void* src, size_t bytes);
     int (*read)(void* backend, const void* src, void* dst, size_t bytes);
-    /* Zeroes `rows` runs of `bytes`, `stride` bytes apart. */
-    int (*clear)(void* backend, void* dst, size_t bytes, size_t rows, size_t stride);
 
     /* Runs nodes[0..n) in order (leaves and views are skipped) and waits for them. */
     int (*compute)(void* backend, const quanta_cuda_tensor* nodes, int n);

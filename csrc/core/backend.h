@@ -58,8 +58,6 @@ public:
     // Copies between host memory and this backend's; `at` lies in one of its buffers.
     virtual void write(void* at, const void* src, size_t bytes) = 0;
     virtual void read(const void* at, void* dst, size_t bytes) = 0;
-    // Zeroes `rows` runs of `bytes`, `stride` bytes apart, starting at `at`.
-    virtual void clear(void* at, size_t bytes, size_t rows = 1, size_t stride = 0) = 0;
 
     // Finalizes `graph`, checks that every node is supported (Unsupported
     // naming the first that is not) and places its arena tensors in a new

@@ -94,6 +94,10 @@ Tensor* Graph::softmax(Tensor* x, Tensor* mask, float scale) {
     return node(Op::SoftMax, {x, mask}, [&](Tensor& t) { t.f[0] = scale; });
 }
 
+Tensor* Graph::attention(Tensor* q, Tensor* k, Tensor* v, Tensor* cells, float scale) {
+    return node(Op::Attention, {q, k, v, cells}, [&](Tensor& t) { t.f[0] = scale; });
+}
+
 Tensor* Graph::get_rows(Tensor* table, Tensor* ids) { return node(Op::GetRows, {table, ids}); }
 
 Tensor* Graph::set_rows(Tensor* dst, Tensor* rows, Tensor* ids) {

@@ -46,6 +46,13 @@ public:
     // divided by freq_factors[i] when given (f32 [n_rot / 2]: llama 3's long-context rope).
     Tensor* rope(Tensor* x, Tensor* pos, int n_rot, RopeMode mode, float freq_base, float freq_scale = 1.0f,
                  Tensor* freq_factors = nullptr);
+    // Attention of queries q (f32 [hd, n_head, T]) over KV cache layers k
+    // ([hd, n_cells, n_kv_head]) and v ([hd_v, n_cells, n_kv_head]), f32 or
+    // f16: token t attends to the cells cells[1..cells[0]] of row t (i32
+    // [L + 1, T]), in that order (position order, so a sequence's result does
+    // not depend on where its cells lie or what else is in the batch).
+    // Returns f32 [hd_v, n_head, T].
+    Tensor* attention(Tensor* q, Tensor* k, Tensor* v, Tensor* cells, float scale);
     // softmax(x * scale + mask) along rows; mask may be null, else f32 [ne0, >= ne1].
     Tensor* softmax(Tensor* x, Tensor* mask, float scale);
     // Rows `ids` (i32 [M]) of `table` ([K, N], any type) -> f32 [K, M].

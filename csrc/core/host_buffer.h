@@ -21,9 +21,6 @@ public:
     std::unique_ptr<Buffer> place(const void* data, size_t bytes) override { return host_view(data, bytes); }
     void write(void* at, const void* src, size_t bytes) override { std::memcpy(at, src, bytes); }
     void read(const void* at, void* dst, size_t bytes) override { std::memcpy(dst, at, bytes); }
-    void clear(void* at, size_t bytes, size_t rows, size_t stride) override {
-        for (size_t r = 0; r < rows; ++r) std::memset(static_cast<char*>(at) + r * stride, 0, bytes);
-    }
 };
 
 }  // namespace quanta

@@ -25,6 +25,7 @@ enum class Op : int32_t {
     GetRows,  // rows src[1] (i32 ids) of src[0], as f32
     SetRows,  // rows of src[1] written into rows src[2] (i32 ids) of the buffer src[0] views
     Concat,   // src[0] and src[1] joined along dimension i[0]
+    Attention,  // softmax(q . k * f[0]) . v over the KV cells each query token lists (src[3])
     Count
 };
 

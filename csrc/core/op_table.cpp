@@ -135,6 +135,35 @@ void shape_set_rows(Tensor& n) {
     same_shape_as(n, dst);
 }
 
+// q [hd, H, T] f32; k [hd, C, Hkv] and v [hdv, C, Hkv] (f32/f16: KV cache
+// layers, C cells); cells i32 [L + 1, T]: per token, how many cells it sees and
+// which, in position order. -> [hdv, H, T]. Query heads share kv heads in groups.
+void shape_attention(Tensor& n) {
+    const Tensor *q = n.src[0], *k = n.src[1], *v = n.src[2], *cells = n.src[3];
+    check_f32(q, "attention q");
+    check_rows_contiguous(q, "attention q");
+    for (const Tensor* kv : {k, v}) {
+        QUANTA_CHECK_ARG(kv->type == DType::F32 || kv->type == DType::F16,
+                         "attention: " + kv->describe() + " must be f32 or f16, not " + type_name(kv->type));
+        check_rows_contiguous(kv, "attention");
+    }
+    QUANTA_CHECK_ARG(k->ne[0] == q->ne[0], "attention: key size of " + k->describe() + " differs from q " + q->describe());
+    QUANTA_CHECK_ARG(v->ne[1] == k->ne[1] && v->ne[2] == k->ne[2] && k->ne[3] == 1 && v->ne[3] == 1 && q->ne[3] == 1,
+                     "attention: keys " + k->describe() + " and values " + v->describe() + " differ in cells or heads");
+    QUANTA_CHECK_ARG(k->ne[2] > 0 && q->ne[1] % k->ne[2] == 0,
+                     "attention: " + std::to_string(q->ne[1]) + " query heads are not a multiple of " +
+                         std::to_string(k->ne[2]) + " kv heads");
+    QUANTA_CHECK_ARG(cells->type == DType::I32 && cells->is_contiguous() && cells->ne[1] == q->ne[2] &&
+                         cells->ne[0] >= 2 && cells->ne[0] - 1 <= k->ne[1] && cells->ne[2] == 1 && cells->ne[3] == 1,
+                     "attention: cell lists " + cells->describe() + " must be i32 [L + 1, " + std::to_string(q->ne[2]) +
+                         "] with L <= " + std::to_string(k->ne[1]) + " cells");
+    n.type = DType::F32;
+    n.ne[0] = v->ne[0];
+    n.ne[1] = q->ne[1];
+    n.ne[2] = q->ne[2];
+    n.n_dims = 3;
+}
+
 void shape_concat(Tensor& n) {
     const Tensor *a = n.src[0], *b = n.src[1];
     const int dim = n.i[0];
@@ -365,6 +394,44 @@ bool ref_copy(const Tensor& d) {
     return true;
 }
 
+// Two passes per (token, head): scores and their softmax, then the weighted
+// sum of values, both over the token's cells in the order listed.
+bool ref_attention(const Tensor& d) {
+    const Tensor *q = d.src[0], *k = d.src[1], *v = d.src[2], *cells = d.src[3];
+    const int64_t group = q->ne[1] / k->ne[2], stride = cells->ne[0];
+    const int32_t* lists = static_cast<const int32_t*>(cells->data);
+    bool ok = true;
+    for (int64_t t = 0; t < q->ne[2]; ++t) {
+        const int32_t* list = lists + t * stride;
+        const int32_t n = list[0];
+        if (n < 1 || n >= stride) {
+            ok = false;
+            continue;
+        }
+        for (int64_t h = 0; h < q->ne[1]; ++h) {
+            const int64_t kvh = h / group;
+            const std::vector<float> qr = row_f32(q, h, t, 0);
+            std::vector<double> p(n);
+            double top = -INFINITY, sum = 0;
+            for (int32_t j = 0; j < n; ++j) {
+                if (list[1 + j] < 0 || list[1 + j] >= k->ne[1]) return false;
+                const std::vector<float> kr = row_f32(k, list[1 + j], kvh, 0);
+                double dot = 0;
+                for (size_t e = 0; e < kr.size(); ++e) dot += (double)kr[e] * qr[e];
+                top = std::max(top, p[j] = dot * d.f[0]);
+            }
+            for (double& x : p) sum += (x = std::exp(x - top));
+            std::vector<double> acc((size_t)v->ne[0], 0.0);
+            for (int32_t j = 0; j < n; ++j) {
+                const std::vector<float> vr = row_f32(v, list[1 + j], kvh, 0);
+                for (size_t e = 0; e < vr.size(); ++e) acc[e] += p[j] * vr[e];
+            }
+            for (int64_t e = 0; e < d.ne[0]; ++e) store(&d, at(&d, e, h, t, 0), (float)(acc[e] / sum));
+        }
+    }
+    return ok;
+}
+
 // ---- the table -----------------------------------------------------------------
 
 constexpr OpInfo kOps[kOpCount] = {
@@ -383,6 +450,7 @@ constexpr OpInfo kOps[kOpCount] = {
     /* GetRows */ {"get_rows", 2, 2, shape_get_rows, ref_get_rows},
     /* SetRows */ {"set_rows", 3, 3, shape_set_rows, ref_set_rows},
     /* Concat  */ {"concat", 2, 2, shape_concat, ref_concat},
+    /* Attention */ {"attention", 4, 4, shape_attention, ref_attention},
 };
 
 }  // namespace

@@ -12,6 +12,7 @@
 //   Scale    f[0] factor             RmsNorm  f[0] eps
 //   Rope     i[0] n_rot, i[1] RopeMode, f[0] freq_base, f[1] freq_scale
 //   SoftMax  f[0] scale              Concat   i[0] dimension
+//   Attention f[0] scale of q.k
 #pragma once
 
 #include "core/tensor.h"

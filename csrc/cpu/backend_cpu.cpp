@@ -56,7 +56,7 @@ void CpuBackend::compute(const Graph& graph) {
             if (pool_.failed()) return;
         }
     });
-    if (bad_row_id_.load()) fail(ErrorKind::InvalidArgument, "get_rows/set_rows: a row id is out of range");
+    if (bad_row_id_.load()) fail(ErrorKind::InvalidArgument, "a row or cell id (get_rows, set_rows, attention) is out of range");
 }
 
 }  // namespace quanta::cpu

@@ -76,9 +76,6 @@ std::unique_ptr<Buffer> CudaBackend::place(const void* data, size_t bytes) {
 
 void CudaBackend::write(void* at, const void* src, size_t bytes) { check(api_->write(instance_, at, src, bytes), "upload"); }
 void CudaBackend::read(const void* at, void* dst, size_t bytes) { check(api_->read(instance_, at, dst, bytes), "download"); }
-void CudaBackend::clear(void* at, size_t bytes, size_t rows, size_t stride) {
-    check(api_->clear(instance_, at, bytes, rows, stride), "clear");
-}
 
 void CudaBackend::compute(const Graph& graph) {
     QUANTA_CHECK_ARG(graph.finalized(), "compute: prepare the graph first");

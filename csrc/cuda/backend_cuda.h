@@ -22,7 +22,6 @@ public:
     std::unique_ptr<Buffer> place(const void* data, size_t bytes) override;
     void write(void* at, const void* src, size_t bytes) override;
     void read(const void* at, void* dst, size_t bytes) override;
-    void clear(void* at, size_t bytes, size_t rows, size_t stride) override;
     void compute(const Graph& graph) override;
 
 private:

@@ -76,12 +76,13 @@ bool Generator::step() {
     return !running_.empty() || !waiting_.empty();
 }
 
-// Gives waiting requests free sequences and evaluates their prompts in one
-// batch, each after the prefix its sequence already holds. The free sequence
-// whose cached tokens match best is taken, so a chat turn reuses its history.
+// Gives waiting requests free sequences and evaluates their prompts, each
+// after the prefix its sequence already holds. The free sequence whose cached
+// tokens match best is taken, so a chat turn reuses its history. Each prompt
+// is its own batch: the matmul kernels round differently past 16 rows (the
+// panel GEMM against the row kernels), and a prompt evaluated with others'
+// would then get logits a little unlike its own alone.
 void Generator::start_waiting() {
-    std::vector<models::BatchToken> batch;
-    std::vector<int> started;
     while (!waiting_.empty()) {
         const int id = waiting_.front();
         Request& r = *requests_[id];
@@ -97,7 +98,7 @@ void Generator::start_waiting() {
         if (best < 0) break;  // every sequence is busy
         best_common = std::min(best_common, r.prompt.size() - 1);  // the last token is evaluated, for its logits
         ctx_.truncate(best, (int)best_common);
-        const int need = (int)(r.prompt.size() - best_common) + (int)batch.size();
+        const int need = (int)(r.prompt.size() - best_common);
         // Cells idle sequences cache are given up before a request waits for cells.
         for (int s = 0; s < ctx_.n_seq() && need > ctx_.n_free(); ++s)
             if (seq_owner_[s] < 0 && s != best) ctx_.truncate(s, 0);
@@ -105,18 +106,9 @@ void Generator::start_waiting() {
         waiting_.pop_front();
         r.seq = best;
         seq_owner_[best] = id;
-        for (size_t i = best_common; i < r.prompt.size(); ++i)
-            batch.push_back({r.prompt[i], best, (int32_t)i, i + 1 == r.prompt.size()});
-        started.push_back(id);
-    }
-    if (batch.empty()) return;
-    const size_t n_vocab = (size_t)ctx_.n_vocab();
-    logits_.resize(started.size() * n_vocab);
-    ctx_.decode(batch, logits_.data());
-    for (size_t i = 0; i < started.size(); ++i) {
-        Request& r = *requests_[started[i]];
-        r.logits.assign(logits_.begin() + i * n_vocab, logits_.begin() + (i + 1) * n_vocab);
-        running_.push_back(started[i]);
+        r.logits.resize(ctx_.n_vocab());
+        ctx_.eval_prompt(r.prompt, r.logits.data(), best);
+        running_.push_back(id);
     }
 }
 

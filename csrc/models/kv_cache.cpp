@@ -9,10 +9,7 @@
 namespace quanta::models {
 
 KvCache::KvCache(const LlmConfig& c, int n_cells, DType type, Backend& backend)
-    : backend_(backend),
-      type_(type),
-      k_ne_{c.head_dim_k, n_cells, c.n_head_kv},
-      v_ne_{n_cells, c.head_dim_v, c.n_head_kv} {
+    : type_(type), k_ne_{c.head_dim_k, n_cells, c.n_head_kv}, v_ne_{c.head_dim_v, n_cells, c.n_head_kv} {
     QUANTA_CHECK_ARG(type == DType::F16 || type == DType::F32, "the KV cache type must be f16 or f32");
     QUANTA_CHECK_ARG(n_cells > 0, "n_ctx must be positive");
     const size_t es = type_info(type).block_bytes;
@@ -54,28 +51,6 @@ void KvCache::remove(int32_t seq, int32_t p0, int32_t p1) {
             c = Cell{};
             ++n_free_;
         }
-}
-
-int KvCache::used_end() const {
-    for (int c = n_cells(); c > 0; --c)
-        if (cells_[c - 1].seq >= 0) return c;
-    return 0;
-}
-
-void KvCache::clear_up_to(int n) {
-    n = std::min(n, n_cells());
-    if (n <= cleared_) return;
-    const size_t es = type_info(type_).block_bytes;
-    for (size_t layer = 0; layer * (k_bytes_ + v_bytes_) < bytes_; ++layer) {
-        char* k = buffer_->base() + layer * (k_bytes_ + v_bytes_);
-        // Keys: cells are rows of head_dim_k, one run per kv head.
-        const size_t k_row = es * (size_t)k_ne_[0], k_head = k_row * (size_t)k_ne_[1];
-        backend_.clear(k + cleared_ * k_row, (size_t)(n - cleared_) * k_row, (size_t)k_ne_[2], k_head);
-        // Values: cells are columns, one run per (dim, kv head) row.
-        const size_t v_row = es * (size_t)v_ne_[0];
-        backend_.clear(k + k_bytes_ + cleared_ * es, (size_t)(n - cleared_) * es, (size_t)(v_ne_[1] * v_ne_[2]), v_row);
-    }
-    cleared_ = n;
 }
 
 Tensor* KvCache::keys(Graph& graph, int layer) const {

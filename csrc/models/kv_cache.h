@@ -2,11 +2,12 @@
 // sequence of a context. It is a set of cells; each holds one token's keys and
 // values in every layer and records which sequence and position it belongs
 // to, so tokens of many sequences can be written in one batch and attention
-// masks them apart (the mask is built from the cells). Per layer the keys are
-// [head_dim_k, n_cells, n_head_kv] and the values transposed,
-// [n_cells, head_dim_v, n_head_kv], so attention reads both as matmul weights
-// with contiguous rows. The graph writes new tokens into their cells in
-// place (set_rows); nothing is copied per step.
+// keeps them apart (each token attends to the list of its own sequence's
+// cells, built from these records). Per layer the keys are
+// [head_dim_k, n_cells, n_head_kv] and the values [head_dim_v, n_cells,
+// n_head_kv]: one contiguous row per cell and head, which is what the fused
+// attention op reads. The graph writes new tokens into their cells in place
+// (set_rows); nothing is copied per step.
 #pragma once
 
 #include <climits>
@@ -41,26 +42,18 @@ public:
     void assign(int32_t cell, int32_t seq, int32_t pos);
     // Frees the cells of `seq` whose position is in [p0, p1).
     void remove(int32_t seq, int32_t p0, int32_t p1 = INT32_MAX);
-    // One past the highest cell in use.
-    int used_end() const;
-    // Zeroes the cells in [0, n) never zeroed before: graphs attend to whole
-    // buckets of cells, masking unused ones, and masked cells must hold finite
-    // values (0 * garbage can be NaN).
-    void clear_up_to(int n);
 
     // The whole layer buffers as External leaves of `graph`.
     Tensor* keys(Graph& graph, int layer) const;
     Tensor* values(Graph& graph, int layer) const;
 
 private:
-    Backend& backend_;
     DType type_;
     int64_t k_ne_[3], v_ne_[3];
     size_t k_bytes_, v_bytes_, bytes_;
     std::unique_ptr<Buffer> buffer_;
     std::vector<Cell> cells_;
     int n_free_;
-    int cleared_ = 0;
 };
 
 }  // namespace quanta::models

@@ -1,5 +1,5 @@
 // The model loader and the context (llm.h): batches of many sequences, KV
-// cells, masks, and the cache of graphs by shape.
+// cells and the cell lists attention reads, and the cache of graphs by shape.
 #include "models/llm.h"
 
 #include <algorithm>
@@ -10,9 +10,9 @@
 namespace quanta::models {
 namespace {
 
-// Graphs attend to the cache in buckets of this many cells (masking the
-// unused ones), so decode reuses one graph for 256 steps instead of building
-// one per step (measured in bench/README.md: graph reuse).
+// Room in the graphs' per-token cell lists comes in buckets of this many
+// cells, so decode reuses one graph for 256 steps instead of building one per
+// step (measured in bench/README.md: graph reuse).
 constexpr int kKvBucket = 256;
 // Graphs for batches up to this many tokens are kept for reuse (decode,
 // batched decode, short turns); longer prompt chunks are built for one use,
@@ -97,6 +97,7 @@ LlmContext::Prepared& LlmContext::prepared(const LlmShape& shape) {
     Prepared p;
     p.graph = build_llm_graph(*model_, cache_, shape);
     p.arena = model_->backend->prepare(p.graph->graph);
+    ++graphs_built_;
     graphs_.emplace_front(shape, std::move(p));
     while (graphs_.size() > kMaxKeptGraphs) graphs_.pop_back();
     return graphs_.front().second;
@@ -116,34 +117,43 @@ void LlmContext::decode_chunk(const BatchToken* batch, int n, float* logits) {
     }
     const bool want_logits = logits && !out_rows_.empty();
     if (out_rows_.empty()) out_rows_.push_back(n - 1);  // a graph has an output; its logits are not returned
-    const int used = cache_.used_end();
-    const int n_kv = std::min(n_ctx(), (used + kKvBucket - 1) / kKvBucket * kKvBucket);
-    cache_.clear_up_to(n_kv);
-
-    // Token i (of sequence s, at position p) sees the cells of s at positions
-    // <= p, and in sliding-window layers only the last `sliding_window` of them.
+    // Token i (of sequence s, at position p) attends to the cells of s at
+    // positions <= p, in position order; in sliding-window layers only to the
+    // last `sliding_window` of them.
+    cell_of_pos_.resize(n_seq());
+    for (int i = 0; i < n; ++i) cell_of_pos_[batch[i].seq].clear();
+    int longest = 0;
+    for (int i = 0; i < n; ++i) {
+        std::vector<int32_t>& at = cell_of_pos_[batch[i].seq];
+        at.resize(std::max<size_t>(at.size(), batch[i].pos + 1), -1);
+        longest = std::max(longest, batch[i].pos + 1);
+    }
     const std::vector<KvCache::Cell>& cells = cache_.cells();
-    auto fill_mask = [&](std::vector<float>& mask, int window) {
-        mask.assign((size_t)n_kv * n, -INFINITY);
+    for (int j = 0; j < n_ctx(); ++j)
+        if (cells[j].seq >= 0 && cells[j].pos < (int)cell_of_pos_[cells[j].seq].size())
+            cell_of_pos_[cells[j].seq][cells[j].pos] = j;
+    const int n_kv = std::min(n_ctx(), (longest + kKvBucket - 1) / kKvBucket * kKvBucket);
+    auto fill_lists = [&](std::vector<int32_t>& lists, int window) {
+        lists.assign((size_t)(n_kv + 1) * n, 0);
         for (int i = 0; i < n; ++i) {
-            const int32_t s = batch[i].seq, p = batch[i].pos;
-            float* row = mask.data() + (size_t)i * n_kv;
-            for (int j = 0; j < n_kv; ++j)
-                if (cells[j].seq == s && cells[j].pos <= p && (window <= 0 || p - cells[j].pos < window)) row[j] = 0.0f;
+            const int32_t p = batch[i].pos, first = window > 0 ? std::max(0, p - window + 1) : 0;
+            int32_t* list = lists.data() + (size_t)i * (n_kv + 1);
+            list[0] = p - first + 1;
+            std::copy(cell_of_pos_[batch[i].seq].begin() + first, cell_of_pos_[batch[i].seq].begin() + p + 1, list + 1);
         }
     };
 
     try {
         LlmGraph& g = *prepared({n, n_kv, (int)out_rows_.size()}).graph;
         Backend& be = *model_->backend;
-        fill_mask(mask_, 0);
+        fill_lists(visible_, 0);
         be.set_tensor(g.tokens, ids_.data(), sizeof(int32_t) * n);
         be.set_tensor(g.positions, positions_.data(), sizeof(int32_t) * n);
         be.set_tensor(g.cells, slots.data(), sizeof(int32_t) * n);
-        be.set_tensor(g.mask, mask_.data(), sizeof(float) * mask_.size());
-        if (g.mask_swa) {
-            fill_mask(mask_swa_, c.sliding_window);
-            be.set_tensor(g.mask_swa, mask_swa_.data(), sizeof(float) * mask_swa_.size());
+        be.set_tensor(g.visible, visible_.data(), sizeof(int32_t) * visible_.size());
+        if (g.visible_swa) {
+            fill_lists(visible_swa_, c.sliding_window);
+            be.set_tensor(g.visible_swa, visible_swa_.data(), sizeof(int32_t) * visible_swa_.size());
         }
         if (g.out_rows) be.set_tensor(g.out_rows, out_rows_.data(), sizeof(int32_t) * out_rows_.size());
         be.compute(g.graph);

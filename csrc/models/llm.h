@@ -63,6 +63,8 @@ public:
     size_t kv_bytes() const { return cache_.bytes(); }
     // Cells no sequence holds.
     int n_free() const { return cache_.n_free(); }
+    // Graphs built so far: decode builds one per bucket of KV cells, not one per step.
+    int graphs_built() const { return graphs_built_; }
     // The tokens whose keys and values the cache holds for `seq`, in order.
     const std::vector<int32_t>& tokens(int seq = 0) const;
 
@@ -99,9 +101,10 @@ private:
     std::vector<std::vector<int32_t>> seq_tokens_;
     // Graphs by shape, most recently used first.
     std::list<std::pair<LlmShape, Prepared>> graphs_;
+    int graphs_built_ = 0;
     // Host staging for the per-step inputs.
-    std::vector<int32_t> ids_, positions_, cells_, out_rows_;
-    std::vector<float> mask_, mask_swa_;
+    std::vector<int32_t> ids_, positions_, out_rows_, visible_, visible_swa_;
+    std::vector<std::vector<int32_t>> cell_of_pos_;  // per sequence: position -> cell
 };
 
 }  // namespace quanta::models

@@ -19,8 +19,8 @@ public:
         out_.tokens = g_.input(DType::I32, {T}, "tokens");
         out_.positions = g_.input(DType::I32, {T}, "positions");
         out_.cells = g_.input(DType::I32, {T}, "kv_cells");
-        out_.mask = g_.input(DType::F32, {n_kv_, T}, "mask");
-        if (c_.sliding_window > 0) out_.mask_swa = g_.input(DType::F32, {n_kv_, T}, "mask_swa");
+        out_.visible = g_.input(DType::I32, {n_kv_ + 1, T}, "kv_visible");
+        if (c_.sliding_window > 0) out_.visible_swa = g_.input(DType::I32, {n_kv_ + 1, T}, "kv_visible_swa");
         if (s_.n_outputs < T) out_.out_rows = g_.input(DType::I32, {s_.n_outputs}, "out_rows");
         rope_freqs_ = weight(w_.rope_freqs);
 
@@ -59,7 +59,7 @@ private:
     }
 
     Tensor* attention(Tensor* h, int il, const LayerWeights& l) {
-        const int T = s_.n_tokens, hd = c_.head_dim_k, hdv = c_.head_dim_v, n_kvh = c_.n_head_kv;
+        const int T = s_.n_tokens, hd = c_.head_dim_k, hdv = c_.head_dim_v;
         Tensor* q = g_.reshape(linear(h, l.wq, l.bq), {hd, c_.n_head, T});
         Tensor* k = g_.reshape(linear(h, l.wk, l.bk), {hd, c_.n_head_kv, T});
         Tensor* v = g_.reshape(linear(h, l.wv, l.bv), {hdv, c_.n_head_kv, T});
@@ -71,25 +71,15 @@ private:
         q = g_.rope(q, out_.positions, c_.n_rot, c_.traits->rope_mode, base, scale, rope_freqs_);
         k = g_.rope(k, out_.positions, c_.n_rot, c_.traits->rope_mode, base, scale, rope_freqs_);
 
-        // Write this batch's keys and values into their cells, then read the
-        // first n_kv cells back (ordered after the writes). Values are stored
-        // transposed: each (dim, head) row of the cache holds one value per
-        // cell, so a token's values are written as rows of one element.
+        // Write this batch's keys and values into their cells, then attend
+        // (ordered after the writes) to the cells each token lists.
         Tensor* kc = cache_.keys(g_, il);
         Tensor* vc = cache_.values(g_, il);
         Tensor* k_write = g_.set_rows(kc, g_.permute(k, 0, 2, 1, 3), out_.cells);
-        const int64_t nv = (int64_t)hdv * n_kvh, vs = (int64_t)type_info(vc->type).block_bytes;
-        Tensor* v_cells = g_.view(vc, {1, vc->ne[0], nv}, {(size_t)vs, vc->nb[1]}, 0);
-        Tensor* v_rows = g_.view(g_.reshape(v, {nv, T}), {1, T, nv}, {(size_t)nv * 4, 4}, 0);
-        Tensor* v_write = g_.set_rows(v_cells, v_rows, out_.cells);
-        Tensor* keys = g_.view(g_.after(kc, k_write), {hd, n_kv_, n_kvh}, {kc->nb[1], kc->nb[2]}, 0);
-        Tensor* values = g_.view(g_.after(vc, v_write), {n_kv_, hdv, n_kvh}, {vc->nb[1], vc->nb[2]}, 0);
-
-        // Per head: scores [n_kv, T] = keys . q; heads share kv heads in groups (GQA).
-        Tensor* scores = g_.matmul(keys, g_.permute(q, 0, 2, 1, 3));
-        Tensor* probs = g_.softmax(scores, c_.layer_is_swa(il) ? out_.mask_swa : out_.mask, c_.attn_scale);
-        Tensor* heads = g_.matmul(values, probs);  // [hdv, T, n_head]
-        Tensor* merged = g_.reshape(g_.cont(g_.permute(heads, 0, 2, 1, 3)), {hdv * c_.n_head, T});
+        Tensor* v_write = g_.set_rows(vc, g_.permute(v, 0, 2, 1, 3), out_.cells);
+        Tensor* visible = c_.layer_is_swa(il) ? out_.visible_swa : out_.visible;
+        Tensor* heads = g_.attention(q, g_.after(kc, k_write), g_.after(vc, v_write), visible, c_.attn_scale);
+        Tensor* merged = g_.reshape(heads, {hdv * c_.n_head, T});
         return linear(merged, l.wo);
     }
 

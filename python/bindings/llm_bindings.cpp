@@ -80,6 +80,7 @@ void bind_llm(py::module_& m) {
         .def_property_readonly("n_threads", &LlmContext::n_threads)
         .def_property_readonly("kv_bytes", &LlmContext::kv_bytes)
         .def_property_readonly("n_free", &LlmContext::n_free, "KV cells no sequence holds.")
+        .def_property_readonly("graphs_built", &LlmContext::graphs_built)
         .def_property_readonly("tokens", [](const LlmContext& c) { return c.tokens(0); })
         .def("tokens_of", &LlmContext::tokens, py::arg("seq"), "The tokens sequence `seq` holds.")
         .def("truncate", [](LlmContext& c, int n, int seq) { c.truncate(seq, n); }, py::arg("n"), py::arg("seq") = 0)
