@@ -8,10 +8,11 @@ import numpy as np
 
 
 class LlamaPeer:
-    def __init__(self, path, n_ctx=4096, threads=2, n_batch=512, kv_type="f16", flash_attn=None, log=None):
+    def __init__(self, path, n_ctx=4096, threads=2, n_batch=512, kv_type="f16", flash_attn=None, log=None, n_seq=1):
         """kv_type: "f16" (llama.cpp's default) or "f32" KV cache. flash_attn: None lets llama.cpp decide (its
         default, on for CPU), False/True force it. log: a list that collects llama.cpp's log lines (level, text)
-        while the model loads; None discards them."""
+        while the model loads; None discards them. n_seq: sequences one batch may hold (n_seq_max), sharing
+        one unified KV cache of n_ctx cells, as quanta's do."""
         import llama_cpp
 
         self.lc = llama_cpp
@@ -33,6 +34,9 @@ class LlamaPeer:
         cp.n_ubatch = n_batch
         cp.n_threads = threads
         cp.n_threads_batch = threads
+        cp.n_seq_max = n_seq
+        if hasattr(cp, "kv_unified"):  # otherwise llama.cpp splits n_ctx into n_seq parts
+            cp.kv_unified = True
         kv = {"f16": llama_cpp.GGML_TYPE_F16, "f32": llama_cpp.GGML_TYPE_F32}[kv_type]
         cp.type_k = cp.type_v = kv
         if flash_attn is not None:
@@ -70,6 +74,24 @@ class LlamaPeer:
         rows = n if all_logits else 1
         ptr = self.lc.llama_get_logits(self.ctx) if all_logits else self.lc.llama_get_logits_ith(self.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(rows * self.n_vocab,)).reshape(rows, self.n_vocab).copy()
+
+    def decode_batch(self, tokens, seqs, positions):
+        """One llama_batch of tokens of several sequences, logits for every one (left in llama.cpp's buffer)."""
+        n = len(tokens)
+        batch = self.lc.llama_batch_init(n, 0, 1)
+        try:
+            for i, (t, s, p) in enumerate(zip(tokens, seqs, positions)):
+                batch.token[i] = int(t)
+                batch.pos[i] = int(p)
+                batch.n_seq_id[i] = 1
+                batch.seq_id[i][0] = int(s)
+                batch.logits[i] = True
+            batch.n_tokens = n
+            rc = self.lc.llama_decode(self.ctx, batch)
+            if rc != 0:
+                raise RuntimeError(f"llama_decode returned {rc}")
+        finally:
+            self.lc.llama_batch_free(batch)
 
     def tokenize(self, text, add_special=True):
         data = text.encode()

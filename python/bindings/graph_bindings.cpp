@@ -101,6 +101,11 @@ public:
 }  // namespace
 
 void bind_graph(py::module_& m) {
+    m.def("op_names", [] {
+        std::vector<std::string> names;
+        for (int i = 0; i < kOpCount; ++i) names.push_back(op_name(static_cast<Op>(i)));
+        return names;
+    }, "Every op of the op table, by id.");
     py::class_<Tensor>(m, "Tensor")
         .def_property_readonly("shape", [](const Tensor& t) { return numpy_shape(t.ne, t.n_dims); })
         .def_property_readonly("type", [](const Tensor& t) { return std::string(type_name(t.type)); })
@@ -137,6 +142,9 @@ void bind_graph(py::module_& m) {
         .def("copy", [](PyGraph& g, Tensor* a, const std::string& type) { return g.graph.copy(a, type_from_name(type)); }, ref)
         .def("cont", [](PyGraph& g, Tensor* a) { return g.graph.cont(a); }, ref)
         .def("copy_into", [](PyGraph& g, Tensor* src, Tensor* dst) { return g.graph.copy_into(src, dst); }, ref)
+        .def("attention", [](PyGraph& g, Tensor* q, Tensor* k, Tensor* v, Tensor* cells, float scale) {
+            return g.graph.attention(q, k, v, cells, scale);
+        }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cells"), py::arg("scale"), ref)
         .def("set_rows", [](PyGraph& g, Tensor* dst, Tensor* rows, Tensor* ids) { return g.graph.set_rows(dst, rows, ids); },
              py::arg("dst"), py::arg("rows"), py::arg("ids"), ref)
         .def("reshape", [](PyGraph& g, Tensor* a, const std::vector<int64_t>& shape) {
