@@ -35,3 +35,13 @@ def test_libraries_need_only_the_c_runtime(lib):
 def test_header_and_library_are_installed():
     assert (Path(quanta.get_include()) / "quanta.h").is_file()
     assert (Path(quanta.get_lib_dir()) / "libquanta.so").is_file()
+
+
+def test_converting_needs_no_extra():
+    # A plain `pip install quanta` must convert a tokenizer.model checkpoint: sentencepiece and protobuf are
+    # unconditional requirements of the installed distribution (no `extra == ...` marker).
+    import re
+    from importlib.metadata import requires
+
+    plain = {re.match(r"[A-Za-z0-9._-]+", r).group().lower() for r in requires("quanta") if ";" not in r}
+    assert {"numpy", "jinja2", "sentencepiece", "protobuf"} <= plain, plain

@@ -433,8 +433,9 @@ def _from_sentencepiece(path: Path, config: dict, folder: Path) -> _Vocab:
     try:
         from sentencepiece import sentencepiece_model_pb2
     except ImportError as e:
-        raise UnsupportedError(f"{path}: reading tokenizer.model needs sentencepiece and protobuf "
-                               f"(pip install 'quanta[convert]'): {e}") from None
+        # Both are dependencies of quanta, so this is a broken environment, not a missing option.
+        raise UnsupportedError(f"{path}: reading tokenizer.model needs sentencepiece and protobuf, which quanta "
+                               f"depends on but cannot import here (reinstall them): {e}") from None
     proto = sentencepiece_model_pb2.ModelProto()
     try:
         proto.ParseFromString(path.read_bytes())
