@@ -118,22 +118,58 @@ def test_q8_0_stays_close_to_transformers(arch, tiny_checkpoint, tiny_gguf, rng)
     assert divergence <= 2e-3
 
 
+def _starts_like_a_space(text):
+    return text[:1].isspace() or text.startswith("\u2581")
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_tokenizer_read_back_equals_the_source_tokenizer(arch, tiny_checkpoint, tiny_gguf):
     # llama and gemma3 have only a tokenizer.model, mistral a SentencePiece-style tokenizer.json, qwen2 a
-    # byte-level tokenizer.json.
+    # byte-level tokenizer.json. A tokenizer.model's own tokenizer is SentencePiece, which puts its "▁" before
+    # text that starts with a space too; transformers' LlamaTokenizer (Metaspace) does not, so for those texts
+    # SentencePiece is the reference (test_tokenizer_model_checkpoints_encode_as_sentencepiece).
     from transformers import AutoTokenizer
 
     _, folder = tiny_checkpoint(arch)
     ref = AutoTokenizer.from_pretrained(str(folder))
     llm = quanta.LLM(tiny_gguf(arch, "f32"), n_ctx=64)
+    from_model = (folder / "tokenizer.model").exists()
+    assert from_model == (arch in ("llama", "gemma3"))
     for text in CORPUS:
+        if from_model and _starts_like_a_space(text):
+            continue
         ids = ref(text).input_ids
         assert llm.tokenize(text) == ids, text
         assert llm.detokenize(ids, special=True) == ref.decode(ids), text
         assert llm.detokenize(ids) == ref.decode(ids, skip_special_tokens=True), text
     template = quanta.GGUF(tiny_gguf(arch, "f32")).metadata.get("tokenizer.chat_template")
     assert template == ref.chat_template
+
+
+LEADING_WHITESPACE = [" leading space", "  two leading spaces", "     five", " ", "   ", "\nleading newline",
+                      "\n\ntwo newlines", "\tleading tab", "\t\ttwo tabs", " \t\n mixed", "\n leading", "\t x",
+                      "several   spaces    inside", "trailing  ", " \u2581x", "\u2581\u2581x"]
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_tokenizer_model_checkpoints_encode_as_sentencepiece(arch, tiny_checkpoint, tiny_gguf):
+    # The whole pipeline (quanta.convert, then the C++ tokenizer) against the tokenizer.model it came from,
+    # on text starting with whitespace, where SentencePiece and transformers' LlamaTokenizer disagree.
+    import sentencepiece
+
+    _, folder = tiny_checkpoint(arch)
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+    path = tiny_gguf(arch, "f32")
+    md = quanta.GGUF(path).metadata
+    assert md["tokenizer.quanta.space_prefix"] == "sentencepiece"
+    bos = [md["tokenizer.ggml.bos_token_id"]] if md.get("tokenizer.ggml.add_bos_token", True) else []
+    assert bos == [sp.bos_id()]
+    llm = quanta.LLM(path, n_ctx=64)
+    for text in LEADING_WHITESPACE + [s for s in CORPUS if _starts_like_a_space(s)]:
+        want = sp.encode(text)
+        assert llm.tokenize(text, special=False) == bos + want, text
+        assert llm.tokenize(text, add_bos=False) == want, text
+        assert llm.detokenize(bos + want) == sp.decode(want), text
 
 
 @pytest.mark.parametrize("arch", ARCHS)
