@@ -38,10 +38,10 @@ def test_header_and_library_are_installed():
 
 
 def test_converting_needs_no_extra():
-    # A plain `pip install quanta` must convert a tokenizer.model checkpoint: sentencepiece and protobuf are
+    # A plain `pip install quanta` must convert any supported checkpoint: safetensors, sentencepiece and protobuf are
     # unconditional requirements of the installed distribution (no `extra == ...` marker).
     import re
     from importlib.metadata import requires
 
     plain = {re.match(r"[A-Za-z0-9._-]+", r).group().lower() for r in requires("quanta") if ";" not in r}
-    assert {"numpy", "jinja2", "sentencepiece", "protobuf"} <= plain, plain
+    assert {"numpy", "jinja2", "safetensors", "sentencepiece", "protobuf"} <= plain, plain
