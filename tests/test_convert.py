@@ -345,6 +345,19 @@ def test_bad_checkpoints_raise_one_clear_error(tiny_checkpoint, tmp_path, name, 
     assert not out.exists()
 
 
+def test_threads_are_capped_and_checked(tiny_checkpoint, tmp_path):
+    _, folder = tiny_checkpoint("llama")
+    quanta.convert(folder, tmp_path / "one.gguf", type="q8_0", progress=False, n_threads=1)
+    with pytest.warns(RuntimeWarning, match="999 threads asked for"):
+        quanta.convert(folder, tmp_path / "many.gguf", type="q8_0", progress=False, n_threads=999)
+    assert (tmp_path / "many.gguf").read_bytes() == (tmp_path / "one.gguf").read_bytes()
+    with pytest.raises(ValueError, match="not -1"):
+        quanta.convert(folder, tmp_path / "x.gguf", n_threads=-1)
+    r = cli("quantize", tmp_path / "one.gguf", tmp_path / "q.gguf", "--type", "q4_0", "--threads", "999", "-q")
+    assert r.returncode == 0 and r.stderr.startswith("quanta: warning: 999 threads asked for"), r.stderr
+    assert not (tmp_path / "x.gguf").exists()
+
+
 def test_corrupt_folders_and_types(tiny_checkpoint, tmp_path):
     _, folder = tiny_checkpoint("llama")
     with pytest.raises(quanta.FormatError, match="not a folder"):
