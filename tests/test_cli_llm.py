@@ -37,8 +37,27 @@ def test_chat_reads_messages_from_stdin(qwen_path):
     assert len([line for line in r.stdout.splitlines() if line.strip()]) >= 2  # one reply per message
 
 
+def _usable_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def test_run_caps_threads_at_the_usable_cores(qwen_path):
+    # 999 spinning threads on a 2-core machine took over a minute for 3 tokens; the cap is reported once.
+    r = quanta_cli("run", "-m", qwen_path, "-p", "hi", "-t", "999", "-n", "3", "--temp", "0", timeout=300)
+    assert r.returncode == 0, r.stderr
+    cores = _usable_cores()
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("quanta: warning:")]
+    assert warnings == [f"quanta: warning: 999 threads asked for, but this process can use {cores} cores; "
+                        f"using {cores} threads"], r.stderr
+    loaded = next(line for line in r.stderr.splitlines() if "loaded" in line)
+    assert loaded.endswith(f", {cores} threads"), loaded
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "-m", "/nonexistent.gguf", "-p", "hi"], "nonexistent"),
+    (["run", "-m", "GEMMA", "-p", "hi", "-t", "-1"], "n_threads must be 0 (every core) or more, not -1"),
+    (["bench", "-m", "GEMMA", "-t", "-3"], "not -3"),
+    (["convert", "/nonexistent", "/tmp/x.gguf", "--threads", "-2"], "not -2"),
     (["chat", "-m", "GEMMA"], "no chat template"),
     (["run", "-m", "GEMMA", "-p", "hi", "-c", "0"], "n_ctx"),
 ])

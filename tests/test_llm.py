@@ -1,6 +1,10 @@
 """quanta.LLM on the real models: generation, sampling options, stop strings,
-streaming, chat templates (against transformers' rendering), context limits."""
+streaming, chat templates (against transformers' rendering), context limits, thread counts."""
 
+import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +112,32 @@ def test_generation_stops_or_shifts_when_the_context_is_full(gemma_path):
     assert len(prompt) + len(stopped) == 32
     shifted = list(llm.generate_tokens(prompt, context_shift=True, **kw))
     assert len(shifted) > len(stopped) and shifted[: len(stopped)] == stopped
+
+
+def test_threads_are_capped_at_the_usable_cores(qwen_path):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    with pytest.warns(RuntimeWarning, match=f"999 threads asked for, but this process can use {cores} cores") as w:
+        llm = quanta.LLM(qwen_path, n_ctx=64, n_threads=999)
+    assert llm.n_threads == cores
+    assert [r.filename for r in w] == [__file__]  # the warning points at the caller's line
+    assert quanta.LLM(qwen_path, n_ctx=64).n_threads == cores
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert quanta.LLM(qwen_path, n_ctx=64, n_threads=1).n_threads == 1
+    for bad in (-1, -64):
+        with pytest.raises(ValueError, match=f"n_threads must be 0 \\(every core\\) or more, not {bad}"):
+            quanta.LLM(qwen_path, n_threads=bad)
+    with pytest.raises(TypeError, match="integer"):
+        quanta.LLM(qwen_path, n_threads=2.5)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity on this OS")
+def test_threads_follow_the_cpu_affinity_not_the_machine(qwen_path):
+    # Pinned to one core (as taskset or a container cpuset does), the default and the cap are that one core,
+    # though os.cpu_count() and C++'s hardware_concurrency() still count every core of the machine.
+    code = (f"import os, warnings, quanta; os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}}); "
+            f"warnings.simplefilter('error'); print(quanta.LLM({qwen_path!r}, n_ctx=64).n_threads); "
+            f"warnings.simplefilter('ignore'); print(quanta.LLM({qwen_path!r}, n_ctx=64, n_threads=8).n_threads)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["1", "1"]

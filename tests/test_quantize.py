@@ -87,3 +87,13 @@ def test_quantize_rejects_bad_input():
         quanta.quantize(np.zeros((2, 64), np.float32), "q3_0")
     with pytest.raises(quanta.UnsupportedError, match="no quantizer"):
         quanta.quantize(np.zeros((2, 256), np.float32), "iq4_xs")
+
+
+def test_quantize_threads_are_capped_and_checked(rng):
+    # Enough rows to be split across threads; any thread count gives the same blocks.
+    x = rng.standard_normal((512, 256)).astype(np.float32)
+    one = quanta.quantize(x, "q4_k", n_threads=1)
+    with pytest.warns(RuntimeWarning, match="999 threads asked for"):
+        assert np.array_equal(quanta.quantize(x, "q4_k", n_threads=999), one)
+    with pytest.raises(ValueError, match="not -1"):
+        quanta.quantize(x, "q4_k", n_threads=-1)

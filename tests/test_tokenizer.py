@@ -374,6 +374,8 @@ def test_tiny_vocabulary_works(tmp_path):
     ({"tokenizer.ggml.pre": ("no-such-pre", None)}, "tokenizer.ggml.pre"),
     ({"tokenizer.ggml.eos_token_id": (4, "u32")}, "tokenizer.ggml.eos_token_id"),
     ({"tokenizer.ggml.add_bos_token": (True, "bool")}, "tokenizer.ggml.bos_token_id"),
+    ({"tokenizer.quanta.space_prefix": ("always", None)}, "tokenizer.quanta.space_prefix"),
+    ({"tokenizer.quanta.space_prefix": (1, "u32")}, "tokenizer.quanta.space_prefix"),
 ])
 def test_bad_tokenizer_metadata_is_a_model_error(tmp_path, changes, key):
     with pytest.raises(quanta.ModelError, match=key.replace(".", r"\.")):

@@ -93,9 +93,11 @@ void SpmEncoder::consider(Scratch& s, int32_t left) const {
 
 void SpmEncoder::encode(std::string_view fragment, bool at_start, std::vector<int32_t>& out) const {
     Scratch s;
-    // Hugging Face prepends "▁" only to text at the very start that does not already begin with one.
+    // The "▁" prefix goes only before text at the very start. Hugging Face's Metaspace adds none to text that
+    // already begins with a space; SentencePiece adds it regardless (vocab.h, Vocab::SpacePrefix).
     const bool starts_with_space = !fragment.empty() && (fragment[0] == ' ' || fragment.substr(0, 3) == kSpace);
-    if (vocab_.add_space_prefix && at_start && !starts_with_space) s.text += kSpace;
+    const bool always = vocab_.space_prefix == Vocab::SpacePrefix::SentencePiece;
+    if (vocab_.add_space_prefix && at_start && (always || !starts_with_space)) s.text += kSpace;
     for (char c : fragment) {
         if (c == ' ') s.text += kSpace;
         else s.text += c;

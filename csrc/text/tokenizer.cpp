@@ -79,6 +79,10 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
     QUANTA_CHECK_ARG(bad == std::string_view::npos, "text is not valid UTF-8 (byte " + std::to_string(bad) + ")");
     std::vector<int32_t> out;
     if (add_bos && vocab_.add_bos) out.push_back(vocab_.bos);
+    // SentencePiece matches user-defined pieces inside its own text, after the "▁" prefix, so one at the very
+    // start still gets a "▁" first. Control tokens it never matches in text: no prefix before those.
+    const bool prefix_before_user_defined = vocab_.model == Vocab::Model::Spm && vocab_.add_space_prefix &&
+                                            vocab_.space_prefix == Vocab::SpacePrefix::SentencePiece;
     size_t start = 0;
     for (size_t pos = 0; pos < text.size();) {
         size_t len = 0;
@@ -88,6 +92,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos, bool
             continue;
         }
         if (pos > start) encoder_->encode(text.substr(start, pos - start), start == 0, out);
+        else if (pos == 0 && prefix_before_user_defined && vocab_.type[id] == TokenType::UserDefined)
+            encoder_->encode({}, true, out);  // the lone "▁" SentencePiece puts before a piece it matches itself
         out.push_back(id);
         pos += len;
         start = pos;

@@ -116,6 +116,10 @@ Vocab read_vocab(const gguf::File& file) {
     // llama.cpp's defaults: SentencePiece vocabularies add BOS and a space prefix unless told otherwise.
     v.add_bos = r.flag("tokenizer.ggml.add_bos_token", v.model == Vocab::Model::Spm);
     v.add_space_prefix = r.flag("tokenizer.ggml.add_space_prefix", v.model == Vocab::Model::Spm);
+    const std::string scheme_key = "tokenizer.quanta.space_prefix";
+    const std::string scheme = r.string(scheme_key, "metaspace");
+    if (scheme == "sentencepiece") v.space_prefix = Vocab::SpacePrefix::SentencePiece;
+    else if (scheme != "metaspace") r.bad(scheme_key, "is '" + scheme + "'; known: metaspace, sentencepiece");
     if (v.add_bos && v.bos < 0) r.bad("tokenizer.ggml.bos_token_id", "is missing but add_bos_token asks for a BOS token");
     return v;
 }

@@ -32,6 +32,17 @@ struct Vocab {
     bool add_bos = false;
     bool add_space_prefix = true;    // SentencePiece: a leading "▁" before the text
 
+    // How that "▁" meets text that already starts with a space ("▁"), or with a user-defined piece.
+    //   Metaspace: no "▁" is added before a space, and none before a user-defined piece at the start: Hugging
+    //     Face's Metaspace pre-tokenizer, and so the tokenizer transformers builds from any GGUF file.
+    //   SentencePiece: one "▁" before the whole text, always (" hi" -> "▁▁hi", "<tool>x" -> "▁" "<tool>" "x"):
+    //     SentencePiece's own add_dummy_prefix (llama.cpp agrees on leading spaces, not on user-defined pieces).
+    // A GGUF names the second with tokenizer.quanta.space_prefix = "sentencepiece" (quanta's converter writes it
+    // for a tokenizer.model, whose own tokenizer is SentencePiece); without the key it is the first, so files
+    // from elsewhere keep matching transformers.
+    enum class SpacePrefix { Metaspace, SentencePiece };
+    SpacePrefix space_prefix = SpacePrefix::Metaspace;
+
     int32_t size() const { return (int32_t)text.size(); }
 };
 

@@ -48,8 +48,13 @@ def quantize(x, qtype: str, n_threads: int = 0) -> "numpy.ndarray":  # noqa: F82
 
     The row length must be a multiple of the type's block size (32, or 256 for k-quants). Returns uint8 of
     shape (rows, bytes_per_row). q4_0, q4_1, q5_0, q5_1, q8_0, f16 and bf16 are bit-exact with ggml.
+    n_threads: 0 uses every usable core; more than that is capped with a RuntimeWarning.
     """
     import numpy as np
+
+    from .threads import threads
+
+    n_threads = threads(n_threads)
 
     x = np.asarray(x)
     if x.dtype != np.float32:

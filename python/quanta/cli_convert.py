@@ -26,7 +26,7 @@ def register(sub) -> None:
 def _common(p: argparse.ArgumentParser, types: str, default) -> None:
     p.add_argument("--type", "-t", default=default, required=default is None, type=str.lower,
                    help=f"file type: {types}" + (f" (default {default})" if default else ""))
-    p.add_argument("--threads", type=int, default=0, help="quantization threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=0, help="quantization threads (default: every usable core; more are capped to that)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
@@ -40,15 +40,17 @@ def _interrupt_on_sigterm() -> None:
 
 def _cmd_convert(args) -> int:
     from .converter import convert
+    from .threads import cli_threads
 
     _interrupt_on_sigterm()
-    convert(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=args.threads)
+    convert(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=cli_threads(args.threads))
     return 0
 
 
 def _cmd_quantize(args) -> int:
     from .converter import requantize
+    from .threads import cli_threads
 
     _interrupt_on_sigterm()
-    requantize(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=args.threads)
+    requantize(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=cli_threads(args.threads))
     return 0

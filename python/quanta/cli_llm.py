@@ -31,7 +31,7 @@ def register(sub) -> None:
     bench.add_argument("-m", "--model", required=True, help="a .gguf file")
     bench.add_argument("-p", "--n-prompt", type=int, default=512, help="prompt tokens, evaluated as one batch")
     bench.add_argument("-n", "--n-gen", type=int, default=128, help="tokens generated one at a time")
-    bench.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    bench.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core; more are capped to that)")
     bench.add_argument("-r", "--repetitions", type=int, default=3, help="timed runs of each test")
     bench.add_argument("--json", action="store_true", help="print one JSON object with pp_tps and tg_tps")
     bench.set_defaults(handler=_cmd_bench)
@@ -39,7 +39,7 @@ def register(sub) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="a .gguf file (default: the embedded default model, fetched on first use)")
-    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core; more are capped to that)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens")
 
 
@@ -66,10 +66,12 @@ def _log(message: str) -> None:
 def _load(args):
     from . import fetch
     from .llm import LLM
+    from .threads import cli_threads
 
+    n_threads = cli_threads(args.threads)  # a bad -t fails before the model is fetched
     path = args.model or str(fetch.fetch(fetch.DEFAULT_MODEL))
     t0 = time.perf_counter()
-    llm = LLM(path, n_ctx=args.ctx_size, n_threads=args.threads)
+    llm = LLM(path, n_ctx=args.ctx_size, n_threads=n_threads)
     _log(f"quanta: loaded {path} ({llm.config['arch']}, {llm.n_vocab} tokens) in "
          f"{time.perf_counter() - t0:.2f} s, {llm.n_threads} threads")
     return llm
@@ -149,10 +151,11 @@ def _cmd_bench(args) -> int:
     import numpy as np
 
     from .llm import LLM
+    from .threads import cli_threads
 
     if args.n_prompt < 0 or args.n_gen < 0 or args.repetitions < 1:
         raise ValueError("bench needs -p >= 0, -n >= 0 and -r >= 1")
-    llm = LLM(args.model, n_ctx=max(args.n_prompt + args.n_gen, 16), n_threads=args.threads,
+    llm = LLM(args.model, n_ctx=max(args.n_prompt + args.n_gen, 16), n_threads=cli_threads(args.threads),
               n_batch=max(args.n_prompt, 1))
     ctx = llm._ctx
     rng = np.random.default_rng(0)

@@ -16,6 +16,7 @@ import numpy as np
 from . import _core
 from .errors import ContextOverflowError
 from .gguf import GGUF
+from .threads import threads
 
 __all__ = ["LLM"]
 
@@ -32,6 +33,9 @@ class LLM:
     The weights stay memory-mapped. Prompts that share a prefix with what the
     context last evaluated reuse its cached keys and values, so a chat only
     evaluates each new turn.
+
+    n_threads: CPU threads; None or 0 uses every core this process may run on, and more than that is
+    capped with a RuntimeWarning (the threads spin at barriers, so extra ones only slow it down).
     """
 
     def __init__(self, path: "str | os.PathLike[str]", n_ctx: int = 4096, n_threads: Optional[int] = None,
@@ -39,8 +43,9 @@ class LLM:
         """n_ctx: KV cells, shared by all sequences. n_seq: sequences that generate_batch decodes
         at once (a sequence costs no memory until it holds tokens)."""
         self.path = os.fspath(path)
+        n_threads = threads(n_threads)  # checked before the model loads; capped at the usable cores
         self._gguf = GGUF(self.path)
-        self._model = _core.LlmModel(self._gguf._file, device="cpu", n_threads=n_threads or 0)
+        self._model = _core.LlmModel(self._gguf._file, device="cpu", n_threads=n_threads)
         self._tokenizer = _core.Tokenizer(self._gguf._file)
         self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq=min(n_seq, n_ctx),
                                      kv_type=kv_type)

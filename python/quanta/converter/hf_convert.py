@@ -10,6 +10,7 @@ from ..errors import FormatError, ModelError
 from . import hf_models as hf
 from .hf_tokenizer import tokenizer_metadata
 from .mixtures import check_file_type, file_type_metadata, tensor_types
+from ..threads import threads
 from .progress import ProgressArg
 from .safetensors_source import SafetensorsSource
 from .stream import TensorJob, write_gguf
@@ -22,12 +23,14 @@ def convert(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: 
 
     Tensors stream one chunk at a time from the memory-mapped safetensors, so memory stays near one chunk
     of one tensor; `out` appears only once complete. progress: True draws a bar on stderr, a function gets
-    (tensors_done, tensors, bytes_done, bytes). n_threads: quantization threads (0: all cores).
+    (tensors_done, tensors, bytes_done, bytes). n_threads: quantization threads (0: all cores;
+    more than the usable cores is capped with a warning).
     """
     folder = Path(src)
     if not folder.is_dir():
         raise FormatError(f"{folder}: not a folder (convert takes a Hugging Face model folder)")
     check_file_type(type)
+    n_threads = threads(n_threads)
     config = hf.read_config(folder)
     spec = hf.arch_spec(config)
     cfg = hf.text_config(config)

@@ -87,6 +87,9 @@ class _Vocab:
     add_bos: bool | None = None
     add_eos: bool | None = None
     add_space_prefix: bool | None = None  # llama only
+    # llama only: "sentencepiece" when the "▁" prefix goes before the text even if it starts with a space or a
+    # user-defined piece, as SentencePiece itself does (csrc/text/vocab.h); None: Hugging Face's Metaspace rule.
+    space_prefix: str | None = None
     added: dict[str, int] = field(default_factory=dict)  # added-token text -> id, looked up first
 
     def lookup(self, text: str) -> int | None:
@@ -167,6 +170,10 @@ class _Vocab:
                            ("add_space_prefix", self.add_space_prefix)):
             if value is not None:
                 md.append((f"tokenizer.ggml.{key}", value, "bool"))
+        if self.add_space_prefix and self.space_prefix is not None:
+            # quanta's own key (llama.cpp ignores it): llama.cpp always prefixes; transformers' GGUF loader never
+            # before a space, so without it quanta follows transformers.
+            md.append(("tokenizer.quanta.space_prefix", self.space_prefix, "string"))
         if chat_template is not None:
             md.append(("tokenizer.chat_template", chat_template, "string"))
         return md
@@ -433,8 +440,9 @@ def _from_sentencepiece(path: Path, config: dict, folder: Path) -> _Vocab:
     try:
         from sentencepiece import sentencepiece_model_pb2
     except ImportError as e:
-        raise UnsupportedError(f"{path}: reading tokenizer.model needs sentencepiece and protobuf "
-                               f"(pip install 'quanta[convert]'): {e}") from None
+        # Both are dependencies of quanta, so this is a broken environment, not a missing option.
+        raise UnsupportedError(f"{path}: reading tokenizer.model needs sentencepiece and protobuf, which quanta "
+                               f"depends on but cannot import here (reinstall them): {e}") from None
     proto = sentencepiece_model_pb2.ModelProto()
     try:
         proto.ParseFromString(path.read_bytes())
@@ -513,8 +521,10 @@ def _from_sentencepiece(path: Path, config: dict, folder: Path) -> _Vocab:
     _fill_gaps(grown)  # ids between the pieces and an added token: UNUSED already
     _mark_padding(grown, types)
 
+    # The model's own tokenizer is SentencePiece, so its dummy prefix rule is the one to follow: " hi" is
+    # "▁" + "▁hi", where transformers' LlamaTokenizer (Metaspace) would give "▁hi" alone.
     return _Vocab("llama", "default", grown, types, scores=scores, ids=ids, added=added,
-                  add_space_prefix=bool(norm.add_dummy_prefix))
+                  add_space_prefix=bool(norm.add_dummy_prefix), space_prefix="sentencepiece")
 
 
 # ---- 3. SentencePiece-style BPE tokenizer.json ---------------------------------------------------------------

@@ -9,6 +9,7 @@ from .. import _core
 from ..errors import FormatError
 from ..gguf import GGUF
 from .mixtures import check_file_type, file_type_metadata, tensor_types
+from ..threads import threads
 from .progress import ProgressArg
 from .stream import TensorJob, write_gguf
 
@@ -20,6 +21,7 @@ def requantize(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", typ
                progress: ProgressArg = True, n_threads: int = 0) -> None:
     """Rewrites GGUF `src` as `out` with file type `type` (the names convert() takes), metadata unchanged."""
     check_file_type(type)
+    n_threads = threads(n_threads)
     if os.path.abspath(src) == os.path.abspath(out):
         raise ValueError(f"{out}: requantize cannot write over its own input")
     f = GGUF(src)
