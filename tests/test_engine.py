@@ -127,3 +127,12 @@ def test_cancel_stops_a_request(qwen_path):
         pass
     assert gen.finish(a) == "cancelled" and len(gen.tokens(a)) == n
     assert gen.finish(b) in ("length", "stop") and len(gen.tokens(b)) > n
+
+
+def test_backend_caps_threads_at_the_usable_cores(qwen_path):
+    # The C++ side caps too (the C API passes counts straight through): spinning threads beyond the cores
+    # only wait for each other.
+    import os
+
+    model = _core.LlmModel(quanta.GGUF(qwen_path)._file, n_threads=999)
+    assert model.n_threads == len(os.sched_getaffinity(0))

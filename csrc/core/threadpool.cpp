@@ -1,4 +1,10 @@
+// The thread pool (threadpool.h): workers that sleep between jobs and spin at barriers within one.
 #include "core/threadpool.h"
+
+#include <algorithm>
+#if defined(__linux__)
+#include <sched.h>
+#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
@@ -25,11 +31,20 @@ void relax(int spins) {
 }  // namespace
 
 int ThreadPool::default_threads() {
+#if defined(__linux__)
+    // The cores this process may run on (taskset, cgroups' cpusets), not every core of the machine.
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0) return CPU_COUNT(&set);
+#endif
     const unsigned n = std::thread::hardware_concurrency();
     return n == 0 ? 1 : (int)n;
 }
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads <= 0 ? default_threads() : n_threads) {
+// More threads than cores only spin against each other at every barrier
+// (measured: 999 threads on 2 cores took over a minute for 3 tokens), so the
+// count is capped; the Python layer warns when it caps.
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads <= 0 ? default_threads() : std::min(n_threads, default_threads())) {
     for (int i = 1; i < n_threads_; ++i) threads_.emplace_back(&ThreadPool::worker, this, i);
 }
 

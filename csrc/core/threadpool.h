@@ -16,7 +16,8 @@ namespace quanta {
 
 class ThreadPool {
 public:
-    // n_threads includes the calling thread; <= 0 means one per hardware core.
+    // n_threads includes the calling thread; <= 0 means one per usable core,
+    // and more than that is capped at it.
     explicit ThreadPool(int n_threads);
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;

@@ -95,7 +95,7 @@ def _cmd_run(args) -> int:
     _stream(llm.generate(ids, stream=True, **_sampling(args)))
     sys.stdout.write("\n")
     elapsed = time.perf_counter() - t0
-    n_gen = len(llm._ctx.tokens) - n_prompt
+    n_gen = llm.n_generated
     _log(f"quanta: {n_prompt} prompt + {n_gen} generated tokens in {elapsed:.2f} s "
          f"({n_gen / elapsed if elapsed else 0:.1f} tokens/s overall)")
     return 0

@@ -50,6 +50,7 @@ class LLM:
         self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq=min(n_seq, n_ctx),
                                      kv_type=kv_type)
         self._chat_template = chat_template
+        self.n_generated = 0  # tokens the last generate() or chat() produced (so far, while streaming)
 
     # ---- model facts --------------------------------------------------------
 
@@ -116,7 +117,7 @@ class LLM:
         """
         gen, rid = self._start([prompt], max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                presence_penalty, frequency_penalty, penalty_last_n, seed, stop, context_shift)
-        pieces = _pieces(gen, rid[0])
+        pieces = self._pieces(gen, rid[0])
         return pieces if stream else "".join(pieces)
 
     def generate_batch(self, prompts: Sequence[Prompt], max_tokens: int = 256, temperature: float = 0.8,
@@ -143,6 +144,18 @@ class LLM:
         gen, rid = self._start([prompt], max_tokens, temperature, top_k, top_p, min_p, repeat_penalty,
                                presence_penalty, frequency_penalty, penalty_last_n, seed, None, context_shift)
         return _token_ids(gen, rid[0])
+
+    def _pieces(self, gen, rid) -> Iterator[str]:
+        """Text pieces of one request as its generator steps; n_generated counts its tokens."""
+        self.n_generated = 0
+        while True:
+            running = gen.step()
+            self.n_generated = len(gen.tokens(rid))
+            text = gen.take(rid)
+            if text:
+                yield text
+            if not running or gen.finish(rid) != "running":
+                return
 
     def _start(self, prompts, max_tokens, temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty,
                frequency_penalty, penalty_last_n, seed, stop, context_shift):
@@ -179,16 +192,6 @@ class LLM:
                       eos_token=tok.token_text(tok.eos) if tok.eos is not None else "")
 
 
-
-def _pieces(gen, rid) -> Iterator[str]:
-    """Text pieces of one request as its generator steps."""
-    while True:
-        running = gen.step()
-        text = gen.take(rid)
-        if text:
-            yield text
-        if not running or gen.finish(rid) != "running":
-            return
 
 
 def _token_ids(gen, rid) -> Iterator[int]:
