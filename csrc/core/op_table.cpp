@@ -141,7 +141,7 @@ void shape_set_rows(Tensor& n) {
 void shape_attention(Tensor& n) {
     const Tensor *q = n.src[0], *k = n.src[1], *v = n.src[2], *cells = n.src[3];
     check_f32(q, "attention q");
-    check_rows_contiguous(q, "attention q");
+    QUANTA_CHECK_ARG(q->is_contiguous(), "attention: q " + q->describe() + " must be contiguous");
     for (const Tensor* kv : {k, v}) {
         QUANTA_CHECK_ARG(kv->type == DType::F32 || kv->type == DType::F16,
                          "attention: " + kv->describe() + " must be f32 or f16, not " + type_name(kv->type));
@@ -150,9 +150,9 @@ void shape_attention(Tensor& n) {
     QUANTA_CHECK_ARG(k->ne[0] == q->ne[0], "attention: key size of " + k->describe() + " differs from q " + q->describe());
     QUANTA_CHECK_ARG(v->ne[1] == k->ne[1] && v->ne[2] == k->ne[2] && k->ne[3] == 1 && v->ne[3] == 1 && q->ne[3] == 1,
                      "attention: keys " + k->describe() + " and values " + v->describe() + " differ in cells or heads");
-    QUANTA_CHECK_ARG(k->ne[2] > 0 && q->ne[1] % k->ne[2] == 0,
+    QUANTA_CHECK_ARG(k->ne[2] > 0 && q->ne[1] % k->ne[2] == 0 && q->ne[1] / k->ne[2] <= 64,
                      "attention: " + std::to_string(q->ne[1]) + " query heads are not a multiple of " +
-                         std::to_string(k->ne[2]) + " kv heads");
+                         std::to_string(k->ne[2]) + " kv heads (at most 64 per kv head)");
     QUANTA_CHECK_ARG(cells->type == DType::I32 && cells->is_contiguous() && cells->ne[1] == q->ne[2] &&
                          cells->ne[0] >= 2 && cells->ne[0] - 1 <= k->ne[1] && cells->ne[2] == 1 && cells->ne[3] == 1,
                      "attention: cell lists " + cells->describe() + " must be i32 [L + 1, " + std::to_string(q->ne[2]) +

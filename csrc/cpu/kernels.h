@@ -55,6 +55,11 @@ struct Kernels {
     // activation rows (x, xs floats apart): out[i + j * os]. Null: one dot per output.
     void (*float_tile)(DType type, int64_t k, const char* w, size_t ws, const float* x, size_t xs, int na,
                        float* out, size_t os, int nw);
+    // Attention of g (<= 64) query rows (q, hd floats each, contiguous) over the n cells listed in `cells`:
+    // key rows at k + cell * k_cell (hd elements, f16 when f16 else f32), value rows likewise (hdv).
+    // work: g * n + max(hd, hdv) floats. out: g rows of hdv floats, contiguous.
+    void (*attend)(bool f16, int g, int64_t hd, int64_t hdv, const float* q, const char* k, size_t k_cell,
+                   const char* v, size_t v_cell, const int32_t* cells, int n, float scale, float* work, float* out);
 };
 
 // The fast dot kernel for weights of `type`, or null when there is none.

@@ -337,47 +337,29 @@ void softmax(const Tensor& dst, const OpContext& c) {
     }
 }
 
-// Token t, head h: scores against the token's listed cells, their softmax,
-// then the weighted sum of the cells' values, cell by cell in list order, so
+// Token t, kv head: the query heads that share it attend to the token's
+// listed cells (the level's attend kernel), cell by cell in list order, so
 // the result depends only on which cells are listed and in what order.
 void attention(const Tensor& dst, const OpContext& c) {
     const Tensor *q = dst.src[0], *k = dst.src[1], *v = dst.src[2], *cells = dst.src[3];
-    const int64_t H = q->ne[1], T = q->ne[2], hd = q->ne[0], hdv = v->ne[0], group = H / k->ne[2];
-    const int64_t stride = cells->ne[0];
-    const bool f16 = k->type == DType::F16;
-    float* scores = c.scratch;
-    float* acc = scores + stride;
-    float* row = acc + hdv;
+    const int64_t H = q->ne[1], T = q->ne[2], Hkv = k->ne[2], group = H / Hkv, stride = cells->ne[0];
     int64_t begin, end;
-    split(T * H, c, &begin, &end);
+    split(T * Hkv, c, &begin, &end);
     for (int64_t task = begin; task < end; ++task) {
-        const int64_t t = task / H, h = task % H, kvh = h / group;
+        const int64_t t = task / Hkv, kvh = task % Hkv;
         const int32_t* list = static_cast<const int32_t*>(cells->data) + t * stride;
-        float* out = reinterpret_cast<float*>(at(&dst, 0, h, t, 0));
+        float* out = reinterpret_cast<float*>(at(&dst, 0, kvh * group, t, 0));
         const int32_t n = list[0];
         bool valid = n >= 1 && n < stride;
         for (int32_t j = 0; valid && j < n; ++j) valid = list[1 + j] >= 0 && list[1 + j] < k->ne[1];
         if (!valid) {
-            std::memset(out, 0, hdv * sizeof(float));
+            std::memset(out, 0, (size_t)(group * v->ne[0]) * sizeof(float));
             c.bad_row_id->store(true, std::memory_order_relaxed);
             continue;
         }
-        const float* qr = reinterpret_cast<const float*>(at(q, 0, h, t, 0));
-        for (int32_t j = 0; j < n; ++j) {
-            const char* kr = at(k, 0, list[1 + j], kvh, 0);
-            scores[j] = dst.f[0] * (f16 ? c.k->dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), qr, hd)
-                                        : c.k->dot_f32(reinterpret_cast<const float*>(kr), qr, hd));
-        }
-        const double sum = c.k->exp_shifted(scores, scores, c.k->max(scores, n), n);
-        std::memset(acc, 0, hdv * sizeof(float));
-        for (int32_t j = 0; j < n; ++j) {
-            const char* vr = at(v, 0, list[1 + j], kvh, 0);
-            if (f16) c.k->f16_to_f32(reinterpret_cast<const uint16_t*>(vr), row, hdv);
-            else std::memcpy(row, vr, hdv * sizeof(float));
-            c.k->scale(row, row, scores[j], hdv);
-            c.k->add(acc, acc, row, hdv);
-        }
-        c.k->scale(out, acc, (float)(1.0 / sum), hdv);
+        c.k->attend(k->type == DType::F16, (int)group, q->ne[0], v->ne[0],
+                    reinterpret_cast<const float*>(at(q, 0, kvh * group, t, 0)), at(k, 0, 0, kvh, 0), k->nb[1],
+                    at(v, 0, 0, kvh, 0), v->nb[1], list + 1, n, dst.f[0], c.scratch, out);
     }
 }
 
@@ -509,9 +491,10 @@ size_t matmul_scratch_floats(const Tensor& node) {  // a dequantized row, or a G
 }
 
 size_t rope_scratch_floats(const Tensor& node) { return (size_t)node.i[0]; }
-// Scores for every listed cell, the accumulated values, and one value row.
+// Scores of every query head of a group for every listed cell, and one widened key or value row.
 size_t attention_scratch_floats(const Tensor& node) {
-    return (size_t)(node.src[3]->ne[0] + 2 * node.src[2]->ne[0]);
+    const int64_t group = node.src[0]->ne[1] / node.src[1]->ne[2];
+    return (size_t)(group * node.src[3]->ne[0] + std::max(node.src[0]->ne[0], node.src[2]->ne[0]));
 }
 
 constexpr CpuKernel kKernels[kOpCount] = {
