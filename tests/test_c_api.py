@@ -157,6 +157,22 @@ def test_generate_reports_errors_on_one_line(generate_exe, qwen_path, tmp_path):
     assert usage.returncode == 2 and "usage" in usage.stderr
 
 
+def test_readme_example_builds_and_generates(tmp_path, qwen, qwen_path):
+    readme = (HERE.parent / "README.md").read_text()
+    section = readme[readme.index("## Embedding quanta in an app"):]
+    source = section[section.index("```c\n") + 5:section.index("```", section.index("```c\n") + 5)]
+    (tmp_path / "app.c").write_text(source)
+    cc = require_tool("cc")
+    lib_dir = quanta.get_lib_dir()
+    subprocess.run([cc, "-std=c11", "-Wall", "-Wextra", "-Werror", str(tmp_path / "app.c"), f"-I{quanta.get_include()}",
+                    f"-L{lib_dir}", "-lquanta", f"-Wl,-rpath,{lib_dir}", "-o", str(tmp_path / "app")], check=True)
+    out = subprocess.run([str(tmp_path / "app"), qwen_path, "def is_prime(n):"], capture_output=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == qwen.generate("def is_prime(n):", max_tokens=64, temperature=0).encode()
+    bad = subprocess.run([str(tmp_path / "app"), str(tmp_path / "none.gguf"), "x"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "none.gguf" in bad.stderr
+
+
 # ---- the LLM calls through ctypes -------------------------------------------------------------
 
 QUANTA_OK, INVALID, IO, FORMAT, MODEL, UNSUPPORTED, OOM, INTERNAL, OVERFLOW, CANCELLED, TOO_SMALL = range(11)
