@@ -4,7 +4,9 @@ llama.cpp (llama-cpp-python, n_seq_max with one unified KV cache and one
 llama_batch per step) on the same GGUF and threads. Each of N sequences gets
 a 32-token prompt (not timed), then --steps steps decode one token of every
 sequence in one batch, logits for all. Reports tokens/s summed over the
-sequences (median of the repetitions; the engines alternate).
+sequences (median of the repetitions; the engines alternate), and how far
+quanta's batched logits are from each sequence's decoded alone (KL divergence,
+max and mean over the sequences of one step).
 
     python bench/batched_decode.py --threads 2 --parallel 1 4 16
 """
@@ -22,6 +24,8 @@ import quanta
 from quanta import _core, fetch
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+from divergence import kld  # noqa: E402
 from llama_peer import LlamaPeer  # noqa: E402
 from timing import settle  # noqa: E402
 
@@ -46,6 +50,21 @@ def quanta_run(path, threads, n_seq, steps, n_ctx):
         return n_seq * steps / (time.perf_counter() - t0)
 
     return run
+
+
+def batch_against_alone(path, threads, n_seq):
+    """KLD of one batched decode step's logits from the same tokens decoded one sequence at a time."""
+    model = _core.LlmModel(quanta.GGUF(path)._file, n_threads=threads)
+    ctx = _core.LlmContext(model, n_ctx=n_seq * (PROMPT + 1) + 256, n_seq=n_seq)
+    rng = np.random.default_rng(1)
+    nxt = [int(np.argmax(ctx.eval(rng.integers(100, 20000, PROMPT).tolist(), seq=s)[0])) for s in range(n_seq)]
+    batched = ctx.decode(nxt, list(range(n_seq)), [PROMPT] * n_seq, [True] * n_seq)
+    alone = []
+    for s in range(n_seq):
+        ctx.truncate(PROMPT, seq=s)
+        alone.append(ctx.eval([nxt[s]], seq=s)[0])
+    k = kld(np.array(alone), batched)
+    return float(k.max()), float(k.mean())
 
 
 def llama_run(path, threads, n_seq, steps, n_ctx):
@@ -86,10 +105,12 @@ def main():
                 speeds[name].append(run())
         row = {"parallel": n, **{name: statistics.median(v) for name, v in speeds.items()}}
         row["ratio"] = row["quanta"] / row["llama.cpp"]
+        row["kld_max"], row["kld_mean"] = batch_against_alone(path, args.threads, n)
         rows.append(row)
         if not args.json:
             print(f"{n:3d} sequences: quanta {row['quanta']:7.1f} t/s   llama.cpp {row['llama.cpp']:7.1f} t/s   "
-                  f"ratio {row['ratio']:.2f}", flush=True)
+                  f"ratio {row['ratio']:.2f}   KLD batched/alone max {row['kld_max']:.2g} mean "
+                  f"{row['kld_mean']:.2g}", flush=True)
     if args.json:
         print(json.dumps(rows))
 

@@ -56,27 +56,16 @@ class LlamaPeer:
     def decode(self, tokens, all_logits=False):
         """Appends tokens; returns the last token's logits, or all rows with all_logits."""
         n = len(tokens)
-        batch = self.lc.llama_batch_init(n, 0, 1)
-        try:
-            for i, t in enumerate(tokens):
-                batch.token[i] = int(t)
-                batch.pos[i] = self.n_past + i
-                batch.n_seq_id[i] = 1
-                batch.seq_id[i][0] = 0
-                batch.logits[i] = all_logits or i == n - 1
-            batch.n_tokens = n
-            rc = self.lc.llama_decode(self.ctx, batch)
-            if rc != 0:
-                raise RuntimeError(f"llama_decode returned {rc}")
-        finally:
-            self.lc.llama_batch_free(batch)
+        self.decode_batch(tokens, [0] * n, range(self.n_past, self.n_past + n),
+                          [all_logits or i == n - 1 for i in range(n)])
         self.n_past += n
         rows = n if all_logits else 1
         ptr = self.lc.llama_get_logits(self.ctx) if all_logits else self.lc.llama_get_logits_ith(self.ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(rows * self.n_vocab,)).reshape(rows, self.n_vocab).copy()
 
-    def decode_batch(self, tokens, seqs, positions):
-        """One llama_batch of tokens of several sequences, logits for every one (left in llama.cpp's buffer)."""
+    def decode_batch(self, tokens, seqs, positions, logits=None):
+        """One llama_batch of tokens of any sequences; logits (left in llama.cpp's buffer) for those flagged,
+        for every token when logits is None."""
         n = len(tokens)
         batch = self.lc.llama_batch_init(n, 0, 1)
         try:
@@ -85,7 +74,7 @@ class LlamaPeer:
                 batch.pos[i] = int(p)
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = int(s)
-                batch.logits[i] = True
+                batch.logits[i] = True if logits is None else bool(logits[i])
             batch.n_tokens = n
             rc = self.lc.llama_decode(self.ctx, batch)
             if rc != 0:
