@@ -369,9 +369,6 @@ quanta_status quanta_model_load(const char* path, int32_t n_threads, quanta_mode
     QUANTA_REQUIRE(out, "out must not be NULL");
     *out = nullptr;
     QUANTA_REQUIRE(path, "path must not be NULL");
-    // The thread pool cannot recover from a failed thread start, so absurd counts are refused here.
-    QUANTA_REQUIRE(n_threads <= QUANTA_MAX_THREADS,
-                   "n_threads is " + std::to_string(n_threads) + "; at most " + std::to_string(QUANTA_MAX_THREADS));
     return guarded([&] {
         auto core = std::make_shared<ModelCore>();
         std::shared_ptr<quanta::gguf::File> file = quanta::gguf::File::open(path);

@@ -146,12 +146,10 @@ typedef struct quanta_model quanta_model;
 typedef struct quanta_context quanta_context;
 typedef struct quanta_sampler quanta_sampler;
 
-/* The most CPU threads a model may ask for. */
-#define QUANTA_MAX_THREADS 1024
-
 /* Loads a GGUF LLM (llama, mistral, qwen2, gemma3): the memory-mapped file,
- * its weights on a CPU backend with n_threads threads (<= 0: one per core)
- * and its tokenizer. */
+ * its weights on a CPU backend with n_threads threads (<= 0: one per core
+ * this process may use; more than those cores are capped at them, since
+ * extra threads only spin against each other) and its tokenizer. */
 QUANTA_API quanta_status quanta_model_load(const char* path, int32_t n_threads, quanta_model** out);
 QUANTA_API void quanta_model_free(quanta_model* model);
 /* 0 for NULL. */

@@ -2,6 +2,10 @@
 #include "core/threadpool.h"
 
 #include <algorithm>
+#include <string>
+#include <system_error>
+
+#include "base/error.h"
 #if defined(__linux__)
 #include <sched.h>
 #endif
@@ -45,16 +49,24 @@ int ThreadPool::default_threads() {
 // count is capped; the Python layer warns when it caps.
 ThreadPool::ThreadPool(int n_threads)
     : n_threads_(n_threads <= 0 ? default_threads() : std::min(n_threads, default_threads())) {
-    for (int i = 1; i < n_threads_; ++i) threads_.emplace_back(&ThreadPool::worker, this, i);
+    try {
+        for (int i = 1; i < n_threads_; ++i) threads_.emplace_back(&ThreadPool::worker, this, i);
+    } catch (const std::system_error& e) {
+        stop();  // the threads already started must be joined before they are destroyed
+        fail(ErrorKind::OutOfMemory, std::string("cannot start ") + std::to_string(n_threads_) + " threads: " + e.what());
+    }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop(); }
+
+void ThreadPool::stop() {
     {
         std::lock_guard<std::mutex> lock(mutex_);
         stopping_ = true;
     }
     wake_.notify_all();
     for (auto& t : threads_) t.join();
+    threads_.clear();
 }
 
 void ThreadPool::run_guarded(int ith) {

@@ -36,6 +36,7 @@ public:
 
 private:
     void worker(int ith);
+    void stop();
     void run_guarded(int ith);
 
     int n_threads_;
