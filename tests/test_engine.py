@@ -81,6 +81,9 @@ def test_generate_batch_equals_generate(qwen_path):
     # More prompts than sequences: the rest wait and start as sequences free up.
     short = [llm.generate(p, max_tokens=8, temperature=0) for p in PROMPTS]
     assert llm.generate_batch(PROMPTS * 2, max_tokens=8, temperature=0) == short * 2
+    # Fewer cells than all requests need at once: the later ones wait for cells, none is cut short.
+    tight = quanta.LLM(qwen_path, n_ctx=48, n_threads=2, n_seq=4)
+    assert tight.generate_batch(PROMPTS, max_tokens=8, temperature=0) == short
     seeded = llm.generate_batch(PROMPTS[:2], max_tokens=12, temperature=0.9, seed=7)
     assert seeded == llm.generate_batch(PROMPTS[:2], max_tokens=12, temperature=0.9, seed=7)
     assert seeded[0] == llm.generate(PROMPTS[0], max_tokens=12, temperature=0.9, seed=7)

@@ -98,11 +98,18 @@ void Generator::start_waiting() {
         if (best < 0) break;  // every sequence is busy
         best_common = std::min(best_common, r.prompt.size() - 1);  // the last token is evaluated, for its logits
         ctx_.truncate(best, (int)best_common);
-        const int need = (int)(r.prompt.size() - best_common);
-        // Cells idle sequences cache are given up before a request waits for cells.
-        for (int s = 0; s < ctx_.n_seq() && need > ctx_.n_free(); ++s)
+        // A request starts only when the cells for its prompt and all the tokens
+        // it may generate are free beyond what running requests may still
+        // take, so no running request ever finds the cache full because others
+        // started (it would end early, unlike alone). Cells idle sequences
+        // cache are given up first. Alone, a request starts anyway and ends
+        // when the context is full, as it would alone.
+        const int need = (int)(r.prompt.size() - best_common) + cells_to_generate(r, (int)r.prompt.size());
+        int reserved = 0;
+        for (int id2 : running_) reserved += cells_to_generate(*requests_[id2], (int)ctx_.tokens(requests_[id2]->seq).size());
+        for (int s = 0; s < ctx_.n_seq() && need + reserved > ctx_.n_free(); ++s)
             if (seq_owner_[s] < 0 && s != best) ctx_.truncate(s, 0);
-        if (need > ctx_.n_free()) break;  // wait until running requests free cells
+        if (need + reserved > ctx_.n_free() && !running_.empty()) break;  // wait until running requests finish
         waiting_.pop_front();
         r.seq = best;
         seq_owner_[best] = id;
@@ -110,6 +117,12 @@ void Generator::start_waiting() {
         ctx_.eval_prompt(r.prompt, r.logits.data(), best);
         running_.push_back(id);
     }
+}
+
+// The cells a request may still fill: a token per step until max_tokens or
+// the context is full, for a sequence of `len` tokens now.
+int Generator::cells_to_generate(const Request& r, int len) const {
+    return std::max(0, std::min(r.params.max_tokens - (int)r.generated.size(), ctx_.n_ctx() - len));
 }
 
 // One token per running request from its own sampler chain.

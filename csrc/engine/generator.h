@@ -80,6 +80,7 @@ private:
     void sample_running();
     void decode_running();
     void shift(Request& r);
+    int cells_to_generate(const Request& r, int len) const;
     void end(Request& r, Finish f);
     Request& get(int id) const;
 
