@@ -618,7 +618,7 @@ def test_generate_with_sampling_and_stop_matches_llm(c_model, qwen, qwen_path):
 
 
 def test_generate_reuses_the_prompt_prefix_like_llm(c_model, qwen_path):
-    # n_batch 8: the C side evaluates long prompts in chunks itself (so cancel is seen between them).
+    # n_batch 8: the generator evaluates long prompts one chunk per step (so cancel is seen between them).
     llm = quanta.LLM(qwen_path, n_ctx=512, n_batch=8)
     m = c_model(qwen_path)
     ctx = m.context(n_ctx=512, n_batch=8, n_seq=2)

@@ -53,7 +53,6 @@ struct quanta_model {
 struct quanta_context {
     std::shared_ptr<ModelCore> model;
     std::unique_ptr<quanta::models::LlmContext> ctx;
-    int32_t n_batch = 0;
     std::vector<float> logits;  // n_logits rows of n_vocab, of the last evaluation
     int32_t n_logits = 0;
     std::atomic<bool> busy{false};
@@ -179,40 +178,6 @@ void decode_keeping_logits(quanta_context* c, const std::vector<quanta::models::
     std::lock_guard<std::mutex> lock(c->model->compute);
     c->ctx->decode(batch, rows ? c->logits.data() : nullptr);
     c->n_logits = (int32_t)rows;
-}
-
-// Evaluates all of the prompt but its last chunk before the generator starts,
-// one n_batch chunk at a time, so that quanta_cancel is noticed between the
-// chunks of a long prompt (the generator evaluates a prompt in one call). It
-// fills the sequence the generator will pick (the free one holding the
-// longest prefix of the prompt, the first of equals, as
-// Generator::start_waiting chooses) in the chunks the generator's own decode
-// would use, so the generator then computes exactly what it would alone.
-// Returns early when cancelled.
-void prefill(quanta_context* c, const std::vector<int32_t>& prompt, const RunScope& run) {
-    quanta::models::LlmContext& ctx = *c->ctx;
-    int best = -1;
-    size_t best_common = 0;
-    for (int s = 0; s < ctx.n_seq(); ++s) {
-        const std::vector<int32_t>& cached = ctx.tokens(s);
-        size_t common = 0;
-        while (common < cached.size() && common < prompt.size() && cached[common] == prompt[common]) ++common;
-        if (best < 0 || common > best_common) best = s, best_common = common;
-    }
-    best_common = std::min(best_common, prompt.size() - 1);
-    const size_t n_batch = (size_t)c->n_batch;
-    const size_t full_chunks = (prompt.size() - 1 - best_common) / n_batch;
-    if (full_chunks == 0) return;
-    ctx.truncate(best, (int)best_common);
-    // As the generator does: cells other (idle) sequences cache are given up when needed.
-    const int need = (int)(prompt.size() - best_common);
-    for (int s = 0; s < ctx.n_seq() && need > ctx.n_free(); ++s)
-        if (s != best) ctx.truncate(s, 0);
-    for (size_t k = 0; k < full_chunks; ++k) {
-        if (run.cancelled()) return;
-        std::lock_guard<std::mutex> lock(c->model->compute);
-        ctx.eval(prompt.data() + best_common + k * n_batch, (int)n_batch, false, nullptr, best);
-    }
 }
 
 }  // namespace
@@ -454,7 +419,6 @@ quanta_status quanta_context_create(const quanta_model* model, const quanta_cont
             std::lock_guard<std::mutex> lock(c->model->compute);
             c->ctx = std::make_unique<quanta::models::LlmContext>(c->model->llm, cp);
         }
-        c->n_batch = p.n_batch;
         *out = c.release();
     });
 }
@@ -607,7 +571,6 @@ quanta_status quanta_generate(quanta_context* ctx, const char* prompt, size_t pr
         quanta::engine::Generator gen(*ctx->ctx, tokenizer);
         const int id = gen.add(tokens, gp);
         quanta_finish_reason finish = QUANTA_FINISH_LENGTH;
-        if (gen.finish(id) == quanta::engine::Finish::Running) prefill(ctx, tokens, run);
         while (!(cancelled = run.cancelled())) {
             bool more;
             {

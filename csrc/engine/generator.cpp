@@ -47,13 +47,18 @@ void Generator::cancel(int id) { get(id).cancel.store(true); }
 Finish Generator::finish(int id) const { return get(id).finish; }
 std::string Generator::take(int id) { return get(id).text.take(); }
 const std::vector<int32_t>& Generator::tokens(int id) const { return get(id).generated; }
-int Generator::n_prompt(int id) const { return (int)get(id).prompt.size(); }
 
 void Generator::end(Request& r, Finish f) {
     r.finish = f;
     r.text.finish();
     if (r.seq >= 0) seq_owner_[r.seq] = -1;
     r.seq = -1;
+}
+
+void Generator::drop_finished() {
+    running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                  [&](int id) { return requests_[id]->finish != Finish::Running; }),
+                   running_.end());
 }
 
 bool Generator::step() {
@@ -66,22 +71,17 @@ bool Generator::step() {
         } else {
             ++it;
         }
-    running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                  [&](int id) { return requests_[id]->finish != Finish::Running; }),
-                   running_.end());
+    drop_finished();
     start_waiting();
     if (running_.empty()) return !waiting_.empty();
+    prefill_running();
     sample_running();
     decode_running();
     return !running_.empty() || !waiting_.empty();
 }
 
-// Gives waiting requests free sequences and evaluates their prompts, each
-// after the prefix its sequence already holds. The free sequence whose cached
-// tokens match best is taken, so a chat turn reuses its history. Each prompt
-// is its own batch: the matmul kernels round differently past 16 rows (the
-// panel GEMM against the row kernels), and a prompt evaluated with others'
-// would then get logits a little unlike its own alone.
+// Gives waiting requests free sequences: the free sequence whose cached
+// tokens match the prompt best, so a chat turn reuses its history.
 void Generator::start_waiting() {
     while (!waiting_.empty()) {
         const int id = waiting_.front();
@@ -90,45 +90,64 @@ void Generator::start_waiting() {
         size_t best_common = 0;
         for (int s = 0; s < ctx_.n_seq(); ++s) {
             if (seq_owner_[s] >= 0) continue;
-            const std::vector<int32_t>& cached = ctx_.tokens(s);
-            size_t common = 0;
-            while (common < cached.size() && common < r.prompt.size() && cached[common] == r.prompt[common]) ++common;
+            const size_t common = ctx_.common_prefix(s, r.prompt);
             if (best < 0 || common > best_common) best = s, best_common = common;
         }
         if (best < 0) break;  // every sequence is busy
-        best_common = std::min(best_common, r.prompt.size() - 1);  // the last token is evaluated, for its logits
-        ctx_.truncate(best, (int)best_common);
+        // The last prompt token is always evaluated, for its logits.
+        r.prompt_done = std::min(best_common, r.prompt.size() - 1);
+        ctx_.truncate(best, (int)r.prompt_done);
         // A request starts only when the cells for its prompt and all the tokens
         // it may generate are free beyond what running requests may still
         // take, so no running request ever finds the cache full because others
         // started (it would end early, unlike alone). Cells idle sequences
         // cache are given up first. Alone, a request starts anyway and ends
         // when the context is full, as it would alone.
-        const int need = (int)(r.prompt.size() - best_common) + cells_to_generate(r, (int)r.prompt.size());
-        int reserved = 0;
-        for (int id2 : running_) reserved += cells_to_generate(*requests_[id2], (int)ctx_.tokens(requests_[id2]->seq).size());
-        for (int s = 0; s < ctx_.n_seq() && need + reserved > ctx_.n_free(); ++s)
-            if (seq_owner_[s] < 0 && s != best) ctx_.truncate(s, 0);
-        if (need + reserved > ctx_.n_free() && !running_.empty()) break;  // wait until running requests finish
-        waiting_.pop_front();
         r.seq = best;
+        int need = cells_still_needed(r);
+        for (int other : running_) need += cells_still_needed(*requests_[other]);
+        for (int s = 0; s < ctx_.n_seq() && need > ctx_.n_free(); ++s)
+            if (seq_owner_[s] < 0 && s != best) ctx_.truncate(s, 0);
+        if (need > ctx_.n_free() && !running_.empty()) {
+            r.seq = -1;
+            break;  // wait until running requests finish
+        }
+        waiting_.pop_front();
         seq_owner_[best] = id;
-        r.logits.resize(ctx_.n_vocab());
-        ctx_.eval_prompt(r.prompt, r.logits.data(), best);
         running_.push_back(id);
     }
 }
 
-// The cells a request may still fill: a token per step until max_tokens or
-// the context is full, for a sequence of `len` tokens now.
-int Generator::cells_to_generate(const Request& r, int len) const {
-    return std::max(0, std::min(r.params.max_tokens - (int)r.generated.size(), ctx_.n_ctx() - len));
+// One n_batch chunk of each unfinished prompt, in its own batch: the matmul
+// kernels round differently from 16 rows on (the panel GEMM against the row
+// kernels), so a prompt chunk evaluated with others' would get logits a
+// little unlike its own alone. These are the chunks LlmContext::eval_prompt
+// would evaluate, so a request computes what it would alone.
+void Generator::prefill_running() {
+    for (int id : running_) {
+        Request& r = *requests_[id];
+        if (r.prompt_done == r.prompt.size()) continue;
+        const size_t n = std::min(r.prompt.size() - r.prompt_done, (size_t)ctx_.n_batch());
+        const bool last = r.prompt_done + n == r.prompt.size();
+        if (last) r.logits.resize(ctx_.n_vocab());
+        ctx_.eval(r.prompt.data() + r.prompt_done, (int)n, false, last ? r.logits.data() : nullptr, r.seq);
+        r.prompt_done += n;
+    }
 }
 
-// One token per running request from its own sampler chain.
+// The cells a request may still fill: the rest of its prompt, then a token
+// per step until max_tokens or the context is full.
+int Generator::cells_still_needed(const Request& r) const {
+    const int prompt_left = (int)(r.prompt.size() - r.prompt_done);
+    const int len = (int)ctx_.tokens(r.seq).size() + prompt_left;
+    return prompt_left + std::max(0, std::min(r.params.max_tokens - (int)r.generated.size(), ctx_.n_ctx() - len));
+}
+
+// One token per request whose prompt is done, from its own sampler chain.
 void Generator::sample_running() {
     for (int id : running_) {
         Request& r = *requests_[id];
+        if (r.prompt_done < r.prompt.size()) continue;
         const int32_t token = r.sampler.sample(r.logits.data(), ctx_.n_vocab());
         if (tokenizer_.is_end_of_generation(token)) {
             end(r, Finish::Stop);
@@ -139,9 +158,7 @@ void Generator::sample_running() {
         if (r.text.push(token)) end(r, Finish::Stop);
         else if ((int)r.generated.size() >= r.params.max_tokens) end(r, Finish::Length);
     }
-    running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                  [&](int id) { return requests_[id]->finish != Finish::Running; }),
-                   running_.end());
+    drop_finished();
 }
 
 // Keeps the first token and the newer half of the sequence and evaluates it
@@ -156,21 +173,21 @@ void Generator::shift(Request& r) {
     ctx_.eval_prompt(kept, r.logits.data(), r.seq);
 }
 
-// Decodes every running request's new token in one batch. A sequence that
-// would outgrow the context (or find no free cell) shifts, if allowed, or ends.
+// Decodes the new token of every request that sampled one in one batch. A
+// sequence that would outgrow the context (or find no free cell) shifts, if
+// allowed, or ends.
 void Generator::decode_running() {
     std::vector<int> batch_ids;
     for (int id : running_) {
         Request& r = *requests_[id];
+        if (r.prompt_done < r.prompt.size()) continue;
         const int len = (int)ctx_.tokens(r.seq).size() + 1;
         const bool full = len >= ctx_.n_ctx() || (int)batch_ids.size() + 1 > ctx_.n_free();
         if (!full) batch_ids.push_back(id);
         else if (r.params.context_shift) shift(r);
         else end(r, Finish::Length);
     }
-    running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                  [&](int id) { return requests_[id]->finish != Finish::Running; }),
-                   running_.end());
+    drop_finished();
     if (batch_ids.empty()) return;
     std::vector<models::BatchToken> batch;
     for (int id : batch_ids) {

@@ -1,10 +1,12 @@
 // The generation loop, in C++: many requests decoding together on one
 // context, one batch per step (continuous batching). Each request gets a
 // sequence of the context while it runs; requests beyond the free sequences
-// wait in order and start as others finish. A step evaluates the prompts of
-// newly started requests (reusing each sequence's cached prefix), samples one
-// token per running request with its own sampler chain, turns tokens into
-// text (stop strings included), and decodes all new tokens in one batch.
+// wait in order and start as others finish. A step evaluates one n_batch
+// chunk of each starting request's prompt (after the prefix its sequence
+// already caches), samples one token per request whose prompt is done, with
+// its own sampler chain, turns tokens into text (stop strings included), and
+// decodes all new tokens in one batch. So a cancel, or a new request, never
+// waits for more than a chunk of someone's long prompt.
 //
 // Threads: one thread drives a Generator (add, step, take); cancel() may be
 // called from any thread.
@@ -57,8 +59,6 @@ public:
     std::string take(int id);
     // The tokens generated so far (end-of-generation tokens excluded).
     const std::vector<int32_t>& tokens(int id) const;
-    bool has_work() const { return !running_.empty() || !waiting_.empty(); }
-    int n_prompt(int id) const;
 
 private:
     struct Request {
@@ -69,6 +69,7 @@ private:
         std::vector<int32_t> generated;
         std::vector<float> logits;  // of the last evaluated token, once evaluated
         int seq = -1;
+        size_t prompt_done = 0;  // prompt tokens its sequence holds
         Finish finish = Finish::Running;
         std::atomic<bool> cancel{false};
 
@@ -77,11 +78,13 @@ private:
     };
 
     void start_waiting();
+    void prefill_running();
     void sample_running();
     void decode_running();
     void shift(Request& r);
-    int cells_to_generate(const Request& r, int len) const;
+    int cells_still_needed(const Request& r) const;
     void end(Request& r, Finish f);
+    void drop_finished();
     Request& get(int id) const;
 
     models::LlmContext& ctx_;

@@ -59,6 +59,13 @@ void LlmContext::truncate(int seq, int n) {
     t.resize(n);
 }
 
+size_t LlmContext::common_prefix(int seq, const std::vector<int32_t>& ids) const {
+    const std::vector<int32_t>& cached = tokens(seq);
+    size_t n = 0;
+    while (n < cached.size() && n < ids.size() && cached[n] == ids[n]) ++n;
+    return n;
+}
+
 void LlmContext::decode(const std::vector<BatchToken>& batch, float* logits) {
     QUANTA_CHECK_ARG(!batch.empty(), "decode: no tokens");
     const int n_vocab = model_->config.n_vocab;
@@ -177,10 +184,8 @@ void LlmContext::eval(const int32_t* ids, int n, bool all_logits, float* logits,
 
 void LlmContext::eval_prompt(const std::vector<int32_t>& ids, float* logits, int seq) {
     QUANTA_CHECK_ARG(!ids.empty(), "eval_prompt: empty prompt");
-    const std::vector<int32_t>& cached = tokens(seq);
-    size_t common = 0;
-    while (common < cached.size() && common < ids.size() && cached[common] == ids[common]) ++common;
-    common = std::min(common, ids.size() - 1);  // the last token is always evaluated, for its logits
+    // The last token is always evaluated, for its logits.
+    const size_t common = std::min(common_prefix(seq, ids), ids.size() - 1);
     truncate(seq, (int)common);
     eval(ids.data() + common, (int)(ids.size() - common), false, logits, seq);
 }

@@ -58,6 +58,7 @@ public:
     const LlmModel& model() const { return *model_; }
     int n_ctx() const { return cache_.n_cells(); }
     int n_seq() const { return (int)seq_tokens_.size(); }
+    int n_batch() const { return params_.n_batch; }
     int n_vocab() const { return model_->config.n_vocab; }
     int n_threads() const { return model_->backend->n_threads(); }
     size_t kv_bytes() const { return cache_.bytes(); }
@@ -77,6 +78,8 @@ public:
     void decode(const std::vector<BatchToken>& batch, float* logits);
     // Forgets every position from n on in `seq`, so it can reuse the prefix.
     void truncate(int seq, int n);
+    // How many leading tokens of `ids` sequence `seq` already holds.
+    size_t common_prefix(int seq, const std::vector<int32_t>& ids) const;
 
     // One sequence: appends `n` tokens and writes the logits of the last one,
     // or of all n when all_logits.
