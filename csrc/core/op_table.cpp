@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "base/error.h"
+#include "core/elements.h"
 #include "quant/dequantize.h"
-#include "quant/fp16.h"
 
 namespace quanta {
 namespace {
@@ -26,8 +26,6 @@ void check_rows_contiguous(const Tensor* t, const char* op) {
     QUANTA_CHECK_ARG(t->nb[0] == type_info(t->type).block_bytes,
                      std::string(op) + ": rows of " + t->describe() + " must be contiguous");
 }
-
-bool plain_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 
 void same_shape_as(Tensor& node, const Tensor* a) {
     for (int d = 0; d < kMaxDims; ++d) node.ne[d] = a->ne[d];
@@ -186,30 +184,6 @@ void shape_copy(Tensor& n) {
 
 // ---- reference arithmetic ------------------------------------------------------
 
-const char* at(const Tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-    return static_cast<const char*>(t->data) + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
-}
-
-float load(const Tensor* t, const char* p) {
-    uint16_t h;
-    switch (t->type) {
-        case DType::F16: std::memcpy(&h, p, 2); return f16_to_f32(h);
-        case DType::BF16: std::memcpy(&h, p, 2); return bf16_to_f32(h);
-        case DType::I32: { int32_t v; std::memcpy(&v, p, 4); return (float)v; }
-        default: { float v; std::memcpy(&v, p, 4); return v; }
-    }
-}
-
-void store(const Tensor* t, const char* p, float v) {
-    char* q = const_cast<char*>(p);
-    uint16_t h;
-    switch (t->type) {
-        case DType::F16: h = f32_to_f16(v); std::memcpy(q, &h, 2); return;
-        case DType::BF16: h = f32_to_bf16(v); std::memcpy(q, &h, 2); return;
-        default: std::memcpy(q, &v, 4); return;
-    }
-}
-
 // Row (i1, i2, i3) of any tensor as floats: dequantized, or gathered through strides.
 std::vector<float> row_f32(const Tensor* t, int64_t i1, int64_t i2, int64_t i3) {
     std::vector<float> out((size_t)t->ne[0]);
@@ -217,7 +191,7 @@ std::vector<float> row_f32(const Tensor* t, int64_t i1, int64_t i2, int64_t i3) 
         dequantize_row(t->type, at(t, 0, i1, i2, i3), out.data(), t->ne[0]);
         return out;
     }
-    for (int64_t j = 0; j < t->ne[0]; ++j) out[j] = load(t, at(t, j, i1, i2, i3));
+    for (int64_t j = 0; j < t->ne[0]; ++j) out[j] = load_float(t->type, at(t, j, i1, i2, i3));
     return out;
 }
 
@@ -244,7 +218,7 @@ float unary_value(Op op, float x, const Tensor& d) {
 bool ref_unary(const Tensor& d) {
     const Tensor* a = d.src[0];
     for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-        store(&d, at(&d, i0, i1, i2, i3), unary_value(d.op, load(a, at(a, i0, i1, i2, i3)), d));
+        store_float(d.type, at(&d, i0, i1, i2, i3), unary_value(d.op, load_float(a->type, at(a, i0, i1, i2, i3)), d));
     });
     return true;
 }
@@ -252,9 +226,9 @@ bool ref_unary(const Tensor& d) {
 bool ref_binary(const Tensor& d) {
     const Tensor *a = d.src[0], *b = d.src[1];
     for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-        const float x = load(a, at(a, i0, i1, i2, i3));
-        const float y = load(b, at(b, i0 % b->ne[0], i1 % b->ne[1], i2 % b->ne[2], i3 % b->ne[3]));
-        store(&d, at(&d, i0, i1, i2, i3), d.op == Op::Add ? x + y : x * y);
+        const float x = load_float(a->type, at(a, i0, i1, i2, i3));
+        const float y = load_float(b->type, at(b, i0 % b->ne[0], i1 % b->ne[1], i2 % b->ne[2], i3 % b->ne[3]));
+        store_float(d.type, at(&d, i0, i1, i2, i3), d.op == Op::Add ? x + y : x * y);
     });
     return true;
 }
@@ -268,7 +242,7 @@ bool ref_rms_norm(const Tensor& d) {
                 double sum = 0;
                 for (float v : x) sum += (double)v * v;
                 const double s = 1.0 / std::sqrt(sum / (double)x.size() + (double)d.f[0]);
-                for (int64_t j = 0; j < d.ne[0]; ++j) store(&d, at(&d, j, i1, i2, i3), (float)(x[j] * s));
+                for (int64_t j = 0; j < d.ne[0]; ++j) store_float(d.type, at(&d, j, i1, i2, i3), (float)(x[j] * s));
             }
     return true;
 }
@@ -284,7 +258,7 @@ bool ref_matmul(const Tensor& d) {
                     const std::vector<float> xr = row_f32(x, m, i2, i3);
                     double sum = 0;
                     for (size_t k = 0; k < wr.size(); ++k) sum += (double)wr[k] * xr[k];
-                    store(&d, at(&d, n, m, i2, i3), (float)sum);
+                    store_float(d.type, at(&d, n, m, i2, i3), (float)sum);
                 }
             }
     return true;
@@ -308,7 +282,7 @@ bool ref_rope(const Tensor& d) {
                     y[j0] = (float)(r[j0] * c - r[j1] * s);
                     y[j1] = (float)(r[j0] * s + r[j1] * c);
                 }
-                for (int64_t j = 0; j < d.ne[0]; ++j) store(&d, at(&d, j, i1, i2, i3), y[j]);
+                for (int64_t j = 0; j < d.ne[0]; ++j) store_float(d.type, at(&d, j, i1, i2, i3), y[j]);
             }
     return true;
 }
@@ -321,14 +295,14 @@ bool ref_softmax(const Tensor& d) {
                 std::vector<double> v((size_t)d.ne[0]);
                 double top = -INFINITY;
                 for (int64_t j = 0; j < d.ne[0]; ++j) {
-                    v[j] = (double)load(x, at(x, j, i1, i2, i3)) * d.f[0];
-                    if (mask) v[j] += load(mask, at(mask, j, i1, 0, 0));
+                    v[j] = (double)load_float(x->type, at(x, j, i1, i2, i3)) * d.f[0];
+                    if (mask) v[j] += load_float(mask->type, at(mask, j, i1, 0, 0));
                     top = std::max(top, v[j]);
                 }
                 double sum = 0;
                 for (double& e : v) sum += (e = top == -INFINITY ? 0.0 : std::exp(e - top));
                 for (int64_t j = 0; j < d.ne[0]; ++j)
-                    store(&d, at(&d, j, i1, i2, i3), top == -INFINITY ? 0.0f : (float)(v[j] / sum));
+                    store_float(d.type, at(&d, j, i1, i2, i3), top == -INFINITY ? 0.0f : (float)(v[j] / sum));
             }
     return true;
 }
@@ -341,7 +315,7 @@ bool ref_get_rows(const Tensor& d) {
         const bool valid = id >= 0 && id < table->ne[1];
         ok = ok && valid;
         const std::vector<float> r = valid ? row_f32(table, id, 0, 0) : std::vector<float>((size_t)d.ne[0], 0.0f);
-        for (int64_t j = 0; j < d.ne[0]; ++j) store(&d, at(&d, j, m, 0, 0), r[j]);
+        for (int64_t j = 0; j < d.ne[0]; ++j) store_float(d.type, at(&d, j, m, 0, 0), r[j]);
     }
     return ok;
 }
@@ -358,7 +332,7 @@ bool ref_set_rows(const Tensor& d) {
                     continue;
                 }
                 for (int64_t j = 0; j < d.ne[0]; ++j)
-                    store(&d, at(&d, j, id, i2, i3), load(rows, at(rows, j, t, i2, i3)));
+                    store_float(d.type, at(&d, j, id, i2, i3), load_float(rows->type, at(rows, j, t, i2, i3)));
             }
     return ok;
 }
@@ -373,7 +347,7 @@ bool ref_concat(const Tensor& d) {
             idx[dim] -= a->ne[dim];
             s = b;
         }
-        std::memcpy(const_cast<char*>(at(&d, i0, i1, i2, i3)), at(s, idx[0], idx[1], idx[2], idx[3]),
+        std::memcpy(at(&d, i0, i1, i2, i3), at(s, idx[0], idx[1], idx[2], idx[3]),
                     type_info(d.type).block_bytes);
     });
     return true;
@@ -389,7 +363,7 @@ bool ref_copy(const Tensor& d) {
         f /= s->ne[0];
         const int64_t s1 = f % s->ne[1];
         f /= s->ne[1];
-        store(&d, at(&d, i0, i1, i2, i3), load(s, at(s, s0, s1, f % s->ne[2], f / s->ne[2])));
+        store_float(d.type, at(&d, i0, i1, i2, i3), load_float(s->type, at(s, s0, s1, f % s->ne[2], f / s->ne[2])));
     });
     return true;
 }
@@ -426,7 +400,7 @@ bool ref_attention(const Tensor& d) {
                 const std::vector<float> vr = row_f32(v, list[1 + j], kvh, 0);
                 for (size_t e = 0; e < vr.size(); ++e) acc[e] += p[j] * vr[e];
             }
-            for (int64_t e = 0; e < d.ne[0]; ++e) store(&d, at(&d, e, h, t, 0), (float)(acc[e] / sum));
+            for (int64_t e = 0; e < d.ne[0]; ++e) store_float(d.type, at(&d, e, h, t, 0), (float)(acc[e] / sum));
         }
     }
     return ok;

@@ -3,7 +3,7 @@
 // are checked when the graph is built, with messages that name the tensors),
 // and its scalar reference: plain single-threaded arithmetic on host memory
 // that defines what the op computes. Each backend fills a kernel table indexed
-// by the same ids (cpu/op_kernels.cpp, kernels/), and the tests run every
+// by the same ids (cpu/ops.cpp, kernels/cuda_api.cu), and the tests run every
 // backend against the reference backend (reference_backend.h), which runs
 // these functions. Adding an op touches its id (op_ids.h), its row here, its
 // Graph builder method, and one kernel per backend.

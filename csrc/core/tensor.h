@@ -25,7 +25,7 @@
 namespace quanta {
 
 constexpr int kMaxDims = 4;
-// Sources and parameters per node: room for fused attention (q, k, v, mask)
+// Sources and parameters per node: room for fused attention (q, k, v, cell lists)
 // and conv2d (strides, paddings and dilations in two dimensions).
 constexpr int kMaxSrc = 4;
 constexpr int kMaxIntParams = 8;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "core/elements.h"
 #include "cpu/act_formats.h"
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
@@ -23,40 +24,12 @@ void split(int64_t n, const OpContext& c, int64_t* begin, int64_t* end) {
     *end = std::min<int64_t>(n, *begin + per);
 }
 
-char* at(const Tensor* t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-    return static_cast<char*>(t->data) + i0 * t->nb[0] + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3];
-}
-
 // Row r of a tensor's rows, as (i1, i2, i3).
 struct RowIndex {
     int64_t i1, i2, i3;
 };
 RowIndex row_index(const Tensor* t, int64_t r) {
     return {r % t->ne[1], (r / t->ne[1]) % t->ne[2], r / (t->ne[1] * t->ne[2])};
-}
-
-bool plain_float(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-
-float load_float(DType t, const char* p) {
-    uint16_t h;
-    switch (t) {
-        case DType::F16: std::memcpy(&h, p, 2); return f16_to_f32(h);
-        case DType::BF16: std::memcpy(&h, p, 2); return bf16_to_f32(h);
-        default: {
-            float f;
-            std::memcpy(&f, p, 4);
-            return f;
-        }
-    }
-}
-
-void store_float(DType t, char* p, float v) {
-    uint16_t h;
-    switch (t) {
-        case DType::F16: h = f32_to_f16(v); std::memcpy(p, &h, 2); return;
-        case DType::BF16: h = f32_to_bf16(v); std::memcpy(p, &h, 2); return;
-        default: std::memcpy(p, &v, 4); return;
-    }
 }
 
 // ---- elementwise -------------------------------------------------------

@@ -95,7 +95,7 @@ void LlmContext::decode(const std::vector<BatchToken>& batch, float* logits) {
 
 LlmContext::Prepared& LlmContext::prepared(const LlmShape& shape) {
     for (auto it = graphs_.begin(); it != graphs_.end(); ++it)
-        if (!(it->first < shape) && !(shape < it->first)) {
+        if (it->first == shape) {
             graphs_.splice(graphs_.begin(), graphs_, it);
             return graphs_.front().second;
         }

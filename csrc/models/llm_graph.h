@@ -22,9 +22,8 @@ struct LlmShape {
     int n_tokens = 0;
     int n_kv = 0;       // room in each token's cell list: a multiple of the bucket, or the whole cache
     int n_outputs = 0;  // rows projected to logits
-    bool operator<(const LlmShape& o) const {
-        return n_tokens != o.n_tokens ? n_tokens < o.n_tokens
-                                      : n_kv != o.n_kv ? n_kv < o.n_kv : n_outputs < o.n_outputs;
+    bool operator==(const LlmShape& o) const {
+        return n_tokens == o.n_tokens && n_kv == o.n_kv && n_outputs == o.n_outputs;
     }
 };
 
