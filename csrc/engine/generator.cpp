@@ -2,6 +2,7 @@
 #include "engine/generator.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "base/error.h"
 
@@ -26,12 +27,18 @@ int Generator::add(std::vector<int32_t> prompt, const GenerateParams& params) {
     if ((int)prompt.size() > ctx_.n_ctx())
         fail(ErrorKind::ContextOverflow, "the prompt is " + std::to_string(prompt.size()) + " tokens; n_ctx is " +
                                              std::to_string(ctx_.n_ctx()));
+    QUANTA_CHECK_ARG(params.top_logprobs <= kMaxTopLogprobs, "top_logprobs must be at most " +
+                                                                 std::to_string(kMaxTopLogprobs) + ", not " +
+                                                                 std::to_string(params.top_logprobs));
     for (int32_t t : prompt)
         QUANTA_CHECK_ARG(t >= 0 && t < ctx_.n_vocab(), "token id " + std::to_string(t) + " is out of range (vocabulary of " +
                                                            std::to_string(ctx_.n_vocab()) + ")");
-    requests_.push_back(std::make_unique<Request>(std::move(prompt), params, tokenizer_));
-    const int id = (int)requests_.size() - 1;
-    Request& r = *requests_.back();
+    for (const auto& [t, bias] : params.sampling.logit_bias)
+        QUANTA_CHECK_ARG(t >= 0 && t < ctx_.n_vocab(), "logit_bias: token id " + std::to_string(t) +
+                                                           " is out of range (vocabulary of " +
+                                                           std::to_string(ctx_.n_vocab()) + ")");
+    const int id = next_id_++;
+    Request& r = *(requests_[id] = std::make_unique<Request>(std::move(prompt), params, tokenizer_));
     for (int32_t t : r.prompt) r.sampler.accept(t);
     if (params.max_tokens == 0) end(r, Finish::Length);
     else waiting_.push_back(id);
@@ -39,14 +46,22 @@ int Generator::add(std::vector<int32_t> prompt, const GenerateParams& params) {
 }
 
 Generator::Request& Generator::get(int id) const {
-    QUANTA_CHECK_ARG(id >= 0 && id < (int)requests_.size(), "no generation request " + std::to_string(id));
-    return *requests_[id];
+    const auto it = requests_.find(id);
+    QUANTA_CHECK_ARG(it != requests_.end(), "no generation request " + std::to_string(id));
+    return *it->second;
+}
+
+void Generator::release(int id) {
+    QUANTA_CHECK_ARG(get(id).finish != Finish::Running, "generation request " + std::to_string(id) + " is still running");
+    requests_.erase(id);
 }
 
 void Generator::cancel(int id) { get(id).cancel.store(true); }
 Finish Generator::finish(int id) const { return get(id).finish; }
 std::string Generator::take(int id) { return get(id).text.take(); }
 const std::vector<int32_t>& Generator::tokens(int id) const { return get(id).generated; }
+const std::vector<TokenLogprob>& Generator::logprobs(int id) const { return get(id).logprobs; }
+int Generator::cached_tokens(int id) const { return get(id).cached; }
 
 void Generator::end(Request& r, Finish f) {
     r.finish = f;
@@ -96,6 +111,7 @@ void Generator::start_waiting() {
         if (best < 0) break;  // every sequence is busy
         // The last prompt token is always evaluated, for its logits.
         r.prompt_done = std::min(best_common, r.prompt.size() - 1);
+        r.cached = (int)r.prompt_done;
         ctx_.truncate(best, (int)r.prompt_done);
         // A request starts only when the cells for its prompt and all the tokens
         // it may generate are free beyond what running requests may still
@@ -148,7 +164,11 @@ void Generator::sample_running() {
     for (int id : running_) {
         Request& r = *requests_[id];
         if (r.prompt_done < r.prompt.size()) continue;
-        const int32_t token = r.sampler.sample(r.logits.data(), ctx_.n_vocab());
+        const int32_t token = draw(r);
+        if (token < 0) {
+            end(r, Finish::Stop);
+            continue;
+        }
         if (tokenizer_.is_end_of_generation(token)) {
             end(r, Finish::Stop);
             continue;
@@ -159,6 +179,41 @@ void Generator::sample_running() {
         else if ((int)r.generated.size() >= r.params.max_tokens) end(r, Finish::Length);
     }
     drop_finished();
+}
+
+// The model's log-probabilities of a token and of the k likeliest (a
+// log-softmax of the logits).
+static TokenLogprob logprob_of(const std::vector<float>& logits, int32_t token, int k) {
+    const float top = *std::max_element(logits.begin(), logits.end());
+    double sum = 0;
+    for (float l : logits) sum += std::exp((double)(l - top));
+    const float log_z = top + (float)std::log(sum);
+    TokenLogprob lp{token, logits[token] - log_z, {}};
+    std::vector<int32_t> ids(logits.size());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = (int32_t)i;
+    k = std::min<int>(k, (int)ids.size());
+    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    for (int i = 0; i < k; ++i) lp.top.push_back({ids[i], logits[ids[i]] - log_z});
+    return lp;
+}
+
+// The request's next token from its sampler chain, within its constraint;
+// -1 when the constraint allows nothing.
+int32_t Generator::draw(Request& r) {
+    const int n_vocab = ctx_.n_vocab();
+    const uint32_t* allowed = nullptr;
+    if (r.params.constraint) {
+        allowed_.assign((size_t)(n_vocab + 31) / 32, 0u);
+        r.params.constraint->allowed(allowed_.data(), (int)allowed_.size());
+        if (std::all_of(allowed_.begin(), allowed_.end(), [](uint32_t w) { return w == 0; })) return -1;
+        allowed = allowed_.data();
+    }
+    const int32_t token = r.sampler.sample(r.logits.data(), n_vocab, allowed);
+    if (r.params.constraint) r.params.constraint->accept(token);
+    if (r.params.top_logprobs >= 0) r.logprobs.push_back(logprob_of(r.logits, token, r.params.top_logprobs));
+    return token;
 }
 
 // Keeps the first token and the newer half of the sequence and evaluates it

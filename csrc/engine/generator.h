@@ -16,8 +16,10 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
+#include "engine/constraint.h"
 #include "engine/text_out.h"
 #include "models/llm.h"
 #include "sample/sampler.h"
@@ -31,6 +33,23 @@ struct GenerateParams {
     // When the sequence would outgrow the context: drop its older half (after
     // the first token) and go on, instead of finishing.
     bool context_shift = false;
+    // < 0: no log-probabilities. 0..kMaxTopLogprobs: each generated token's
+    // log-probability, and this many most likely alternatives.
+    int top_logprobs = -1;
+    // Limits what may be sampled (structured output); none when null.
+    std::shared_ptr<TokenConstraint> constraint;
+};
+
+// OpenAI's limit on top_logprobs.
+constexpr int kMaxTopLogprobs = 20;
+
+// A generated token's log-probability under the model (the log-softmax of its
+// logits, before logit bias, penalties and constraints), and the most likely
+// alternatives, best first.
+struct TokenLogprob {
+    int32_t token;
+    float logprob;
+    std::vector<std::pair<int32_t, float>> top;
 };
 
 enum class Finish {
@@ -49,6 +68,9 @@ public:
     // prompt or negative max_tokens and ContextOverflow for a prompt the
     // context could never hold.
     int add(std::vector<int32_t> prompt, const GenerateParams& params);
+    // Forgets a finished request (its id is then unknown), so a long-lived
+    // generator (a server's) keeps no memory per past request.
+    void release(int id);
     // Runs one step; false when no request is running or waiting.
     bool step();
     // Stops a request at the next step (any thread).
@@ -59,6 +81,13 @@ public:
     std::string take(int id);
     // The tokens generated so far (end-of-generation tokens excluded).
     const std::vector<int32_t>& tokens(int id) const;
+    // Their log-probabilities, when the request asked for them (top_logprobs >= 0).
+    const std::vector<TokenLogprob>& logprobs(int id) const;
+    // Prompt tokens its sequence already held when it started (not evaluated again).
+    int cached_tokens(int id) const;
+
+    int n_running() const { return (int)running_.size(); }
+    int n_waiting() const { return (int)waiting_.size(); }
 
 private:
     struct Request {
@@ -67,9 +96,11 @@ private:
         sample::Sampler sampler;
         TextOut text;
         std::vector<int32_t> generated;
+        std::vector<TokenLogprob> logprobs;
         std::vector<float> logits;  // of the last evaluated token, once evaluated
         int seq = -1;
         size_t prompt_done = 0;  // prompt tokens its sequence holds
+        int cached = 0;          // prompt tokens it found cached
         Finish finish = Finish::Running;
         std::atomic<bool> cancel{false};
 
@@ -84,16 +115,19 @@ private:
     void shift(Request& r);
     int cells_still_needed(const Request& r) const;
     void end(Request& r, Finish f);
+    int32_t draw(Request& r);
     void drop_finished();
     Request& get(int id) const;
 
     models::LlmContext& ctx_;
     const text::Tokenizer& tokenizer_;
-    std::vector<std::unique_ptr<Request>> requests_;
+    std::unordered_map<int, std::unique_ptr<Request>> requests_;
+    int next_id_ = 0;
     std::deque<int> waiting_;
     std::vector<int> running_;
     std::vector<int> seq_owner_;  // sequence -> running request id, or -1
     std::vector<float> logits_;   // a batch's logits, before they are handed to requests
+    std::vector<uint32_t> allowed_;  // a constraint's token mask
 };
 
 }  // namespace quanta::engine

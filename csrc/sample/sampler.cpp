@@ -14,6 +14,10 @@ Sampler::Sampler(const SamplerParams& params) : p_(params), rng_(params.seed) {
     QUANTA_CHECK_ARG(p_.min_p >= 0.0f && p_.min_p <= 1.0f, "min_p must be in [0, 1]");
     QUANTA_CHECK_ARG(p_.repeat_penalty > 0.0f, "repeat_penalty must be positive");
     QUANTA_CHECK_ARG(p_.penalty_last_n >= 0, "penalty_last_n must not be negative");
+    for (const auto& [id, bias] : p_.logit_bias) {
+        QUANTA_CHECK_ARG(id >= 0, "logit_bias: token id " + std::to_string(id) + " is negative");
+        QUANTA_CHECK_ARG(!std::isnan(bias), "logit_bias: the bias of token " + std::to_string(id) + " is not a number");
+    }
 }
 
 void Sampler::reset() {
@@ -82,11 +86,19 @@ void Sampler::truncate(std::vector<Candidate>& c) const {
     }
 }
 
-const std::vector<Sampler::Choice>& Sampler::distribution(const float* logits, int n_vocab) {
+const std::vector<Sampler::Choice>& Sampler::distribution(const float* logits, int n_vocab, const uint32_t* allowed) {
     QUANTA_CHECK_ARG(n_vocab > 0, "sample: empty logits");
     candidates_.resize(n_vocab);
     for (int i = 0; i < n_vocab; ++i) candidates_[i] = {i, std::isnan(logits[i]) ? -INFINITY : logits[i]};
+    for (const auto& [id, bias] : p_.logit_bias)
+        if (id < n_vocab) candidates_[id].logit += bias;
     apply_penalties(candidates_);
+    if (allowed) {  // after the penalties, which index candidates by id
+        candidates_.erase(std::remove_if(candidates_.begin(), candidates_.end(),
+                                         [&](const Candidate& c) { return !(allowed[c.id / 32] >> (c.id % 32) & 1u); }),
+                          candidates_.end());
+        QUANTA_CHECK_ARG(!candidates_.empty(), "sample: the constraint allows no token");
+    }
     choices_.clear();
     if (p_.temperature <= 0.0f) {
         choices_.push_back({best(candidates_).id, 1.0});
@@ -104,8 +116,8 @@ const std::vector<Sampler::Choice>& Sampler::distribution(const float* logits, i
     return choices_;
 }
 
-int32_t Sampler::sample(const float* logits, int n_vocab) {
-    const std::vector<Choice>& d = distribution(logits, n_vocab);
+int32_t Sampler::sample(const float* logits, int n_vocab, const uint32_t* allowed) {
+    const std::vector<Choice>& d = distribution(logits, n_vocab, allowed);
     double r = uniform();
     for (const Choice& ch : d) {
         r -= ch.p;

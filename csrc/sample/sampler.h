@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <random>
+#include <utility>
 #include <vector>
 
 namespace quanta::sample {
@@ -21,6 +22,9 @@ struct SamplerParams {
     float frequency_penalty = 0.0f;  // subtracted per occurrence
     int penalty_last_n = 64;         // how many recent tokens the penalties look at
     uint64_t seed = 0;
+    // Added to these tokens' logits before anything else (-inf bans a token),
+    // as OpenAI's logit_bias.
+    std::vector<std::pair<int32_t, float>> logit_bias;
 };
 
 class Sampler {
@@ -33,9 +37,11 @@ public:
     };
     // The distribution the chain leaves: the surviving tokens and their
     // probabilities (one token with p = 1 when greedy). Valid until the next call.
-    const std::vector<Choice>& distribution(const float* logits, int n_vocab);
+    // allowed, when given, is a bitmask of ceil(n_vocab / 32) words (bit id % 32
+    // of word id / 32): other tokens are out before the chain starts.
+    const std::vector<Choice>& distribution(const float* logits, int n_vocab, const uint32_t* allowed = nullptr);
     // Draws the next token from that distribution; does not record it.
-    int32_t sample(const float* logits, int n_vocab);
+    int32_t sample(const float* logits, int n_vocab, const uint32_t* allowed = nullptr);
     // Records a token (prompt or generated) for the penalties.
     void accept(int32_t token);
     void reset();

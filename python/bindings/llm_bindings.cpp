@@ -37,6 +37,43 @@ py::dict config_dict(const models::LlmConfig& c) {
     return d;
 }
 
+// A token constraint written in Python: an object with allowed(words), which
+// sets the bits of the tokens allowed next in a uint32 numpy array (zeroed,
+// ceil(n_vocab / 32) words), and accept(token). The generator calls it from
+// its step, which runs without the GIL, so each call takes the GIL.
+class PyConstraint final : public engine::TokenConstraint {
+public:
+    explicit PyConstraint(py::object obj) : obj_(std::move(obj)) {}
+    ~PyConstraint() override {
+        py::gil_scoped_acquire gil;
+        obj_ = py::none();
+    }
+    void allowed(uint32_t* words, int n_words) override {
+        py::gil_scoped_acquire gil;
+        // A view of the generator's mask, not a copy (the capsule owns nothing).
+        py::array_t<uint32_t> view({(py::ssize_t)n_words}, {(py::ssize_t)sizeof(uint32_t)}, words,
+                                   py::capsule(words, [](void*) {}));
+        obj_.attr("allowed")(view);
+    }
+    void accept(int32_t token) override {
+        py::gil_scoped_acquire gil;
+        obj_.attr("accept")(token);
+    }
+
+private:
+    py::object obj_;
+};
+
+py::list logprob_list(const std::vector<engine::TokenLogprob>& lps, size_t start) {
+    py::list out;
+    for (size_t i = start; i < lps.size(); ++i) {
+        py::list top;
+        for (const auto& [id, lp] : lps[i].top) top.append(py::make_tuple(id, lp));
+        out.append(py::make_tuple(lps[i].token, lps[i].logprob, top));
+    }
+    return out;
+}
+
 std::vector<int32_t> token_ids(py::array_t<int64_t, py::array::c_style | py::array::forcecast> ids) {
     QUANTA_CHECK_ARG(ids.ndim() == 1, "token ids must be a 1-D sequence");
     std::vector<int32_t> out((size_t)ids.size());
@@ -148,13 +185,20 @@ void bind_llm(py::module_& m) {
         .def("add",
              [](Generator& g, const std::vector<int64_t>& prompt, int max_tokens, float temperature, int top_k,
                 float top_p, float min_p, float repeat_penalty, float presence_penalty, float frequency_penalty,
-                int penalty_last_n, uint64_t seed, std::vector<std::string> stop, bool context_shift) {
+                int penalty_last_n, uint64_t seed, std::vector<std::string> stop, bool context_shift,
+                std::map<int64_t, float> logit_bias, int top_logprobs, py::object constraint) {
                  engine::GenerateParams p;
                  p.sampling = {temperature, top_k, top_p, min_p, repeat_penalty, presence_penalty, frequency_penalty,
-                               penalty_last_n, seed};
+                               penalty_last_n, seed, {}};
+                 for (const auto& [t, bias] : logit_bias) {
+                     QUANTA_CHECK_ARG(t >= INT32_MIN && t <= INT32_MAX, "logit_bias: token id " + std::to_string(t) + " is out of range");
+                     p.sampling.logit_bias.push_back({(int32_t)t, bias});
+                 }
                  p.max_tokens = max_tokens;
                  p.stop = std::move(stop);
                  p.context_shift = context_shift;
+                 p.top_logprobs = top_logprobs;
+                 if (!constraint.is_none()) p.constraint = std::make_shared<PyConstraint>(std::move(constraint));
                  std::vector<int32_t> ids;
                  for (int64_t t : prompt) {
                      QUANTA_CHECK_ARG(t >= INT32_MIN && t <= INT32_MAX, "token id " + std::to_string(t) + " is out of range");
@@ -164,7 +208,11 @@ void bind_llm(py::module_& m) {
              },
              py::arg("prompt"), py::arg("max_tokens"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
              py::arg("min_p"), py::arg("repeat_penalty"), py::arg("presence_penalty"), py::arg("frequency_penalty"),
-             py::arg("penalty_last_n"), py::arg("seed"), py::arg("stop"), py::arg("context_shift"))
+             py::arg("penalty_last_n"), py::arg("seed"), py::arg("stop"), py::arg("context_shift"),
+             py::arg("logit_bias") = std::map<int64_t, float>{}, py::arg("top_logprobs") = -1,
+             py::arg("constraint") = py::none(),
+             "Queues a request; returns its id. top_logprobs >= 0 records log-probabilities; constraint is an "
+             "object with allowed(words) and accept(token) (see PyConstraint).")
         .def("step", &Generator::step, py::call_guard<py::gil_scoped_release>(),
              "One step of every request; False when none is left.")
         .def("take", [](Generator& g, int id) {
@@ -177,6 +225,14 @@ void bind_llm(py::module_& m) {
             const std::vector<int32_t>& t = g.tokens(id);
             return std::vector<int32_t>(t.begin() + (ptrdiff_t)std::min(start, t.size()), t.end());
         }, py::arg("id"), py::arg("start") = 0, "Generated token ids from `start` on.")
+        .def("logprobs", [](const Generator& g, int id, size_t start) { return logprob_list(g.logprobs(id), start); },
+             py::arg("id"), py::arg("start") = 0,
+             "(token, logprob, [(token, logprob), ...]) for each generated token from `start` on.")
+        .def("cached_tokens", &Generator::cached_tokens, py::arg("id"),
+             "Prompt tokens the request found cached and did not evaluate.")
+        .def("release", &Generator::release, py::arg("id"), "Forgets a finished request.")
+        .def_property_readonly("n_running", &Generator::n_running)
+        .def_property_readonly("n_waiting", &Generator::n_waiting)
         .def("cancel", &Generator::cancel, py::arg("id"));
 
     using sample::Sampler;
