@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -129,33 +130,40 @@ class Engine:
     # ---- the worker ---------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._stopping and not self._incoming and not self._active:
-                    self._wake.wait()
-                if self._stopping:
-                    return
-                new, self._incoming = self._incoming, []
-            for job in new:
-                self._add(job)
-            now = time.monotonic()
-            for job in self._active:
-                if job.deadline is not None and now >= job.deadline and not job._cancel:
-                    job.timed_out = True
-                    job._cancel = True
-                if job._cancel:
-                    self._gen.cancel(job._id)
+        while not self._stopping:
             try:
-                self._gen.step()
-            except Exception as e:  # a bug: fail every running job, keep serving
-                for job in self._active:
-                    self._gen.cancel(job._id)
-                    job._post(Event(error=e))
-                self._gen.step()  # ends the cancelled requests
-                self._release_finished(post=False)
-                continue
-            self.stats.steps += 1
-            self._release_finished(post=True)
+                self._turn()
+            except Exception:  # a bug in this loop: report it, keep serving
+                traceback.print_exc()
+
+    def _turn(self) -> None:
+        """Takes new jobs, cancels gone ones, runs one step and hands out what it made."""
+        with self._wake:
+            while not self._stopping and not self._incoming and not self._active:
+                self._wake.wait()
+            if self._stopping:
+                return
+            new, self._incoming = self._incoming, []
+        for job in new:
+            self._add(job)
+        now = time.monotonic()
+        for job in self._active:
+            if job.deadline is not None and now >= job.deadline and not job._cancel:
+                job.timed_out = True
+                job._cancel = True
+            if job._cancel:
+                self._gen.cancel(job._id)
+        try:
+            self._gen.step()
+        except Exception as e:  # a bug: fail every running job, keep serving
+            for job in self._active:
+                self._gen.cancel(job._id)
+                job._post(Event(error=e))
+            self._gen.step()  # ends the cancelled requests
+            self._release_finished(post=False)
+            return
+        self.stats.steps += 1
+        self._release_finished(post=True)
 
     def _add(self, job: Job) -> None:
         try:
