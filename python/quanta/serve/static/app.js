@@ -33,12 +33,13 @@
       const body = /^ [\s\S]* $/.test(code) && code.trim() ? code.slice(1, -1) : code;
       return park("<code>" + body + "</code>");
     });
-    s = s.replace(/\[([^\[\]\n]+)\]\((https?:\/\/[^\s()]+)\)/g, (m, label, url) => park(link(url, emphasis(label))));
-    s = s.replace(/\bhttps?:\/\/[^\s\u0000]+/g, (url) => {
-      // Trailing punctuation (and the escaped quote or '>' of "<https://...>") belongs to the sentence.
+    s = s.replace(/\[([^\[\]\n]+)\]\((https?:\/\/(?:[^\s()&]|&amp;)+)\)/g, (m, label, url) => park(link(url, emphasis(label))));
+    // A bare URL ends at a space or an escaped quote or bracket (&amp; is a URL's own); punctuation that ends it
+    // belongs to the sentence.
+    s = s.replace(/\bhttps?:\/\/(?:[^\s\u0000&]|&amp;)+/g, (url) => {
       let tail = "";
       for (;;) {
-        const m = /(?:[.,;:!?)\]*_~]|&quot;|&#39;|&gt;)$/.exec(url);
+        const m = /[.,;:!?)\]*_~]$/.exec(url);
         if (!m || m.index === 0) break;
         tail = m[0] + tail;
         url = url.slice(0, m.index);
