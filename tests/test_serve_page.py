@@ -23,6 +23,7 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.options import Options  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 KEY = "page-test-key"
@@ -208,7 +209,7 @@ def test_conversations_survive_a_reload(driver, server):
     first_reply = last_reply(d)[1]
     d.find_element(By.ID, "new-chat").click()
     assert not d.find_elements(By.CSS_SELECTOR, "[data-testid=message-assistant]")
-    ask(d, "Say goodbye.")
+    d.find_element(By.ID, "prompt").send_keys("Say goodbye.", Keys.ENTER)  # Enter sends too
     wait(d, lambda: last_reply(d)[0] in ("done", "length"), 60, "the second reply did not finish")
 
     d.refresh()

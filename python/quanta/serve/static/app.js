@@ -430,6 +430,7 @@
     const content = article.querySelector(".content");
     const meta = article.querySelector(".meta");
     article.dataset.status = m.status || "done";
+    article.setAttribute("aria-busy", String(m.status === "streaming")); // screen readers: read it once done
     if (m.role === "user") {
       content.textContent = m.content;
     } else {
@@ -523,6 +524,8 @@
       el.prompt.focus();
       return;
     }
+    const sampling = checkedSettings();
+    if (!sampling) return;
     let chat = currentChat();
     if (!chat) {
       chat = { id: newId(), title: titleOf(text), created: Date.now(), updated: Date.now(), messages: [] };
@@ -531,30 +534,36 @@
     }
     chat.messages.push({ role: "user", content: text });
     el.prompt.value = "";
-    await generate(chat);
+    await generate(chat, sampling);
   }
 
   async function regenerate() {
     const chat = currentChat();
     if (busy || !chat || !chat.messages.length) return;
+    const sampling = checkedSettings();
+    if (!sampling) return;
     if (chat.messages[chat.messages.length - 1].role === "assistant") chat.messages.pop();
     if (!chat.messages.length) return;
-    await generate(chat);
+    await generate(chat, sampling);
   }
 
   function stop() {
     if (busy) busy.controller.abort();
   }
 
-  async function generate(chat) {
-    let sampling;
+  // The settings as request fields, or null (and the error shown) when one is invalid.
+  function checkedSettings() {
     try {
-      sampling = settingsBody();
+      return settingsBody();
     } catch (e) {
       showError(e.message);
-      renderAll();
-      return;
+      setSettingsOpen(true);
+      return null;
     }
+  }
+
+  // Streams a reply to the chat's messages into a new assistant message at its end.
+  async function generate(chat, sampling) {
     clearError();
     const message = { role: "assistant", content: "", status: "streaming", model: props && props.model };
     const body = Object.assign({ messages: requestMessages(chat), stream: true,
