@@ -352,7 +352,8 @@
     }
     if (response.status === 401) {
       el.modelName.textContent = "API key needed";
-      askForKey("This server needs an API key: enter it under Settings.");
+      const reason = (await errorOf(response)).message;  // "Missing API key ..." or "Invalid API key"
+      askForKey("This server needs an API key (" + reason + "): enter it under Settings.");
       return;
     }
     if (!response.ok) {
