@@ -33,7 +33,8 @@
       const body = /^ [\s\S]* $/.test(code) && code.trim() ? code.slice(1, -1) : code;
       return park("<code>" + body + "</code>");
     });
-    s = s.replace(/\[([^\[\]\n]+)\]\((https?:\/\/(?:[^\s()&]|&amp;)+)\)/g, (m, label, url) => park(link(url, emphasis(label))));
+    s = s.replace(/\[([^\[\]\n]+)\]\((https?:\/\/(?:[^\s()&]|&amp;)+)\)/g,
+                  (m, label, url) => park(link(url, emphasis(label))));
     // A bare URL ends at a space or an escaped quote or bracket (&amp; is a URL's own); punctuation that ends it
     // belongs to the sentence.
     s = s.replace(/\bhttps?:\/\/(?:[^\s\u0000&]|&amp;)+/g, (url) => {
@@ -484,7 +485,8 @@
     requestAnimationFrame(() => {
       renderQueued = false;
       if (!busy || busy.chat.id !== store.current) return;
-      const article = el.messages.querySelector('article[data-index="' + busy.chat.messages.indexOf(busy.message) + '"]');
+      const index = busy.chat.messages.indexOf(busy.message);
+      const article = el.messages.querySelector('article[data-index="' + index + '"]');
       if (!article) return;
       const follow = nearEnd();
       fillMessage(article, busy.message);
