@@ -1,0 +1,274 @@
+"""The web page at / (quanta/serve/static: index.html, app.js, style.css), end to end: a real `quanta serve`
+subprocess with the real Qwen model, driven through Debian's chromium in headless mode with selenium.
+
+The server runs with --api-key, so every test also goes through the page's key handling (the page is open,
+/props and the model routes are not). Each test starts from empty browser storage. Replies are greedy
+(temperature 0) and short, except the one that is stopped mid-stream.
+"""
+
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import require_tool
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("selenium")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+KEY = "page-test-key"
+SYSTEM = "You are a helpful assistant. Answer briefly, in plain text."
+
+
+class Served:
+    def __init__(self, url, model):
+        self.url, self.model = url, model
+        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+
+    def metric(self, name):
+        text = self.http.get("/metrics").text
+        return float(re.search(rf"^quanta_{name} (\S+)$", text, re.M).group(1))
+
+
+@pytest.fixture(scope="module")
+def server(qwen_path, tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("serve-page") / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "quanta", "serve", "-m", qwen_path, "--port", str(port),
+                                 "-np", "2", "--ctx-size", "4096", "--api-key", KEY],
+                                stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"quanta serve exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"quanta serve did not become healthy:\n{log.read_text()}")
+            time.sleep(0.2)
+        served = Served(url, httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+                        .json()["data"][0]["id"])
+        yield served
+        served.http.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def driver():
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.binary_location = require_tool("chromium")
+    d = webdriver.Chrome(options=options, service=Service(require_tool("chromedriver")))
+    yield d
+    d.quit()
+
+
+def wait(d, condition, timeout=60, message=""):
+    return WebDriverWait(d, timeout, poll_frequency=0.05).until(lambda d: condition(), message)
+
+
+def fresh_page(d, server, key=True):
+    """The page with empty storage (and the API key for this tab unless key=False), once /props answered."""
+    d.get(server.url + "/")
+    d.execute_script("localStorage.clear(); sessionStorage.clear();"
+                     + (f"sessionStorage.setItem('quanta.apiKey', {KEY!r});" if key else ""))
+    d.refresh()
+    if key:
+        wait(d, lambda: d.find_element(By.ID, "model-name").text == server.model, 30, "the page never got /props")
+
+
+def settings(d, **values):
+    """Types sampler settings into the settings panel (opening it first)."""
+    if "settings-open" not in d.find_element(By.TAG_NAME, "body").get_attribute("class"):
+        d.find_element(By.ID, "settings-toggle").click()
+    for name, value in values.items():
+        field = d.find_element(By.ID, {"system": "system-prompt"}.get(name, name))
+        field.clear()
+        field.send_keys(str(value))
+
+
+def ask(d, text):
+    prompt = d.find_element(By.ID, "prompt")
+    prompt.send_keys(text)
+    d.find_element(By.ID, "send").click()
+
+
+def last_reply(d):
+    """(status, text) of the last assistant bubble, or None."""
+    return d.execute_script("""
+        const a = Array.from(document.querySelectorAll('[data-testid=message-assistant]')).pop();
+        return a ? [a.dataset.status, a.querySelector('[data-testid=message-content]').textContent] : null;""")
+
+
+def stored_chats(d):
+    return d.execute_script("return JSON.parse(localStorage.getItem('quanta.chats.v1'))")
+
+
+def test_page_asks_for_the_api_key(driver, server):
+    d = driver
+    fresh_page(d, server, key=False)
+    wait(d, lambda: d.find_element(By.ID, "api-key-row").is_displayed(), 30, "no API key field")
+    assert "API key" in d.find_element(By.ID, "error-text").text
+    d.find_element(By.ID, "api-key").send_keys(KEY)
+    wait(d, lambda: d.find_element(By.ID, "model-name").text == server.model, 30, "the key did not unlock /props")
+    assert not d.find_element(By.ID, "error").is_displayed()
+    assert d.execute_script("return sessionStorage.getItem('quanta.apiKey')") == KEY
+    assert d.execute_script("return localStorage.getItem('quanta.apiKey')") is None  # "remember" is unchecked
+
+
+def test_streamed_reply_matches_the_api(driver, server):
+    d = driver
+    fresh_page(d, server)
+    settings(d, system=SYSTEM, temperature=0, max_tokens=48)
+    question = "Name five fruits, one per line."
+    ask(d, question)
+    lengths = set()
+    while True:
+        status, text = last_reply(d) or ("streaming", "")
+        if status != "streaming":
+            break
+        if text:
+            lengths.add(len(text))
+        time.sleep(0.02)
+    assert status in ("done", "length"), d.find_element(By.ID, "error-text").text
+    assert len(lengths) >= 2, f"the reply did not grow while streaming (lengths seen: {sorted(lengths)})"
+    assert text.strip()
+
+    reply = stored_chats(d)["chats"][0]["messages"][-1]["content"]
+    body = {"messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+            "temperature": 0, "max_tokens": 48}
+    expected = server.http.post("/v1/chat/completions", json=body).json()["choices"][0]["message"]["content"]
+    assert reply == expected
+    assert d.find_element(By.CSS_SELECTOR, "[data-testid=message-user] [data-testid=message-content]").text \
+        == question
+    assert not d.find_element(By.ID, "regenerate").get_attribute("disabled")
+
+
+def test_stop_mid_stream_frees_the_slot(driver, server):
+    d = driver
+    fresh_page(d, server)
+    settings(d, temperature=0, max_tokens=400)
+    tokens_before = server.metric("completion_tokens_total")
+    ask(d, "Write a long, detailed essay on the history of computing, from the abacus to today.")
+    wait(d, lambda: len((last_reply(d) or ("", ""))[1]) > 20, 60, "no text streamed")
+    assert d.find_element(By.ID, "stop").is_displayed() and not d.find_element(By.ID, "send").is_displayed()
+    d.find_element(By.ID, "stop").click()
+    wait(d, lambda: last_reply(d)[0] == "stopped", 10, "the reply was not marked stopped")
+    stopped = last_reply(d)[1]
+    time.sleep(1.0)
+    assert last_reply(d) == ["stopped", stopped], "the reply kept growing after Stop"
+    wait(d, lambda: server.metric("busy_slots") == 0, 10, "the server kept the slot busy after Stop")
+    assert server.metric("completion_tokens_total") - tokens_before < 400  # cut short, not run to max_tokens
+    assert d.find_element(By.ID, "send").is_displayed()
+    assert "stopped" in d.find_element(By.CSS_SELECTOR, "[data-testid=message-assistant] .meta").text
+    assert stored_chats(d)["chats"][0]["messages"][-1] == {
+        "role": "assistant", "content": stopped, "status": "stopped", "model": server.model}
+
+    # Regenerate replaces the stopped reply with a new one.
+    settings(d, max_tokens=6)
+    d.find_element(By.ID, "regenerate").click()
+    wait(d, lambda: last_reply(d)[0] in ("done", "length"), 60, "the regenerated reply did not finish")
+    messages = stored_chats(d)["chats"][0]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["status"] in ("done", "length") and messages[1]["content"]
+    assert len(d.find_elements(By.CSS_SELECTOR, "[data-testid=message-assistant]")) == 1
+
+
+def test_conversations_survive_a_reload(driver, server):
+    d = driver
+    fresh_page(d, server)
+    settings(d, temperature=0, max_tokens=6)
+    ask(d, "Say hello.")
+    wait(d, lambda: last_reply(d)[0] in ("done", "length"), 60, "the first reply did not finish")
+    first_reply = last_reply(d)[1]
+    d.find_element(By.ID, "new-chat").click()
+    assert not d.find_elements(By.CSS_SELECTOR, "[data-testid=message-assistant]")
+    d.find_element(By.ID, "prompt").send_keys("Say goodbye.", Keys.ENTER)  # Enter sends too
+    wait(d, lambda: last_reply(d)[0] in ("done", "length"), 60, "the second reply did not finish")
+
+    d.refresh()
+    wait(d, lambda: d.find_element(By.ID, "model-name").text == server.model, 30)
+    titles = [b.text for b in d.find_elements(By.CSS_SELECTOR, "[data-testid=conversation-open]")]
+    assert titles == ["Say goodbye.", "Say hello."]  # the latest first, and it is the one open
+    assert d.find_element(By.CSS_SELECTOR, "[data-testid=message-user]").text.endswith("Say goodbye.")
+
+    d.find_elements(By.CSS_SELECTOR, "[data-testid=conversation-open]")[1].click()
+    assert d.find_element(By.CSS_SELECTOR, "[data-testid=message-user] .content").text == "Say hello."
+    assert last_reply(d) == ["done", first_reply] or last_reply(d) == ["length", first_reply]
+
+    d.find_elements(By.CSS_SELECTOR, "[data-testid=conversation-delete]")[0].click()
+    d.refresh()
+    wait(d, lambda: d.find_element(By.ID, "model-name").text == server.model, 30)
+    titles = [b.text for b in d.find_elements(By.CSS_SELECTOR, "[data-testid=conversation-open]")]
+    assert titles == ["Say hello."]
+
+
+MARKDOWN = """\
+Here is **bold**, *italic* and `inline <code>`.
+
+```python
+print("<b>hi</b>")
+```
+
+- one
+- [two](https://example.com/?a=1&b=2)
+- [three](javascript:alert(1))
+
+<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">
+"""
+
+
+def test_markdown_renderer_is_safe(driver, server):
+    d = driver
+    d.get(server.url + "/")
+    wait(d, lambda: d.execute_script("return !!window.quanta"), 10)
+    html = d.execute_script("""
+        const html = quanta.renderMarkdown(arguments[0]);
+        const box = document.createElement('div');
+        box.id = 'md-test';
+        box.innerHTML = html;
+        document.body.append(box);
+        return html;""", MARKDOWN)
+    assert "<script" not in html and "<img" not in html
+    assert "&lt;script&gt;window.__xss = 1&lt;/script&gt;" in html
+    box = d.find_element(By.ID, "md-test")
+    code = box.find_element(By.CSS_SELECTOR, "pre > code")
+    assert code.get_attribute("class") == "language-python"
+    assert code.get_attribute("textContent") == 'print("<b>hi</b>")'
+    assert box.find_element(By.CSS_SELECTOR, "p > strong").text == "bold"
+    assert box.find_element(By.CSS_SELECTOR, "p > em").text == "italic"
+    assert box.find_element(By.CSS_SELECTOR, "p > code").text == "inline <code>"
+    items = box.find_elements(By.CSS_SELECTOR, "ul > li")
+    assert [li.text for li in items] == ["one", "two", "[three](javascript:alert(1))"]
+    links = box.find_elements(By.TAG_NAME, "a")
+    assert [a.get_attribute("href") for a in links] == ["https://example.com/?a=1&b=2"]
+    assert links[0].get_attribute("rel") == "noopener noreferrer"
+    assert not box.find_elements(By.CSS_SELECTOR, "script, img, b")
+    time.sleep(0.2)
+    assert d.execute_script("return window.__xss") is None
