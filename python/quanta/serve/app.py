@@ -22,8 +22,12 @@ from . import errors
 from .errors import APIError
 
 STATIC = Path(__file__).parent / "static"
-# Routes anyone may reach with --api-key set: the health check (load balancers) and the page (it asks for the key).
-_OPEN_PATHS = ("/health", "/", "/favicon.ico")
+# Routes anyone may reach with --api-key set: the health check (load balancers), the page and what it needs
+# to know before it has a key (/props says whether one is required).
+_OPEN_PATHS = ("/health", "/", "/props")
+# The page and its files are revalidated on every load, so an upgraded server never pairs a new index.html
+# with a cached old app.js.
+_NO_CACHE = {"Cache-Control": "no-cache"}
 
 
 @dataclass
@@ -157,17 +161,23 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
 
     @app.get("/")
     async def page():
-        return FileResponse(STATIC / "index.html")
+        return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
 
     @app.get("/props")
     async def props():
-        """What the web page needs to know: the model, the slots, the context."""
+        """What the web page needs to know: the model, the slots, the context, whether a key is needed."""
         server.require()
         return {"model": server.model_id, "parallel": server.engine.parallel, "n_ctx": server.llm.n_ctx,
                 "api_key_required": bool(config.api_key)}
 
-    if STATIC.is_dir():
-        app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    @app.middleware("http")
+    async def no_cache_static(request: Request, call_next):
+        response = await call_next(request)
+        if request.url.path.startswith("/static/"):
+            response.headers.update(_NO_CACHE)
+        return response
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
     openai_routes.register(app, server)
     return app
 

@@ -285,6 +285,7 @@ class _Run:
 
             status = 400 if isinstance(e, (ValueError, ContextOverflowError)) else 500
             yield f"data: {json.dumps(error_body(status, str(e)))}\n\n"
+            yield "data: [DONE]\n\n"
         finally:
             self.cancel()
 

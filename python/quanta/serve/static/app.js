@@ -5,7 +5,7 @@
  * What it does: sends the conversation to /v1/chat/completions with stream=true and reads the event stream with
  * fetch() and a ReadableStream reader (Stop aborts the fetch, which closes the connection, and the server then
  * cancels the request and frees its slot); regenerates the last reply; keeps conversations and sampler settings
- * in localStorage; asks for an API key when /props answers 401 (or says one is required) or a request does;
+ * in localStorage; asks for an API key when /props says one is required (or answers 401) or a request gets 401;
  * shows the server's OpenAI-shaped errors ({"error": {"message": ...}}) in the page; and renders replies with a
  * small markdown renderer written to be safe: it escapes all HTML first, so the only tags in its output are the
  * ones it writes itself, and links must be http(s).
@@ -364,7 +364,13 @@
     props = await response.json();
     el.modelName.textContent = props.model;
     el.serverInfo.textContent = props.parallel + " slots, " + props.n_ctx + " tokens of context (shared)";
-    if (props.api_key_required) el.apiKeyRow.hidden = false;
+    if (props.api_key_required) {
+      el.apiKeyRow.hidden = false;
+      if (!apiKey()) {
+        askForKey("This server needs an API key: enter it under Settings.");
+        return;
+      }
+    }
     if (!el.error.hidden && /API key/.test(el.errorText.textContent)) clearError();
   }
 
