@@ -63,8 +63,16 @@ class _ReplicaHeader:
         await self.app(scope, receive, send_named)
 
 
+try:  # an ingress whose app each replica builds (__serve_build_asgi_app__): Ray 2.60 has it
+    _late_ingress = serve.ingress()
+except TypeError:
+    import ray as _ray
+
+    raise ImportError(f"quanta.serve.ray needs ray[serve] >= 2.60, not {_ray.__version__}") from None
+
+
 @serve.deployment(name="quanta")
-@serve.ingress()
+@_late_ingress
 class QuantaDeployment:
     """One replica: the server's app over one model (a ServerConfig). Ray builds the app at the
     replica's start (__serve_build_asgi_app__) and loads the model before the replica is ready."""
