@@ -46,7 +46,8 @@ REPLICA_HEADER = "x-quanta-replica"
 
 
 class _ReplicaHeader:
-    """ASGI middleware: names the replica in every HTTP response (header x-quanta-replica)."""
+    """ASGI middleware: names the replica (header x-quanta-replica) in the responses of the app
+    (not in those of Ray's proxy, nor in a 500 for an uncaught error)."""
 
     def __init__(self, app, replica: str):
         self.app, self.replica = app, replica.encode()
