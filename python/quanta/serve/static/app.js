@@ -361,16 +361,18 @@
       showError((await errorOf(response)).message);
       return;
     }
-    props = await response.json();
-    el.modelName.textContent = props.model;
-    el.serverInfo.textContent = props.parallel + " slots, " + props.n_ctx + " tokens of context (shared)";
-    if (props.api_key_required) {
+    const answer = await response.json();
+    if (answer.api_key_required) {
       el.apiKeyRow.hidden = false;
-      if (!apiKey()) {
+      if (!apiKey()) {  // props stays unset, so typing a key asks again
+        el.modelName.textContent = "API key needed";
         askForKey("This server needs an API key: enter it under Settings.");
         return;
       }
     }
+    props = answer;
+    el.modelName.textContent = props.model;
+    el.serverInfo.textContent = props.parallel + " slots, " + props.n_ctx + " tokens of context (shared)";
     if (!el.error.hidden && /API key/.test(el.errorText.textContent)) clearError();
   }
 
