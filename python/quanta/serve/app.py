@@ -85,12 +85,21 @@ class Server:
         finally:
             self.ready.set()
 
-    def require(self) -> None:
-        """Raises the 503 a model route gives before the model is ready."""
+    def problem(self) -> Optional[str]:
+        """Why the server cannot generate now (None when it can)."""
         if not self.ready.is_set():
-            raise APIError(503, "Loading model")
+            return "Loading model"
         if self.engine is None:
-            raise APIError(503, f"the model failed to load: {self.load_error}")
+            return f"the model failed to load: {self.load_error}"
+        if not self.engine.alive:
+            return "the engine's worker thread has stopped"
+        return None
+
+    def require(self) -> None:
+        """Raises the 503 a model route gives when the server cannot generate (while loading)."""
+        problem = self.problem()
+        if problem:
+            raise APIError(503, problem)
 
     def close(self) -> None:
         if self.engine is not None:
@@ -139,11 +148,8 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
 
     @app.get("/health")
     async def health():
-        if not server.ready.is_set():
-            return errors.error_response(503, "Loading model")
-        if server.engine is None:
-            return errors.error_response(503, f"the model failed to load: {server.load_error}")
-        return {"status": "ok"}
+        problem = server.problem()
+        return errors.error_response(503, problem) if problem else {"status": "ok"}
 
     @app.get("/metrics")
     async def metrics():

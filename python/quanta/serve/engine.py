@@ -121,6 +121,11 @@ class Engine:
             self._wake.notify()
         return job
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs (it only stops when closed)."""
+        return self._thread.is_alive()
+
     def close(self) -> None:
         with self._wake:
             self._stopping = True

@@ -101,12 +101,9 @@ class QuantaDeployment:
 
     def check_health(self) -> None:
         """Ray's periodic health check: the model is loaded and its engine's worker is alive."""
-        server = self._server
-        if server is None or server.engine is None:
-            raise RuntimeError("quanta: the model is not loaded")
-        thread = getattr(server.engine, "_thread", None)
-        if thread is not None and not thread.is_alive():
-            raise RuntimeError("quanta: the engine's worker thread has stopped")
+        problem = "the model is not loaded" if self._server is None else self._server.problem()
+        if problem:
+            raise RuntimeError(f"quanta: {problem}")
 
 
 def deployment(model, *, num_replicas: Union[int, str] = 1, cores_per_replica: Optional[int] = None,
