@@ -458,3 +458,39 @@ def test_bad_model_file_fails_in_one_line(tmp_path):
     p = subprocess.run([sys.executable, "-m", "quanta", "serve", "-m", str(bad), "--port", "1"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and p.stderr.startswith("quanta: error:")
+
+
+def test_fuzzed_requests_never_crash_the_server(server):
+    """Valid bodies with fields replaced by values of random types, dropped or added, and raw byte noise:
+    every answer is OpenAI-shaped with a 2xx or 4xx status (never 5xx), and the server keeps serving."""
+    import random
+
+    rng = random.Random(1234)
+    values = [None, True, -1, 0, 2**70, 1e308, float("nan"), "", "x" * 5000, "\u0000\ud7ff", [], [1, "a"], {},
+              {"a": {"b": []}}, -1e-9, "1", [[[]]]]
+    bases = {
+        "chat/completions": {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "temperature": 0,
+                             "stop": ["x"], "logit_bias": {"1": 1}, "response_format": {"type": "json_object"},
+                             "stream": False, "n": 1, "seed": 1, "top_logprobs": 1, "logprobs": True},
+        "completions": {"prompt": "Hi", "max_tokens": 2, "temperature": 0, "logprobs": 1, "echo": False},
+    }
+    with httpx.Client(base_url=server + "/v1", timeout=60) as c:
+        for i in range(150):
+            path = rng.choice(list(bases))
+            body = json.loads(json.dumps(bases[path]))
+            for _ in range(rng.randint(1, 3)):
+                key = rng.choice(list(body) + ["extra_field"])
+                if rng.random() < 0.2:
+                    body.pop(key, None)
+                else:
+                    body[key] = rng.choice(values)
+            if rng.random() < 0.1:
+                raw = bytes(rng.randrange(256) for _ in range(rng.randint(0, 64)))
+                r = c.post(path, content=raw, headers={"content-type": "application/json"})
+            else:
+                r = c.post(path, content=json.dumps(body, allow_nan=True))
+            assert r.status_code < 500, (body, r.text)
+            if r.status_code >= 400:
+                assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+    assert httpx.get(server + "/health").status_code == 200
+    assert wait_metric(server, "busy_slots", 0) == 0
