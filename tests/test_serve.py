@@ -159,6 +159,16 @@ def test_seed_and_n(client):
     assert a.usage.completion_tokens == b.usage.completion_tokens + c.usage.completion_tokens
 
 
+def test_n_choices_stream_by_index(client):
+    kw = dict(model="q", prompt=SHORT, max_tokens=8, temperature=1.0, seed=5)
+    whole = client.completions.create(n=2, **kw)
+    chunks = list(client.completions.create(n=2, stream=True, **kw))
+    for i in (0, 1):
+        mine = [c.choices[0] for c in chunks if c.choices[0].index == i]
+        assert "".join(c.text for c in mine) == whole.choices[i].text
+        assert [c.finish_reason is not None for c in mine].count(True) == 1 and mine[-1].finish_reason
+
+
 def test_logprobs_are_the_models(client, reference):
     """The first token's log-probabilities equal a log-softmax of quanta.LLM.logits at the prompt's end."""
     llm = reference.llm
