@@ -22,9 +22,9 @@ from . import errors
 from .errors import APIError
 
 STATIC = Path(__file__).parent / "static"
-# Routes anyone may reach with --api-key set: the health check (load balancers), the page and what it needs
-# to know before it has a key (/props says whether one is required).
-_OPEN_PATHS = ("/health", "/", "/props")
+# Routes anyone may reach with --api-key set: the health check (load balancers) and the page, which asks for
+# the key when /props answers 401.
+_OPEN_PATHS = ("/health", "/")
 # The page and its files are revalidated on every load, so an upgraded server never pairs a new index.html
 # with a cached old app.js.
 _NO_CACHE = {"Cache-Control": "no-cache"}
