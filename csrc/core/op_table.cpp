@@ -301,7 +301,19 @@ bool ref_rms_norm(const Tensor& d) {
     return true;
 }
 
-// Mean and variance in double: both passes over all of each group.
+// (v - mean) / sqrt(var + eps) over all of v, the biased variance, in double.
+std::vector<float> normalized(const std::vector<float>& v, float eps) {
+    double mean = 0, var = 0;
+    for (float e : v) mean += e;
+    mean /= (double)v.size();
+    for (float e : v) var += (e - mean) * (e - mean);
+    const double s = 1.0 / std::sqrt(var / (double)v.size() + (double)eps);
+    std::vector<float> out(v.size());
+    for (size_t k = 0; k < v.size(); ++k) out[k] = (float)((v[k] - mean) * s);
+    return out;
+}
+
+// Each group gathered whole, normalized, and scattered back.
 bool ref_group_norm(const Tensor& d) {
     const Tensor* x = d.src[0];
     const int64_t per_group = x->ne[2] / d.i[0];
@@ -311,33 +323,21 @@ bool ref_group_norm(const Tensor& d) {
             for (int64_t i2 = c0; i2 < c0 + per_group; ++i2)
                 for (int64_t i1 = 0; i1 < d.ne[1]; ++i1)
                     for (int64_t i0 = 0; i0 < d.ne[0]; ++i0) v.push_back(load_float(x->type, at(x, i0, i1, i2, i3)));
-            double mean = 0, var = 0;
-            for (float e : v) mean += e;
-            mean /= (double)v.size();
-            for (float e : v) var += (e - mean) * (e - mean);
-            const double s = 1.0 / std::sqrt(var / (double)v.size() + (double)d.f[0]);
+            const std::vector<float> y = normalized(v, d.f[0]);
             size_t k = 0;
             for (int64_t i2 = c0; i2 < c0 + per_group; ++i2)
                 for (int64_t i1 = 0; i1 < d.ne[1]; ++i1)
-                    for (int64_t i0 = 0; i0 < d.ne[0]; ++i0)
-                        store_float(d.type, at(&d, i0, i1, i2, i3), (float)((v[k++] - mean) * s));
+                    for (int64_t i0 = 0; i0 < d.ne[0]; ++i0) store_float(d.type, at(&d, i0, i1, i2, i3), y[k++]);
         }
     return true;
 }
 
 bool ref_layer_norm(const Tensor& d) {
-    const Tensor* a = d.src[0];
     for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
         for (int64_t i2 = 0; i2 < d.ne[2]; ++i2)
             for (int64_t i1 = 0; i1 < d.ne[1]; ++i1) {
-                const std::vector<float> x = row_f32(a, i1, i2, i3);
-                double mean = 0, var = 0;
-                for (float v : x) mean += v;
-                mean /= (double)x.size();
-                for (float v : x) var += (v - mean) * (v - mean);
-                const double s = 1.0 / std::sqrt(var / (double)x.size() + (double)d.f[0]);
-                for (int64_t j = 0; j < d.ne[0]; ++j)
-                    store_float(d.type, at(&d, j, i1, i2, i3), (float)((x[j] - mean) * s));
+                const std::vector<float> y = normalized(row_f32(d.src[0], i1, i2, i3), d.f[0]);
+                for (int64_t j = 0; j < d.ne[0]; ++j) store_float(d.type, at(&d, j, i1, i2, i3), y[j]);
             }
     return true;
 }
