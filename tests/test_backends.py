@@ -39,6 +39,8 @@ def cases(g, rng):
     pos = g.constant(np.array([0, 3, 9, 27, 81], dtype=np.int32))
     mask = g.constant(np.where(rng.random((5, 96)) < 0.2, -np.inf, 0).astype(np.float32))
     cache = g.constant(np.zeros((10, 96), dtype=np.float16))
+    image = g.constant(rng.standard_normal((2, 12, 5, 7), dtype=np.float32) + 3)  # N, C, H, W: ggml [7, 5, 12, 2]
+    timesteps = g.constant(np.array([0, 1, 37.5, 999], dtype=np.float32))
     out = {
         "copy": g.copy(x, "f16"),
         "add": g.add(x, row),
@@ -55,6 +57,13 @@ def cases(g, rng):
                                g.constant(np.array([7, 2, 4], dtype=np.int32))),
         "concat": g.concat(x, x, 1),
         "attention": g.attention(*map(g.constant, attention_arrays(rng)), 0.125),
+        "group_norm": g.group_norm(image, 4, 1e-5),
+        "layer_norm": g.layer_norm(x, 1e-5),
+        "upsample": g.upsample(image, 2),
+        "gelu_erf": g.gelu_erf(x),
+        "quick_gelu": g.quick_gelu(x),
+        "geglu": g.geglu(x),
+        "timestep_embedding": g.timestep_embedding(timesteps, 37),
     }
     return out
 

@@ -110,6 +110,27 @@ Tensor* Graph::concat(Tensor* a, Tensor* b, int dim) {
     return node(Op::Concat, {a, b}, [&](Tensor& t) { t.i[0] = dim; });
 }
 
+Tensor* Graph::group_norm(Tensor* x, int n_groups, float eps) {
+    return node(Op::GroupNorm, {x}, [&](Tensor& t) {
+        t.i[0] = n_groups;
+        t.f[0] = eps;
+    });
+}
+
+Tensor* Graph::layer_norm(Tensor* x, float eps) { return node(Op::LayerNorm, {x}, [&](Tensor& t) { t.f[0] = eps; }); }
+Tensor* Graph::upsample(Tensor* x, int factor) { return node(Op::Upsample, {x}, [&](Tensor& t) { t.i[0] = factor; }); }
+Tensor* Graph::gelu_erf(Tensor* a) { return node(Op::GeluErf, {a}); }
+Tensor* Graph::quick_gelu(Tensor* a) { return node(Op::QuickGelu, {a}); }
+Tensor* Graph::geglu(Tensor* x) { return node(Op::Geglu, {x}); }
+
+Tensor* Graph::timestep_embedding(Tensor* t, int dim, bool flip_sin_to_cos, float downscale_freq_shift) {
+    return node(Op::TimestepEmbedding, {t}, [&](Tensor& n) {
+        n.i[0] = dim;
+        n.i[1] = flip_sin_to_cos ? 1 : 0;
+        n.f[0] = downscale_freq_shift;
+    });
+}
+
 Tensor* Graph::copy(Tensor* a, DType type) { return node(Op::Copy, {a}, [](Tensor&) {}, type); }
 
 void Graph::alias(Tensor* t, Tensor* dst) {

@@ -58,6 +58,25 @@ public:
     // Rows `ids` (i32 [M]) of `table` ([K, N], any type) -> f32 [K, M].
     Tensor* get_rows(Tensor* table, Tensor* ids);
     Tensor* concat(Tensor* a, Tensor* b, int dim);
+
+    // Diffusion. Images are [W, H, C, N] (tensor.h). The norms carry no affine
+    // parameters: a model applies its weight and bias with mul and add (ggml's
+    // split), a [1, 1, C, 1] pair for group_norm, [ne0] for layer_norm.
+    // Each image's channels in n_groups groups, each normalized over its W x H x C/n_groups
+    // values: (x - mean) / sqrt(var + eps), the biased variance, as torch's group_norm.
+    Tensor* group_norm(Tensor* x, int n_groups, float eps);
+    // (x - mean) / sqrt(var + eps) along rows.
+    Tensor* layer_norm(Tensor* x, float eps);
+    // Nearest neighbour: [W, H, C, N] -> [W * factor, H * factor, C, N].
+    Tensor* upsample(Tensor* x, int factor);
+    Tensor* gelu_erf(Tensor* a);    // x * Phi(x), torch's gelu(approximate="none")
+    Tensor* quick_gelu(Tensor* a);  // x * sigmoid(1.702 x), CLIP's
+    // [2K, ...] -> [K, ...]: value * gelu_erf(gate), the value the first half of
+    // each row and the gate the second, as diffusers' GEGLU chunks its projection.
+    Tensor* geglu(Tensor* x);
+    // Timesteps t (f32 [n]) -> f32 [dim, n], diffusers' get_timestep_embedding
+    // (sinusoids.h); Stable Diffusion's UNet: cos first, shift 0.
+    Tensor* timestep_embedding(Tensor* t, int dim, bool flip_sin_to_cos = true, float downscale_freq_shift = 0.0f);
     // A contiguous copy converted to `type` (f32, f16 or bf16).
     Tensor* copy(Tensor* a, DType type);
     Tensor* cont(Tensor* a) { return copy(a, a->type); }

@@ -26,6 +26,14 @@ enum class Op : int32_t {
     SetRows,  // rows of src[1] written into rows src[2] (i32 ids) of the buffer src[0] views
     Concat,   // src[0] and src[1] joined along dimension i[0]
     Attention,  // softmax(q . k * f[0]) . v over the KV cells each query token lists (src[3])
+    // Diffusion (Stable Diffusion's UNet, VAE and CLIP text encoder):
+    GroupNorm,  // src[0] [W, H, C, N] normalized per image over each of i[0] channel groups, eps f[0]
+    LayerNorm,  // (src[0] - mean) / sqrt(var + f[0]) along rows
+    Upsample,   // nearest neighbour: W and H of src[0] times i[0]
+    GeluErf,    // exact gelu, x * Phi(x)
+    QuickGelu,  // x * sigmoid(1.702 x)
+    Geglu,      // first half of each row of src[0] times gelu_erf of the second half
+    TimestepEmbedding,  // sinusoids of the timesteps src[0] (f32 [n]) -> [i[0], n]
     Count
 };
 

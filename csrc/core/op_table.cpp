@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "core/elements.h"
+#include "core/sinusoids.h"
 #include "quant/dequantize.h"
 
 namespace quanta {
@@ -36,7 +37,7 @@ void same_shape_as(Tensor& node, const Tensor* a) {
 
 void shape_unary(Tensor& n) {
     check_f32(n.src[0], op_name(n.op));
-    if (n.op == Op::RmsNorm) check_rows_contiguous(n.src[0], "rms_norm");
+    if (n.op == Op::RmsNorm || n.op == Op::LayerNorm) check_rows_contiguous(n.src[0], op_name(n.op));
     n.type = DType::F32;
     same_shape_as(n, n.src[0]);
 }
@@ -177,6 +178,55 @@ void shape_concat(Tensor& n) {
     n.n_dims = std::max({a->n_dims, b->n_dims, dim + 1});
 }
 
+// x f32 [W, H, C, N]; i[0] groups split C.
+void shape_group_norm(Tensor& n) {
+    const Tensor* x = n.src[0];
+    check_f32(x, "group_norm");
+    check_rows_contiguous(x, "group_norm");
+    QUANTA_CHECK_ARG(n.i[0] >= 1 && x->ne[2] % n.i[0] == 0,
+                     "group_norm: " + std::to_string(n.i[0]) + " groups do not split the " + std::to_string(x->ne[2]) +
+                         " channels (ne[2]) of " + x->describe());
+    n.type = DType::F32;
+    same_shape_as(n, x);
+}
+
+void shape_upsample(Tensor& n) {
+    const Tensor* x = n.src[0];
+    check_f32(x, "upsample");
+    check_rows_contiguous(x, "upsample");
+    QUANTA_CHECK_ARG(n.i[0] >= 1, "upsample: factor " + std::to_string(n.i[0]) + " must be at least 1");
+    n.type = DType::F32;
+    same_shape_as(n, x);
+    n.ne[0] *= n.i[0];
+    n.ne[1] *= n.i[0];
+    n.n_dims = std::max(2, x->n_dims);
+}
+
+void shape_geglu(Tensor& n) {
+    const Tensor* x = n.src[0];
+    check_f32(x, "geglu");
+    check_rows_contiguous(x, "geglu");
+    QUANTA_CHECK_ARG(x->ne[0] % 2 == 0, "geglu: rows of " + x->describe() + " must split into two halves");
+    n.type = DType::F32;
+    same_shape_as(n, x);
+    n.ne[0] /= 2;
+}
+
+// t f32 [n]; i[0] dim, i[1] cos first, f[0] the frequency shift -> [dim, n].
+void shape_timestep_embedding(Tensor& n) {
+    const Tensor* t = n.src[0];
+    check_f32(t, "timestep_embedding");
+    QUANTA_CHECK_ARG(t->is_contiguous() && t->ne[1] == 1 && t->ne[2] == 1 && t->ne[3] == 1,
+                     "timestep_embedding: timesteps " + t->describe() + " must be a contiguous 1-d tensor");
+    QUANTA_CHECK_ARG(n.i[0] >= 2 && n.i[0] / 2 - n.f[0] > 0,
+                     "timestep_embedding: dim " + std::to_string(n.i[0]) + " must be at least 2 and half of it more "
+                         "than downscale_freq_shift " + std::to_string(n.f[0]));
+    n.type = DType::F32;
+    n.ne[0] = n.i[0];
+    n.ne[1] = t->ne[0];
+    n.n_dims = 2;
+}
+
 void shape_copy(Tensor& n) {
     QUANTA_CHECK_ARG(plain_float(n.src[0]->type) && plain_float(n.type), "copy: converts only between f32, f16 and bf16");
     same_shape_as(n, n.src[0]);
@@ -204,10 +254,14 @@ void for_each(const Tensor& t, F f) {
                 for (int64_t i0 = 0; i0 < t.ne[0]; ++i0) f(i0, i1, i2, i3);
 }
 
+float gelu_erf_value(double x) { return (float)(0.5 * x * std::erfc(-x / std::sqrt(2.0))); }
+
 float unary_value(Op op, float x, const Tensor& d) {
     switch (op) {
         case Op::Scale: return x * d.f[0];
         case Op::Silu: return (float)(x / (1.0 + std::exp(-(double)x)));
+        case Op::GeluErf: return gelu_erf_value(x);
+        case Op::QuickGelu: return (float)(x / (1.0 + std::exp(-kQuickGeluScale * (double)x)));
         default: {  // Gelu, tanh approximation
             const double v = x;
             return (float)(0.5 * v * (1.0 + std::tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))));
@@ -244,6 +298,73 @@ bool ref_rms_norm(const Tensor& d) {
                 const double s = 1.0 / std::sqrt(sum / (double)x.size() + (double)d.f[0]);
                 for (int64_t j = 0; j < d.ne[0]; ++j) store_float(d.type, at(&d, j, i1, i2, i3), (float)(x[j] * s));
             }
+    return true;
+}
+
+// (v - mean) / sqrt(var + eps) over all of v, the biased variance, in double.
+std::vector<float> normalized(const std::vector<float>& v, float eps) {
+    double mean = 0, var = 0;
+    for (float e : v) mean += e;
+    mean /= (double)v.size();
+    for (float e : v) var += (e - mean) * (e - mean);
+    const double s = 1.0 / std::sqrt(var / (double)v.size() + (double)eps);
+    std::vector<float> out(v.size());
+    for (size_t k = 0; k < v.size(); ++k) out[k] = (float)((v[k] - mean) * s);
+    return out;
+}
+
+// Each group gathered whole, normalized, and scattered back.
+bool ref_group_norm(const Tensor& d) {
+    const Tensor* x = d.src[0];
+    const int64_t per_group = x->ne[2] / d.i[0];
+    for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
+        for (int64_t c0 = 0; c0 < d.ne[2]; c0 += per_group) {
+            std::vector<float> v;
+            for (int64_t i2 = c0; i2 < c0 + per_group; ++i2)
+                for (int64_t i1 = 0; i1 < d.ne[1]; ++i1)
+                    for (int64_t i0 = 0; i0 < d.ne[0]; ++i0) v.push_back(load_float(x->type, at(x, i0, i1, i2, i3)));
+            const std::vector<float> y = normalized(v, d.f[0]);
+            size_t k = 0;
+            for (int64_t i2 = c0; i2 < c0 + per_group; ++i2)
+                for (int64_t i1 = 0; i1 < d.ne[1]; ++i1)
+                    for (int64_t i0 = 0; i0 < d.ne[0]; ++i0) store_float(d.type, at(&d, i0, i1, i2, i3), y[k++]);
+        }
+    return true;
+}
+
+bool ref_layer_norm(const Tensor& d) {
+    for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
+        for (int64_t i2 = 0; i2 < d.ne[2]; ++i2)
+            for (int64_t i1 = 0; i1 < d.ne[1]; ++i1) {
+                const std::vector<float> y = normalized(row_f32(d.src[0], i1, i2, i3), d.f[0]);
+                for (int64_t j = 0; j < d.ne[0]; ++j) store_float(d.type, at(&d, j, i1, i2, i3), y[j]);
+            }
+    return true;
+}
+
+bool ref_upsample(const Tensor& d) {
+    const Tensor* x = d.src[0];
+    const int f = d.i[0];
+    for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        store_float(d.type, at(&d, i0, i1, i2, i3), load_float(x->type, at(x, i0 / f, i1 / f, i2, i3)));
+    });
+    return true;
+}
+
+bool ref_geglu(const Tensor& d) {
+    const Tensor* x = d.src[0];
+    for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        const float value = load_float(x->type, at(x, i0, i1, i2, i3));
+        const float gate = load_float(x->type, at(x, i0 + d.ne[0], i1, i2, i3));
+        store_float(d.type, at(&d, i0, i1, i2, i3), value * gelu_erf_value(gate));
+    });
+    return true;
+}
+
+bool ref_timestep_embedding(const Tensor& d) {
+    const float* t = static_cast<const float*>(d.src[0]->data);
+    for (int64_t m = 0; m < d.ne[1]; ++m)
+        timestep_embedding_row(t[m], d.i[0], d.i[1] != 0, d.f[0], reinterpret_cast<float*>(at(&d, 0, m, 0, 0)));
     return true;
 }
 
@@ -425,6 +546,13 @@ constexpr OpInfo kOps[kOpCount] = {
     /* SetRows */ {"set_rows", 3, 3, shape_set_rows, ref_set_rows},
     /* Concat  */ {"concat", 2, 2, shape_concat, ref_concat},
     /* Attention */ {"attention", 4, 4, shape_attention, ref_attention},
+    /* GroupNorm */ {"group_norm", 1, 1, shape_group_norm, ref_group_norm},
+    /* LayerNorm */ {"layer_norm", 1, 1, shape_unary, ref_layer_norm},
+    /* Upsample  */ {"upsample", 1, 1, shape_upsample, ref_upsample},
+    /* GeluErf   */ {"gelu_erf", 1, 1, shape_unary, ref_unary},
+    /* QuickGelu */ {"quick_gelu", 1, 1, shape_unary, ref_unary},
+    /* Geglu     */ {"geglu", 1, 1, shape_geglu, ref_geglu},
+    /* TimestepEmbedding */ {"timestep_embedding", 1, 1, shape_timestep_embedding, ref_timestep_embedding},
 };
 
 }  // namespace

@@ -13,11 +13,17 @@
 //   Rope     i[0] n_rot, i[1] RopeMode, f[0] freq_base, f[1] freq_scale
 //   SoftMax  f[0] scale              Concat   i[0] dimension
 //   Attention f[0] scale of q.k
+//   GroupNorm i[0] n_groups, f[0] eps        LayerNorm f[0] eps
+//   Upsample  i[0] factor
+//   TimestepEmbedding i[0] dim, i[1] 1: cos first (flip_sin_to_cos), f[0] downscale_freq_shift
 #pragma once
 
 #include "core/tensor.h"
 
 namespace quanta {
+
+// QuickGelu's factor: CLIP's sigmoid fit of gelu, x * sigmoid(1.702 x).
+constexpr float kQuickGeluScale = 1.702f;
 
 struct OpInfo {
     const char* name;

@@ -11,8 +11,12 @@
 //   Op       - a result placed in the graph's arena by the liveness planner.
 // A view (op View) aliases the bytes of `view_src` at `view_offset`.
 //
-// Image layout (diffusion): [W, H, C, N], as ggml: a row is one line of one
-// channel of one image.
+// Image layout (diffusion): ne = [W, H, C, N], as ggml: W is the fastest
+// dimension, so a row is one line of one channel of one image, a channel is a
+// W x H plane, and torch's NCHW array maps onto it unchanged (numpy shape
+// (N, C, H, W) in the bindings). Per-channel parameters (a norm's affine
+// weight and bias, a conv bias) are [1, 1, C, 1] tensors that Add and Mul
+// broadcast over the image.
 #pragma once
 
 #include <cstddef>

@@ -27,6 +27,23 @@ using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_st
 using GemmTileFn = void (*)(int64_t k, const uint8_t* panel, size_t group_bytes, const uint8_t* act,
                             size_t act_stride, int na, float* out, size_t out_stride, int nw, int sub);
 
+// Count, mean and sum of squared deviations (m2) of a run of floats. merge()
+// joins two runs' moments exactly (Chan, Golub and LeVeque's pairwise
+// update), so a long run is summed piece by piece without losing the variance
+// to cancellation.
+struct Moments {
+    double n = 0, mean = 0, m2 = 0;
+    void merge(const Moments& o) {
+        const double total = n + o.n;
+        if (total == 0) return;
+        const double delta = o.mean - mean;
+        mean += delta * o.n / total;
+        m2 += o.m2 + delta * delta * n * o.n / total;
+        n = total;
+    }
+    double variance() const { return n > 0 ? m2 / n : 0.0; }  // biased, as torch's norms
+};
+
 struct Kernels {
     Level level;
     const char* name;
@@ -46,6 +63,14 @@ struct Kernels {
     float (*max)(const float* x, int64_t n);
     // y = exp(x - shift); returns the sum of y.
     double (*exp_shifted)(float* y, const float* x, float shift, int64_t n);
+    void (*gelu_erf)(float* y, const float* x, int64_t n);
+    void (*quick_gelu)(float* y, const float* x, int64_t n);
+    // The moments of n floats, from two passes over them: keep n small enough
+    // (a few thousand) that the second pass reads from L1.
+    Moments (*moments)(const float* x, int64_t n);
+    // y = (x - mean) * s + shift: a norm's output, its mean split in a float
+    // and the rest, -(rest * s) in shift, so values near the mean keep their digits.
+    void (*normalize)(float* y, const float* x, float mean, float s, float shift, int64_t n);
 
     QuantizeActFn quantize_act_paired, quantize_act_flat;
     QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;

@@ -1,6 +1,7 @@
 // The CPU kernels of every op (ops.h): elementwise ops, the matmul paths
-// (quantized row kernels, the panel GEMM, float tiles), attention pieces and
-// data movement, and the table that maps op ids to them.
+// (quantized row kernels, the panel GEMM, float tiles), attention pieces,
+// diffusion's group norm and resampling, data movement, and the table that
+// maps op ids to them.
 #include "cpu/ops.h"
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <algorithm>
 
 #include "core/elements.h"
+#include "core/sinusoids.h"
 #include "cpu/act_formats.h"
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
@@ -64,6 +66,26 @@ void binary_op(const Tensor& dst, const OpContext& c) {
     }
 }
 
+// Floats per moments() call: 16 KiB, a run that stays in L1 between the
+// kernel's two passes over it.
+constexpr int64_t kMomentRun = 4096;
+
+Moments moments_of(const Kernels& k, const float* x, int64_t n) {
+    Moments m;
+    for (int64_t i = 0; i < n; i += kMomentRun) m.merge(k.moments(x + i, std::min(kMomentRun, n - i)));
+    return m;
+}
+
+// normalize()'s arguments for moments m: the mean as a float and the rest of it, scaled.
+struct NormParams {
+    float mean, s, shift;
+};
+NormParams norm_params(const Moments& m, float eps) {
+    const double s = 1.0 / std::sqrt(m.variance() + (double)eps);
+    const float mean = (float)m.mean;
+    return {mean, (float)s, (float)(-(m.mean - mean) * s)};
+}
+
 void unary_op(const Tensor& dst, const OpContext& c) {
     const Tensor* a = dst.src[0];
     int64_t begin, end;
@@ -82,14 +104,98 @@ void unary_op(const Tensor& dst, const OpContext& c) {
             case Op::Scale: c.k->scale(y, x, dst.f[0], n0); break;
             case Op::Silu: c.k->silu(y, x, n0); break;
             case Op::Gelu: c.k->gelu(y, x, n0); break;
+            case Op::GeluErf: c.k->gelu_erf(y, x, n0); break;
+            case Op::QuickGelu: c.k->quick_gelu(y, x, n0); break;
             case Op::RmsNorm: {
                 const double mean = c.k->sum_squares(x, n0) / (double)n0;
                 c.k->scale(y, x, (float)(1.0 / std::sqrt(mean + (double)dst.f[0])), n0);
                 break;
             }
+            case Op::LayerNorm: {
+                const NormParams p = norm_params(moments_of(*c.k, x, n0), dst.f[0]);
+                c.k->normalize(y, x, p.mean, p.s, p.shift, n0);
+                break;
+            }
             default: break;
         }
     }
+}
+
+// ---- diffusion -------------------------------------------------------------
+
+// Calls f(x, y, n) over runs of channels [c0, c1) of image i3 of the group
+// norm's source x and result y, in order: the whole group where x's channels
+// lie back to back, else whole channel planes, else rows.
+template <typename F>
+void for_each_group_run(const Tensor& dst, int64_t c0, int64_t c1, int64_t i3, F f) {
+    const Tensor* x = dst.src[0];
+    const int64_t W = x->ne[0], H = x->ne[1];
+    const auto run = [&](int64_t i1, int64_t ch, int64_t n) {
+        f(reinterpret_cast<const float*>(at(x, 0, i1, ch, i3)), reinterpret_cast<float*>(at(&dst, 0, i1, ch, i3)), n);
+    };
+    const bool planes = x->nb[1] == (size_t)W * sizeof(float);
+    if (planes && x->nb[2] == (size_t)(W * H) * sizeof(float)) return run(0, c0, W * H * (c1 - c0));
+    for (int64_t ch = c0; ch < c1; ++ch)
+        for (int64_t i1 = 0; i1 < H; i1 += planes ? H : 1) run(i1, ch, planes ? W * H : W);
+}
+
+// Threads take whole (image, group) pairs: the moments, then the normalized values.
+void group_norm(const Tensor& dst, const OpContext& c) {
+    const int64_t groups = dst.i[0], per_group = dst.ne[2] / groups;
+    int64_t begin, end;
+    split(groups * dst.ne[3], c, &begin, &end);
+    for (int64_t task = begin; task < end; ++task) {
+        const int64_t c0 = task % groups * per_group, i3 = task / groups;
+        Moments m;
+        for_each_group_run(dst, c0, c0 + per_group, i3,
+                           [&](const float* x, float*, int64_t n) { m.merge(moments_of(*c.k, x, n)); });
+        const NormParams p = norm_params(m, dst.f[0]);
+        for_each_group_run(dst, c0, c0 + per_group, i3,
+                           [&](const float* x, float* y, int64_t n) { c.k->normalize(y, x, p.mean, p.s, p.shift, n); });
+    }
+}
+
+// Threads take source rows: each widens its row into the first of the factor
+// result rows it becomes and copies that into the others.
+void upsample(const Tensor& dst, const OpContext& c) {
+    const Tensor* x = dst.src[0];
+    const int64_t f = dst.i[0], w = x->ne[0];
+    int64_t begin, end;
+    split(x->n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(x, r);
+        const float* xr = reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3));
+        float* y = reinterpret_cast<float*>(at(&dst, 0, ri.i1 * f, ri.i2, ri.i3));
+        if (f == 2) {  // Stable Diffusion's factor, in a loop the compiler vectorizes
+            for (int64_t j = 0; j < w; ++j) y[2 * j] = y[2 * j + 1] = xr[j];
+        } else {
+            for (int64_t j = 0; j < w; ++j)
+                for (int64_t k = 0; k < f; ++k) y[j * f + k] = xr[j];
+        }
+        for (int64_t k = 1; k < f; ++k) std::memcpy(at(&dst, 0, ri.i1 * f + k, ri.i2, ri.i3), y, dst.row_size());
+    }
+}
+
+void geglu(const Tensor& dst, const OpContext& c) {
+    const Tensor* x = dst.src[0];
+    const int64_t half = dst.ne[0];
+    int64_t begin, end;
+    split(dst.n_rows(), c, &begin, &end);
+    for (int64_t r = begin; r < end; ++r) {
+        const RowIndex ri = row_index(&dst, r);
+        const float* value = reinterpret_cast<const float*>(at(x, 0, ri.i1, ri.i2, ri.i3));
+        float* y = reinterpret_cast<float*>(at(&dst, 0, ri.i1, ri.i2, ri.i3));
+        c.k->gelu_erf(y, value + half, half);
+        c.k->mul(y, y, value, half);
+    }
+}
+
+void timestep_embedding(const Tensor& dst, const OpContext& c) {
+    const float* t = static_cast<const float*>(dst.src[0]->data);
+    int64_t begin, end;
+    split(dst.ne[1], c, &begin, &end);
+    for (int64_t m = begin; m < end; ++m)
+        timestep_embedding_row(t[m], dst.i[0], dst.i[1] != 0, dst.f[0], reinterpret_cast<float*>(at(&dst, 0, m, 0, 0)));
 }
 
 // ---- matmul --------------------------------------------------------------
@@ -487,6 +593,13 @@ constexpr CpuKernel kKernels[kOpCount] = {
     /* SetRows */ {set_rows, nullptr, nullptr, nullptr},
     /* Concat  */ {concat, unquantized, nullptr, nullptr},
     /* Attention */ {attention, nullptr, attention_scratch_floats, nullptr},
+    /* GroupNorm */ {group_norm, nullptr, nullptr, nullptr},
+    /* LayerNorm */ {unary_op, nullptr, nullptr, nullptr},
+    /* Upsample  */ {upsample, nullptr, nullptr, nullptr},
+    /* GeluErf   */ {unary_op, nullptr, nullptr, nullptr},
+    /* QuickGelu */ {unary_op, nullptr, nullptr, nullptr},
+    /* Geglu     */ {geglu, nullptr, nullptr, nullptr},
+    /* TimestepEmbedding */ {timestep_embedding, nullptr, nullptr, nullptr},
 };
 
 }  // namespace

@@ -139,6 +139,17 @@ void bind_graph(py::module_& m) {
              py::arg("x"), py::arg("mask").none(true), py::arg("scale") = 1.0f, ref)
         .def("get_rows", [](PyGraph& g, Tensor* table, Tensor* ids) { return g.graph.get_rows(table, ids); }, ref)
         .def("concat", [](PyGraph& g, Tensor* a, Tensor* b, int dim) { return g.graph.concat(a, b, dim); }, ref)
+        .def("group_norm", [](PyGraph& g, Tensor* x, int n_groups, float eps) { return g.graph.group_norm(x, n_groups, eps); },
+             py::arg("x"), py::arg("n_groups"), py::arg("eps"), ref)
+        .def("layer_norm", [](PyGraph& g, Tensor* x, float eps) { return g.graph.layer_norm(x, eps); }, ref)
+        .def("upsample", [](PyGraph& g, Tensor* x, int factor) { return g.graph.upsample(x, factor); },
+             py::arg("x"), py::arg("factor") = 2, ref)
+        .def("gelu_erf", [](PyGraph& g, Tensor* a) { return g.graph.gelu_erf(a); }, ref)
+        .def("quick_gelu", [](PyGraph& g, Tensor* a) { return g.graph.quick_gelu(a); }, ref)
+        .def("geglu", [](PyGraph& g, Tensor* x) { return g.graph.geglu(x); }, ref)
+        .def("timestep_embedding", [](PyGraph& g, Tensor* t, int dim, bool flip_sin_to_cos, float shift) {
+            return g.graph.timestep_embedding(t, dim, flip_sin_to_cos, shift);
+        }, py::arg("t"), py::arg("dim"), py::arg("flip_sin_to_cos") = true, py::arg("downscale_freq_shift") = 0.0f, ref)
         .def("copy", [](PyGraph& g, Tensor* a, const std::string& type) { return g.graph.copy(a, type_from_name(type)); }, ref)
         .def("cont", [](PyGraph& g, Tensor* a) { return g.graph.cont(a); }, ref)
         .def("copy_into", [](PyGraph& g, Tensor* src, Tensor* dst) { return g.graph.copy_into(src, dst); }, ref)
