@@ -141,13 +141,27 @@ def main():
             wait_healthy(base, proc, 300)
         if args.soak:
             proc, base = servers["quanta"]
-            before = rss_mib(proc.pid)
-            r = asyncio.run(run_level(base, args.clients[-1], args.soak, args.max_tokens, bias))
-            r.update(engine="quanta", rss_before_mib=before, rss_after_mib=rss_mib(proc.pid))
+            rss = [rss_mib(proc.pid)]
+
+            async def soak():
+                async def sample():  # RSS each minute: the mapped weights page in early, a leak keeps growing
+                    while True:
+                        await asyncio.sleep(60)
+                        rss.append(rss_mib(proc.pid))
+
+                sampler = asyncio.ensure_future(sample())
+                try:
+                    return await run_level(base, args.clients[-1], args.soak, args.max_tokens, bias)
+                finally:
+                    sampler.cancel()
+
+            r = asyncio.run(soak())
+            rss.append(rss_mib(proc.pid))
+            r.update(engine="quanta", rss_mib=rss)
             print(json.dumps(r) if args.json else
                   f"soak {args.soak:.0f} s, {r['clients']} clients: {r['requests']} requests, {r['failed']} failed, "
                   f"{r['tok_s']:.1f} tok/s, TTFT p50 {r['ttft_p50']:.3f} s p99 {r['ttft_p99']:.3f} s, "
-                  f"RSS {before:.0f} -> {r['rss_after_mib']:.0f} MiB")
+                  f"RSS per minute (MiB): {' '.join(f'{x:.0f}' for x in rss)}")
             return
         rows = []
         for clients in args.clients:
