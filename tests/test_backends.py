@@ -55,6 +55,11 @@ def cases(g, rng):
                                g.constant(np.array([7, 2, 4], dtype=np.int32))),
         "concat": g.concat(x, x, 1),
         "attention": g.attention(*map(g.constant, attention_arrays(rng)), 0.125),
+        # Images [N=2, Cin=5, H=7, W=9]: 3x3 stride 1 (f16 kernels, bias) into 3x3 stride 2 (f32).
+        "conv2d": g.conv2d(g.conv2d(g.constant(rng.standard_normal((2, 5, 7, 9), dtype=np.float32)),
+                                    g.constant(rng.standard_normal((6, 5, 3, 3)).astype(np.float16)),
+                                    g.constant(rng.standard_normal(6, dtype=np.float32)), 1, 1),
+                           g.constant(rng.standard_normal((4, 6, 3, 3), dtype=np.float32)), None, 2, 1),
     }
     return out
 

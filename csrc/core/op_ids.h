@@ -26,6 +26,7 @@ enum class Op : int32_t {
     SetRows,  // rows of src[1] written into rows src[2] (i32 ids) of the buffer src[0] views
     Concat,   // src[0] and src[1] joined along dimension i[0]
     Attention,  // softmax(q . k * f[0]) . v over the KV cells each query token lists (src[3])
+    Conv2d,     // 2-d convolution of images src[0] with kernels src[1], plus bias src[2]
     Count
 };
 

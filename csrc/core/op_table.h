@@ -13,6 +13,8 @@
 //   Rope     i[0] n_rot, i[1] RopeMode, f[0] freq_base, f[1] freq_scale
 //   SoftMax  f[0] scale              Concat   i[0] dimension
 //   Attention f[0] scale of q.k
+//   Conv2d   i[0] stride, i[1] zero padding before and i[2] after (both dimensions alike),
+//            i[3] kernel width, i[4] kernel height
 #pragma once
 
 #include "core/tensor.h"

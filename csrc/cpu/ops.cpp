@@ -10,19 +10,13 @@
 
 #include "core/elements.h"
 #include "cpu/act_formats.h"
+#include "cpu/conv2d.h"
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
 
 namespace quanta::cpu {
 namespace {
-
-// Thread ith's share [begin, end) of n items.
-void split(int64_t n, const OpContext& c, int64_t* begin, int64_t* end) {
-    const int64_t per = (n + c.nth - 1) / c.nth;
-    *begin = std::min<int64_t>(n, per * c.ith);
-    *end = std::min<int64_t>(n, *begin + per);
-}
 
 // Row r of a tensor's rows, as (i1, i2, i3).
 struct RowIndex {
@@ -487,6 +481,7 @@ constexpr CpuKernel kKernels[kOpCount] = {
     /* SetRows */ {set_rows, nullptr, nullptr, nullptr},
     /* Concat  */ {concat, unquantized, nullptr, nullptr},
     /* Attention */ {attention, nullptr, attention_scratch_floats, nullptr},
+    /* Conv2d  */ {conv2d, nullptr, conv2d_scratch_floats, nullptr},
 };
 
 }  // namespace
