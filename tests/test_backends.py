@@ -60,6 +60,10 @@ def cases(g, rng):
                                     g.constant(rng.standard_normal((6, 5, 3, 3)).astype(np.float16)),
                                     g.constant(rng.standard_normal(6, dtype=np.float32)), 1, 1),
                            g.constant(rng.standard_normal((4, 6, 3, 3), dtype=np.float32)), None, 2, 1),
+        # q [N=2, H=3, Tq=11, d=40] over f16 keys and values [2, 3, 37, 40].
+        "dense_attention": g.dense_attention(g.constant(rng.standard_normal((2, 3, 11, 40), dtype=np.float32)),
+                                             *(g.constant(rng.standard_normal((2, 3, 37, 40)).astype(np.float16))
+                                               for _ in range(2)), 0.16),
     }
     return out
 

@@ -115,6 +115,10 @@ Tensor* Graph::conv2d(Tensor* x, Tensor* w, Tensor* bias, int stride, int pad, i
     });
 }
 
+Tensor* Graph::dense_attention(Tensor* q, Tensor* k, Tensor* v, float scale) {
+    return node(Op::DenseAttention, {q, k, v}, [&](Tensor& t) { t.f[0] = scale; });
+}
+
 Tensor* Graph::get_rows(Tensor* table, Tensor* ids) { return node(Op::GetRows, {table, ids}); }
 
 Tensor* Graph::set_rows(Tensor* dst, Tensor* rows, Tensor* ids) {

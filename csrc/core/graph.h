@@ -61,6 +61,12 @@ public:
     // bias: f32 [Cout] or null. Returns f32 [OW, OH, Cout, N] with
     // OW = (W + pad + pad_end - KW) / stride + 1.
     Tensor* conv2d(Tensor* x, Tensor* w, Tensor* bias, int stride, int pad, int pad_end = -1);
+    // Attention of every query over every key, per head and batch, as in a
+    // diffusion model's self- and cross-attention (no mask, no KV cache):
+    // q f32 [d, Tq, H, N]; k [d, Tk, H, N] and v [dv, Tk, H, N], f32 or f16,
+    // rows contiguous (permuted views are fine). Returns f32 [dv, H, Tq, N]:
+    // heads side by side per query, so a reshape to [dv * H, Tq, N] is free.
+    Tensor* dense_attention(Tensor* q, Tensor* k, Tensor* v, float scale);
     // softmax(x * scale + mask) along rows; mask may be null, else f32 [ne0, >= ne1].
     Tensor* softmax(Tensor* x, Tensor* mask, float scale);
     // Rows `ids` (i32 [M]) of `table` ([K, N], any type) -> f32 [K, M].

@@ -27,6 +27,7 @@ enum class Op : int32_t {
     Concat,   // src[0] and src[1] joined along dimension i[0]
     Attention,  // softmax(q . k * f[0]) . v over the KV cells each query token lists (src[3])
     Conv2d,     // 2-d convolution of images src[0] with kernels src[1], plus bias src[2]
+    DenseAttention,  // softmax(q . k * f[0]) . v over every key, per head (diffusion's self- and cross-attention)
     Count
 };
 

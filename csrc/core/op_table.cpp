@@ -202,6 +202,32 @@ void shape_conv2d(Tensor& n) {
     n.n_dims = std::max(3, x->n_dims);
 }
 
+// q f32 [d, Tq, H, N]; k [d, Tk, H, N] and v [dv, Tk, H, N], f32 or f16; rows
+// contiguous, other strides free (permuted views). -> f32 [dv, H, Tq, N].
+void shape_dense_attention(Tensor& n) {
+    const Tensor *q = n.src[0], *k = n.src[1], *v = n.src[2];
+    check_f32(q, "dense_attention q");
+    check_rows_contiguous(q, "dense_attention");
+    for (const Tensor* kv : {k, v}) {
+        QUANTA_CHECK_ARG(kv->type == DType::F32 || kv->type == DType::F16,
+                         "dense_attention: " + kv->describe() + " must be f32 or f16, not " + type_name(kv->type));
+        check_rows_contiguous(kv, "dense_attention");
+    }
+    QUANTA_CHECK_ARG(k->ne[0] == q->ne[0],
+                     "dense_attention: key size of " + k->describe() + " differs from q " + q->describe());
+    QUANTA_CHECK_ARG(k->ne[1] >= 1 && v->ne[1] == k->ne[1],
+                     "dense_attention: keys " + k->describe() + " and values " + v->describe() + " differ in length");
+    for (const Tensor* kv : {k, v})
+        QUANTA_CHECK_ARG(kv->ne[2] == q->ne[2] && kv->ne[3] == q->ne[3],
+                         "dense_attention: heads or batch of " + kv->describe() + " differ from q " + q->describe());
+    n.type = DType::F32;
+    n.ne[0] = v->ne[0];
+    n.ne[1] = q->ne[2];
+    n.ne[2] = q->ne[1];
+    n.ne[3] = q->ne[3];
+    n.n_dims = std::max(3, q->n_dims);
+}
+
 void shape_concat(Tensor& n) {
     const Tensor *a = n.src[0], *b = n.src[1];
     const int dim = n.i[0];
@@ -478,6 +504,33 @@ bool ref_conv2d(const Tensor& d) {
     return true;
 }
 
+// Two passes per query row, as ref_attention: every score and its softmax,
+// then the weighted sum of every value row.
+bool ref_dense_attention(const Tensor& d) {
+    const Tensor *q = d.src[0], *k = d.src[1], *v = d.src[2];
+    for (int64_t n = 0; n < q->ne[3]; ++n)
+        for (int64_t h = 0; h < q->ne[2]; ++h)
+            for (int64_t t = 0; t < q->ne[1]; ++t) {
+                const std::vector<float> qr = row_f32(q, t, h, n);
+                std::vector<double> p((size_t)k->ne[1]);
+                double top = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < k->ne[1]; ++j) {
+                    const std::vector<float> kr = row_f32(k, j, h, n);
+                    double dot = 0;
+                    for (size_t e = 0; e < kr.size(); ++e) dot += (double)kr[e] * qr[e];
+                    top = std::max(top, p[j] = dot * d.f[0]);
+                }
+                for (double& x : p) sum += (x = std::exp(x - top));
+                std::vector<double> acc((size_t)v->ne[0], 0.0);
+                for (int64_t j = 0; j < k->ne[1]; ++j) {
+                    const std::vector<float> vr = row_f32(v, j, h, n);
+                    for (size_t e = 0; e < vr.size(); ++e) acc[e] += p[j] * vr[e];
+                }
+                for (int64_t e = 0; e < d.ne[0]; ++e) store_float(d.type, at(&d, e, h, t, n), (float)(acc[e] / sum));
+            }
+    return true;
+}
+
 // ---- the table -----------------------------------------------------------------
 
 constexpr OpInfo kOps[kOpCount] = {
@@ -498,6 +551,7 @@ constexpr OpInfo kOps[kOpCount] = {
     /* Concat  */ {"concat", 2, 2, shape_concat, ref_concat},
     /* Attention */ {"attention", 4, 4, shape_attention, ref_attention},
     /* Conv2d  */ {"conv2d", 2, 3, shape_conv2d, ref_conv2d},
+    /* DenseAttention */ {"dense_attention", 3, 3, shape_dense_attention, ref_dense_attention},
 };
 
 }  // namespace

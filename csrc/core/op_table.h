@@ -15,6 +15,7 @@
 //   Attention f[0] scale of q.k
 //   Conv2d   i[0] stride, i[1] zero padding before and i[2] after (both dimensions alike),
 //            i[3] kernel width, i[4] kernel height
+//   DenseAttention f[0] scale of q.k
 #pragma once
 
 #include "core/tensor.h"

@@ -11,6 +11,7 @@
 #include "core/elements.h"
 #include "cpu/act_formats.h"
 #include "cpu/conv2d.h"
+#include "cpu/dense_attention.h"
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
@@ -482,6 +483,7 @@ constexpr CpuKernel kKernels[kOpCount] = {
     /* Concat  */ {concat, unquantized, nullptr, nullptr},
     /* Attention */ {attention, nullptr, attention_scratch_floats, nullptr},
     /* Conv2d  */ {conv2d, nullptr, conv2d_scratch_floats, nullptr},
+    /* DenseAttention */ {dense_attention, nullptr, dense_attention_scratch_floats, nullptr},
 };
 
 }  // namespace

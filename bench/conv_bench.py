@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""conv2d speed on Stable Diffusion 1.5's UNet layer shapes as GFLOP/s
+(2 * Cout * Cin * KH * KW per output pixel), quanta's CPU kernel with f32 and
+f16 kernels next to torch.nn.functional.conv2d (f32, same thread count).
+
+    python bench/conv_bench.py --threads 2
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from quanta import _core
+
+sys.path.insert(0, str(Path(__file__).parent))
+from timing import best_times_alternating  # noqa: E402
+
+# (label, H = W, Cin, Cout, kernel, stride, pad) at 512x512 (latents 64x64).
+LAYERS = [
+    ("64x64 320->320 3x3", 64, 320, 320, 3, 1, 1),
+    ("64x64 320->320 3x3 s2", 64, 320, 320, 3, 2, 1),
+    ("32x32 640->640 3x3", 32, 640, 640, 3, 1, 1),
+    ("64x64 320->320 1x1", 64, 320, 320, 1, 1, 0),
+]
+
+
+class QuantaConv:
+    def __init__(self, x, w, stride, pad, threads):
+        self.graph = _core.Graph()
+        self.x = self.graph.input("f32", list(x.shape))
+        self.out = self.graph.conv2d(self.x, self.graph.constant(w), None, stride, pad)
+        self.xv, self.threads = x, threads
+
+    def __call__(self):
+        return self.graph.run([self.out], {self.x: self.xv}, "cpu", self.threads)[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    print(f"| layer | quanta f32 | quanta f16 | torch f32 |  (GFLOP/s, {args.threads} threads)")
+    print("| --- | --- | --- | --- |")
+    for label, hw, cin, cout, k, stride, pad in LAYERS:
+        x = rng.standard_normal((1, cin, hw, hw), dtype=np.float32)
+        w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.05
+        tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        fns = [QuantaConv(x, w, stride, pad, args.threads), QuantaConv(x, w.astype(np.float16), stride, pad, args.threads),
+               lambda: F.conv2d(tx, tw, stride=stride, padding=pad)]
+        ref = fns[2]().numpy()
+        assert np.allclose(fns[0](), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max()), label
+        times = best_times_alternating(fns, args.repeats)
+        flops = 2.0 * ref.shape[2] * ref.shape[3] * cout * cin * k * k
+        print(f"| {label} | " + " | ".join(f"{flops / t / 1e9:.0f}" for t in times) + " |")
+
+
+if __name__ == "__main__":
+    main()
