@@ -11,10 +11,12 @@ namespace quanta::cpu {
 namespace {
 
 // Query rows per task: each key block is widened and transposed once per
-// task, so more rows spread that over more queries; 64 rows of the largest
-// head (160) keep the task's queries and outputs at 80 KiB, in L2. SD 1.5's
-// 4096-token self-attention then makes 64 tasks per head.
-constexpr int kQueryBlock = 64;
+// task (scalar work, about 20% of the time at 64 rows), so more rows spread
+// that over more queries: 64 -> 128 -> 256 rows took SD 1.5's 4096-token,
+// head size 40 self-attention from 79 to 87 to 94 GFLOP/s on one thread
+// (torch's SDPA: 101). 256 rows of the largest head (160) keep the task's
+// queries and outputs at 330 KiB, in L2.
+constexpr int kQueryBlock = kDenseMaxQueries;
 
 }  // namespace
 

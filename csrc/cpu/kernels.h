@@ -27,12 +27,13 @@ using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_st
 using GemmTileFn = void (*)(int64_t k, const uint8_t* panel, size_t group_bytes, const uint8_t* act,
                             size_t act_stride, int na, float* out, size_t out_stride, int nw, int sub);
 
-// Bounds of attend_dense's blocks at every level: keys per block, query rows per register tile.
-constexpr int kDenseMaxKeys = 32, kDenseMaxRows = 8;
+// attend_dense's bounds: query rows per call, and at every level keys per
+// block and query rows per register tile.
+constexpr int kDenseMaxQueries = 256, kDenseMaxKeys = 64, kDenseMaxRows = 8;
 // Work floats attend_dense needs for nq query rows of d (keys) and dv (values).
 inline size_t dense_attend_work(int64_t d, int64_t dv, int nq) {
     const size_t rows = (size_t)(nq + kDenseMaxRows);
-    return rows * (size_t)(d + dv + 2) + (size_t)kDenseMaxKeys * (size_t)(d + dv + kDenseMaxRows) + (size_t)d;
+    return rows * (size_t)(d + dv + 1) + (size_t)kDenseMaxKeys * (size_t)(d + dv + kDenseMaxRows) + (size_t)d;
 }
 
 struct Kernels {
@@ -68,7 +69,7 @@ struct Kernels {
     // work: g * n + max(hd, hdv) floats. out: g rows of hdv floats, contiguous.
     void (*attend)(bool f16, int g, int64_t hd, int64_t hdv, const float* q, const char* k, size_t k_cell,
                    const char* v, size_t v_cell, const int32_t* cells, int n, float scale, float* work, float* out);
-    // softmax(q . k * scale) . v of nq f32 query rows (q, q_stride floats apart, d each) over nk keys, every
+    // softmax(q . k * scale) . v of nq (<= kDenseMaxQueries) f32 query rows (q, q_stride floats apart, d each) over nk keys, every
     // one: key rows at k + j * k_stride (d elements, f16 when f16 else f32), value rows likewise (dv), in
     // blocks with an online softmax (never all scores at once). work: dense_attend_work(d, dv, nq) floats.
     // out: nq rows of dv floats, out_stride apart.
