@@ -1,11 +1,14 @@
-// conv2d on the CPU (conv2d.h). The threads share tiles of output pixels. For
-// its tile a thread gathers each pixel's patch (the KW x KH x Cin inputs under
-// the kernel, zeros in the padding, in the order of a kernel row) into its
-// scratch, so no image-sized im2col is ever made, and runs the patches against
-// every kernel row with the matmul's inner kernels: the float tile (4 kernels
-// x 4 pixels) for plain float kernels, the quantized row kernels on 8-bit
-// patches for quantized ones, one dot per output where the level has neither.
-// Outputs land in [OW, OH, Cout, N] planes, pixels contiguous.
+// conv2d on the CPU (conv2d.h). A task is a tile of up to kTilePixels output
+// pixels of one image and a group of output channels; no image-sized im2col
+// is ever made. For its tile a thread gathers the patches (the KW x KH x Cin
+// inputs under the kernel at each pixel, zeros in the padding, in a kernel
+// row's order) into its scratch and runs them against its kernel rows:
+//   plain float kernels: patches transposed ([element][pixel]), a chunk of
+//     input channels at a time, into the level's conv_tile (kernels.h), whose
+//     sums land in the pixel-contiguous output planes; f16/bf16 rows are
+//     widened kConvChannels at a time;
+//   quantized kernels: one patch row per pixel, quantized to 8 bits, into the
+//     matmul's row kernels (dequantized rows and float dots for types without one).
 #include "cpu/conv2d.h"
 
 #include <algorithm>
@@ -19,7 +22,7 @@ namespace {
 
 struct Geometry {
     int64_t w, h, cin, ow, cout, k, pixels;  // k: a kernel row's length; pixels: per output plane
-    int64_t stride, pad, kw, kh;
+    int64_t stride, pad, kw, kh, taps;       // taps: kw * kh
     size_t w_row;  // bytes per kernel row
 };
 
@@ -36,123 +39,209 @@ Geometry geometry(const Tensor& node) {
     g.pad = node.i[1];
     g.kw = node.i[3];
     g.kh = node.i[4];
-    g.k = g.kw * g.kh * g.cin;
+    g.taps = g.kw * g.kh;
+    g.k = g.taps * g.cin;
     g.w_row = row_bytes(w->type, g.k);
     return g;
 }
 
-// Pixels per tile: the tile's f32 patches take about kPatchBytes, a third of
-// a 2 MiB L2, so they stay there while the kernel rows stream past 4 at a
-// time; each tile reads every kernel row once. 640 KiB against the matmul's
-// 192 KiB (kActBlockBytes): 52 against 16 pixels for SD's 320-channel 3x3
-// layers, f32 kernels 34 -> 52 GFLOP/s and f16 62 -> 71 on 2 threads
-// (bench/conv_bench.py). At least 4 pixels (one float tile), at most 64.
+// Pixels per tile: 64, one row of conv_tile's widest register tile (4 vectors
+// of 16), so each broadcast weight feeds 4 FMAs.
+constexpr int64_t kTilePixels = 64;
+
+// Input channels per chunk of transposed patches: the chunk takes at most
+// kChunkBytes, which with the kernel rows' chunks stays in L2 (2 MiB) while
+// every output channel passes over it; SD's 320-channel 3x3 layers take two
+// chunks of 160 channels (360 KiB).
+constexpr size_t kChunkBytes = 32 * 1024;
+int64_t chunk_channels(const Geometry& g) {
+    const int64_t most = std::max<int64_t>(1, (int64_t)(kChunkBytes / (kTilePixels * sizeof(float))) / g.taps);
+    const int64_t chunks = (g.cin + most - 1) / most;
+    return (g.cin + chunks - 1) / chunks;
+}
+
+// Quantized kernels: pixels per tile such that the f32 patch rows take about
+// kPatchBytes (a third of L2: each tile reads every kernel row once), at least 4, at most 64.
 constexpr size_t kPatchBytes = 640 * 1024;
-int64_t tile_pixels(int64_t k) {
+int64_t quantized_tile_pixels(int64_t k) {
     return std::clamp<int64_t>((int64_t)(kPatchBytes / ((size_t)k * sizeof(float))) / 4 * 4, 4, 64);
 }
 
-// A thread's scratch, offsets in floats: the tile's patches, their 8-bit form
-// (quantized kernels with a row kernel), one dequantized kernel row (the others).
+// A thread's scratch, offsets in floats. Plain float kernels: transposed
+// patches of a channel chunk, then kConvChannels widened kernel rows of it.
+// Quantized: f32 patch rows, their 8-bit form, one dequantized kernel row.
 struct ScratchLayout {
-    size_t act, widened, floats;
+    size_t second, third, floats;
 };
 ScratchLayout scratch_layout(const Geometry& g, DType type) {
-    const size_t patches = (size_t)(tile_pixels(g.k) * g.k);
-    const size_t act = (act_row_bytes(act_format_for(type), g.k) * (size_t)tile_pixels(g.k) + 3) / 4;
+    if (plain_float(type)) {
+        const size_t chunk = (size_t)(chunk_channels(g) * g.taps);
+        return {chunk * kTilePixels, 0, chunk * (kTilePixels + kConvChannels)};
+    }
+    const size_t tm = (size_t)quantized_tile_pixels(g.k), patches = tm * (size_t)g.k;
+    const size_t act = (act_row_bytes(act_format_for(type), g.k) * tm + 3) / 4;
     return {patches, patches + act, patches + act + (size_t)g.k};
 }
 
-// Patches of pixels [p0, p0 + np) of image n, one row of g.k floats each, in
-// a kernel row's order: channel, then kernel row, then kernel column.
-void gather_patches(const float* x, const Geometry& g, int64_t n, int64_t p0, int64_t np, float* out) {
+// (oy, ox) of output pixel p, and the input position under the kernel's first tap.
+struct Origin {
+    int64_t y0, x0;
+};
+Origin origin(const Geometry& g, int64_t p) { return {p / g.ow * g.stride - g.pad, p % g.ow * g.stride - g.pad}; }
+
+// Transposed patches of input channels [c0, c1) at pixels [p0, p0 + np) of
+// image n: row ((ci - c0) * KH + ky) * KW + kx holds that tap of every pixel.
+// The tile is walked by runs of pixels on one output row, which read one
+// input row at a stride: a block copy with zeros at the edges (stride 1).
+void gather_transposed(const float* x, const Geometry& g, int64_t n, int64_t c0, int64_t c1, int64_t p0, int64_t np,
+                       float* out) {
+    for (int64_t m0 = 0; m0 < np;) {
+        const int64_t ox0 = (p0 + m0) % g.ow, len = std::min(np - m0, g.ow - ox0);
+        const Origin o = origin(g, p0 + m0);
+        for (int64_t ci = c0; ci < c1; ++ci) {
+            const float* plane = x + (n * g.cin + ci) * g.h * g.w;
+            for (int64_t ky = 0; ky < g.kh; ++ky) {
+                const int64_t iy = o.y0 + ky;
+                for (int64_t kx = 0; kx < g.kw; ++kx) {
+                    float* row = out + (((ci - c0) * g.kh + ky) * g.kw + kx) * kTilePixels + m0;
+                    if (iy < 0 || iy >= g.h) {
+                        std::fill(row, row + len, 0.0f);
+                        continue;
+                    }
+                    // Pixels j of the run read input column ix0 + j * stride: inside the row for j in [lo, hi).
+                    const int64_t ix0 = o.x0 + kx;
+                    const int64_t lo = std::min(len, ix0 >= 0 ? 0 : (-ix0 + g.stride - 1) / g.stride);
+                    const int64_t hi = std::max(lo, std::min(len, ix0 >= g.w ? 0 : (g.w - ix0 + g.stride - 1) / g.stride));
+                    const float* src = plane + iy * g.w + ix0 + lo * g.stride;  // pixel lo's input
+                    std::fill(row, row + lo, 0.0f);
+                    if (g.stride == 1) std::copy(src, src + (hi - lo), row + lo);
+                    else
+                        for (int64_t j = lo; j < hi; ++j) row[j] = src[(j - lo) * g.stride];
+                    std::fill(row + hi, row + len, 0.0f);
+                }
+            }
+        }
+        m0 += len;
+    }
+}
+
+// Patch rows (g.k floats each) of pixels [p0, p0 + np) of image n.
+void gather_rows(const float* x, const Geometry& g, int64_t n, int64_t p0, int64_t np, float* out) {
     for (int64_t m = 0; m < np; ++m) {
-        const int64_t oy = (p0 + m) / g.ow, ox = (p0 + m) % g.ow;
-        const int64_t x0 = ox * g.stride - g.pad, y0 = oy * g.stride - g.pad;
+        const Origin o = origin(g, p0 + m);
         float* row = out + m * g.k;
         for (int64_t ci = 0; ci < g.cin; ++ci) {
             const float* plane = x + (n * g.cin + ci) * g.h * g.w;
             for (int64_t ky = 0; ky < g.kh; ++ky) {
-                const int64_t iy = y0 + ky;
-                const bool row_in = iy >= 0 && iy < g.h;
+                const int64_t iy = o.y0 + ky;
                 for (int64_t kx = 0; kx < g.kw; ++kx) {
-                    const int64_t ix = x0 + kx;
-                    *row++ = row_in && ix >= 0 && ix < g.w ? plane[iy * g.w + ix] : 0.0f;
+                    const int64_t ix = o.x0 + kx;
+                    *row++ = iy >= 0 && iy < g.h && ix >= 0 && ix < g.w ? plane[iy * g.w + ix] : 0.0f;
                 }
             }
         }
     }
 }
 
-float dot_plain(const Kernels& k, DType type, const char* w, const float* x, int64_t n) {
-    const auto* w16 = reinterpret_cast<const uint16_t*>(w);
-    switch (type) {
-        case DType::F16: return k.dot_f16_f32(w16, x, n);
-        case DType::BF16: return k.dot_bf16_f32(w16, x, n);
-        default: return k.dot_f32(reinterpret_cast<const float*>(w), x, n);
-    }
-}
+// The work of one task: pixels [p0, p0 + np) of image n, output channels [co0, co1).
+struct Task {
+    int64_t n, p0, np, co0, co1;
+};
 
-// One tile against every kernel row; out: image n's output planes, bias: null or Cout floats.
-void run_tile(const Tensor& dst, const OpContext& c, const Geometry& g, float* patches, int64_t p0, int64_t np,
-              float* out, const float* bias) {
+// Plain float kernels: per channel chunk, the transposed patches against every
+// output channel of the task, kConvChannels at a time.
+void run_float(const Tensor& dst, const OpContext& c, const Geometry& g, const Task& t, float* out) {
     const Tensor* w = dst.src[1];
+    const float* x = static_cast<const float*>(dst.src[0]->data);
     const char* kernels = static_cast<const char*>(w->data);
-    const Kernels& k = *c.k;
-    if (plain_float(w->type) && k.float_tile) {
-        float block[16];  // [pixel][kernel], 4 x 4
-        for (int64_t co = 0; co < g.cout; co += 4) {
-            const int nw = (int)std::min<int64_t>(4, g.cout - co);
-            for (int64_t m = 0; m < np; m += 4) {
-                const int na = (int)std::min<int64_t>(4, np - m);
-                k.float_tile(w->type, g.k, kernels + co * g.w_row, g.w_row, patches + m * g.k, g.k, na, block, 4, nw);
-                for (int i = 0; i < nw; ++i) {
-                    float* y = out + (co + i) * g.pixels + p0 + m;
-                    const float b = bias ? bias[co + i] : 0.0f;
-                    for (int j = 0; j < na; ++j) y[j] = block[i + 4 * j] + b;
+    const size_t elem = type_info(w->type).block_bytes;
+    const int64_t cc = chunk_channels(g);
+    float* pt = c.scratch;
+    float* widened = c.scratch + scratch_layout(g, w->type).second;
+    for (int64_t c0 = 0; c0 < g.cin; c0 += cc) {
+        const int64_t c1 = std::min(g.cin, c0 + cc), kc = (c1 - c0) * g.taps;
+        gather_transposed(x, g, t.n, c0, c1, t.p0, t.np, pt);
+        for (int64_t co = t.co0; co < t.co1; co += kConvChannels) {
+            const int nr = (int)std::min<int64_t>(kConvChannels, t.co1 - co);
+            const char* first = kernels + co * g.w_row + (size_t)(c0 * g.taps) * elem;
+            const float* rows = reinterpret_cast<const float*>(first);
+            size_t ws = g.w_row / sizeof(float);
+            if (w->type != DType::F32) {
+                for (int r = 0; r < nr; ++r) {
+                    const auto* half = reinterpret_cast<const uint16_t*>(first + r * g.w_row);
+                    if (w->type == DType::F16) c.k->f16_to_f32(half, widened + r * kc, kc);
+                    else c.k->bf16_to_f32(half, widened + r * kc, kc);
                 }
+                rows = widened;
+                ws = (size_t)kc;
             }
+            c.k->conv_tile(kc, rows, ws, nr, pt, kTilePixels, (int)t.np, out + co * g.pixels + t.p0, g.pixels, c0 > 0);
         }
-        return;
     }
-    const QuantDotFn dot = quant_dot(k, w->type);
+}
+
+// Quantized kernels: patch rows quantized for the type's row kernel, or float
+// dots against each dequantized kernel row.
+void run_quantized(const Tensor& dst, const OpContext& c, const Geometry& g, const Task& t, float* out) {
+    const Tensor* w = dst.src[1];
+    const float* x = static_cast<const float*>(dst.src[0]->data);
+    const char* kernels = static_cast<const char*>(w->data);
     const ScratchLayout layout = scratch_layout(g, w->type);
-    uint8_t* act = reinterpret_cast<uint8_t*>(patches + layout.act);
-    float* widened = patches + layout.widened;
+    float* patches = c.scratch;
+    uint8_t* act = reinterpret_cast<uint8_t*>(c.scratch + layout.second);
+    float* widened = c.scratch + layout.third;
     const size_t arow = act_row_bytes(act_format_for(w->type), g.k);
+    gather_rows(x, g, t.n, t.p0, t.np, patches);
+    const QuantDotFn dot = quant_dot(*c.k, w->type);
     if (dot) {
-        const QuantizeActFn quantize = quantize_act(k, w->type);
-        for (int64_t m = 0; m < np; ++m) quantize(patches + m * g.k, act + m * arow, g.k);
+        const QuantizeActFn quantize = quantize_act(*c.k, w->type);
+        for (int64_t m = 0; m < t.np; ++m) quantize(patches + m * g.k, act + m * arow, g.k);
     }
-    for (int64_t co = 0; co < g.cout; ++co) {
+    for (int64_t co = t.co0; co < t.co1; ++co) {
         const char* row = kernels + co * g.w_row;
-        float* y = out + co * g.pixels + p0;
+        float* y = out + co * g.pixels + t.p0;
         if (dot) {
-            for (int64_t m = 0; m < np; m += 4) dot(g.k, row, act + m * arow, arow, y + m, 1, (int)std::min<int64_t>(4, np - m));
-        } else if (plain_float(w->type)) {
-            for (int64_t m = 0; m < np; ++m) y[m] = dot_plain(k, w->type, row, patches + m * g.k, g.k);
+            for (int64_t m = 0; m < t.np; m += 4)
+                dot(g.k, row, act + m * arow, arow, y + m, 1, (int)std::min<int64_t>(4, t.np - m));
         } else {
             dequantize_row(w->type, row, widened, g.k);
-            for (int64_t m = 0; m < np; ++m) y[m] = k.dot_f32(widened, patches + m * g.k, g.k);
+            for (int64_t m = 0; m < t.np; ++m) y[m] = c.k->dot_f32(widened, patches + m * g.k, g.k);
         }
-        if (bias)
-            for (int64_t m = 0; m < np; ++m) y[m] += bias[co];
     }
 }
 
 }  // namespace
 
+// Tasks: pixel tiles times groups of output channels, the groups (multiples
+// of kConvChannels) only as many as it takes to give each thread about 4
+// tasks, since each group gathers the tile's patches again: SD's 8x8 latents
+// are a single 64-pixel tile.
 void conv2d(const Tensor& dst, const OpContext& c) {
     const Geometry g = geometry(dst);
-    const float* x = static_cast<const float*>(dst.src[0]->data);
+    const bool plain = plain_float(dst.src[1]->type);
+    const int64_t tm = plain ? kTilePixels : quantized_tile_pixels(g.k);
+    const int64_t tiles = (g.pixels + tm - 1) / tm * dst.ne[3];
+    const int64_t blocks = (g.cout + kConvChannels - 1) / kConvChannels;
+    const int64_t groups = std::clamp<int64_t>((4 * c.nth + tiles - 1) / tiles, 1, blocks);
+    const int64_t group = (blocks + groups - 1) / groups * kConvChannels;
     const float* bias = dst.src[2] ? static_cast<const float*>(dst.src[2]->data) : nullptr;
-    const int64_t tm = tile_pixels(g.k), tiles = (g.pixels + tm - 1) / tm;
     int64_t begin, end;
-    split(tiles * dst.ne[3], c, &begin, &end);
+    split(tiles * groups, c, &begin, &end);
     for (int64_t task = begin; task < end; ++task) {
-        const int64_t n = task / tiles, p0 = (task % tiles) * tm, np = std::min(tm, g.pixels - p0);
-        gather_patches(x, g, n, p0, np, c.scratch);
-        run_tile(dst, c, g, c.scratch, p0, np, static_cast<float*>(dst.data) + n * g.cout * g.pixels, bias);
+        const int64_t tile = task / groups, per_image = tiles / dst.ne[3];
+        Task t;
+        t.n = tile / per_image;
+        t.p0 = tile % per_image * tm;
+        t.np = std::min(tm, g.pixels - t.p0);
+        t.co0 = task % groups * group;
+        t.co1 = std::min(g.cout, t.co0 + group);
+        if (t.co0 >= t.co1) continue;
+        float* out = static_cast<float*>(dst.data) + t.n * g.cout * g.pixels;
+        if (plain) run_float(dst, c, g, t, out);
+        else run_quantized(dst, c, g, t, out);
+        if (bias)
+            for (int64_t co = t.co0; co < t.co1; ++co)
+                for (int64_t m = 0; m < t.np; ++m) out[co * g.pixels + t.p0 + m] += bias[co];
     }
 }
 

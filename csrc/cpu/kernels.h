@@ -36,6 +36,9 @@ inline size_t dense_attend_work(int64_t d, int64_t dv, int nq) {
     return rows * (size_t)(d + dv + 1) + (size_t)kDenseMaxKeys * (size_t)(d + dv + kDenseMaxRows) + (size_t)d;
 }
 
+// conv_tile's output channels per call, at every level.
+constexpr int kConvChannels = 6;
+
 struct Kernels {
     Level level;
     const char* name;
@@ -76,6 +79,10 @@ struct Kernels {
     void (*attend_dense)(bool f16, int64_t d, int64_t dv, const float* q, size_t q_stride, int nq, const char* k,
                          size_t k_stride, const char* v, size_t v_stride, int64_t nk, float scale, float* work,
                          float* out, size_t out_stride);
+    // conv2d's tile: out[r * os + p] (+)= sum_e w[r * ws + e] * pt[e * ps + p] for r < nr (<= kConvChannels)
+    // kernel rows of k floats and p < np pixels of transposed patches (k rows); accumulate adds to out.
+    void (*conv_tile)(int64_t k, const float* w, size_t ws, int nr, const float* pt, size_t ps, int np, float* out,
+                      size_t os, bool accumulate);
 };
 
 // The fast dot kernel for weights of `type`, or null when there is none.
