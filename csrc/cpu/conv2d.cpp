@@ -50,10 +50,11 @@ Geometry geometry(const Tensor& node) {
 constexpr int64_t kTilePixels = 64;
 
 // Input channels per chunk of transposed patches: the chunk takes at most
-// kChunkBytes, which with the kernel rows' chunks stays in L2 (2 MiB) while
-// every output channel passes over it; SD's 320-channel 3x3 layers take two
-// chunks of 160 channels (360 KiB).
-constexpr size_t kChunkBytes = 32 * 1024;
+// kChunkBytes, in L2 (2 MiB) while every output channel passes over it; SD's
+// 320-channel 3x3 layers take two chunks of 160 channels (360 KiB). 16, 96
+// and 384 KiB measured alike within noise (bench/conv_bench.py); the larger
+// passes over the task's outputs fewer times.
+constexpr size_t kChunkBytes = 384 * 1024;
 int64_t chunk_channels(const Geometry& g) {
     const int64_t most = std::max<int64_t>(1, (int64_t)(kChunkBytes / (kTilePixels * sizeof(float))) / g.taps);
     const int64_t chunks = (g.cin + most - 1) / most;
