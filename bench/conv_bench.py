@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """conv2d speed on Stable Diffusion 1.5's UNet layer shapes as GFLOP/s
-(2 * Cout * Cin * KH * KW per output pixel), quanta's CPU kernel with f32 and
-f16 kernels next to torch.nn.functional.conv2d (f32, same thread count).
+(2 * Cout * Cin * KH * KW per output pixel), quanta's CPU kernel with f32, f16
+and q8_0 kernels (flattened rows) next to torch.nn.functional.conv2d (f32,
+same thread count).
 
     python bench/conv_bench.py --threads 2
 """
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import quanta
 from quanta import _core
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -29,10 +31,10 @@ LAYERS = [
 
 
 class QuantaConv:
-    def __init__(self, x, w, stride, pad, threads):
+    def __init__(self, x, w, stride, pad, threads, wtype=""):
         self.graph = _core.Graph()
         self.x = self.graph.input("f32", list(x.shape))
-        self.out = self.graph.conv2d(self.x, self.graph.constant(w), None, stride, pad)
+        self.out = self.graph.conv2d(self.x, self.graph.constant(w, wtype), None, stride, pad)
         self.xv, self.threads = x, threads
 
     def __call__(self):
@@ -46,15 +48,16 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
-    print(f"| layer | quanta f32 | quanta f16 | torch f32 |  (GFLOP/s, {args.threads} threads)")
-    print("| --- | --- | --- | --- |")
+    print(f"| layer | quanta f32 | quanta f16 | quanta q8_0 | torch f32 |  (GFLOP/s, {args.threads} threads)")
+    print("| --- | --- | --- | --- | --- |")
     for label, hw, cin, cout, k, stride, pad in LAYERS:
         x = rng.standard_normal((1, cin, hw, hw), dtype=np.float32)
         w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.05
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+        q8 = quanta.quantize(w.reshape(cout, -1), "q8_0")
         fns = [QuantaConv(x, w, stride, pad, args.threads), QuantaConv(x, w.astype(np.float16), stride, pad, args.threads),
-               lambda: F.conv2d(tx, tw, stride=stride, padding=pad)]
-        ref = fns[2]().numpy()
+               QuantaConv(x, q8, stride, pad, args.threads, "q8_0"), lambda: F.conv2d(tx, tw, stride=stride, padding=pad)]
+        ref = fns[3]().numpy()
         assert np.allclose(fns[0](), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max()), label
         times = best_times_alternating(fns, args.repeats)
         flops = 2.0 * ref.shape[2] * ref.shape[3] * cout * cin * k * k

@@ -85,21 +85,23 @@ def test_thread_counts_agree(rng, threads):
     np.testing.assert_array_equal(run_conv(x, k, None, 1, 1, threads=threads), run_conv(x, k, None, 1, 1, threads=2))
 
 
-@pytest.mark.parametrize("qtype,cin", [("q8_0", 32), ("q4_0", 32), ("q4_k", 256), ("q6_k", 256), ("q3_k", 256)])
-def test_quantized_kernels_as_flat_rows(cpu_level, rng, qtype, cin):
-    x = rng.standard_normal((1, cin, 7, 9), dtype=np.float32)
-    k = rng.standard_normal((6, cin * 9), dtype=np.float32)
+# 6 or 70 output channels: one or three panels of the GEMM tile (AVX-512), the last partial.
+@pytest.mark.parametrize("qtype,cin,cout", [("q8_0", 32, 6), ("q8_0", 32, 70), ("q4_0", 32, 70), ("q4_k", 256, 6),
+                                            ("q6_k", 256, 70), ("q3_k", 256, 6)])
+def test_quantized_kernels_as_flat_rows(cpu_level, rng, qtype, cin, cout):
+    x = rng.standard_normal((2, cin, 7, 9), dtype=np.float32)
+    k = rng.standard_normal((cout, cin * 9), dtype=np.float32)
     if qtype == "q3_k":  # no quantizer (and no row kernel: dequantized rows): random blocks, d = 0.01
-        stored = rng.integers(0, 256, (6, cin * 9 // 256, 110), dtype=np.uint8)
+        stored = rng.integers(0, 256, (cout, cin * 9 // 256, 110), dtype=np.uint8)
         stored[..., 108:] = np.array([0.01], np.float16).view(np.uint8)
-        stored = stored.reshape(6, -1)
+        stored = stored.reshape(cout, -1)
     else:
         stored = quanta.quantize(k, qtype)  # decoded by gguf-py for torch
     held = gguf.quants.dequantize(stored, getattr(gguf.GGMLQuantizationType, qtype.upper()))
-    held = held.reshape(6, cin, 3, 3).astype(np.float32)
-    bias = rng.standard_normal(6, dtype=np.float32)
+    held = held.reshape(cout, cin, 3, 3).astype(np.float32)
+    bias = rng.standard_normal(cout, dtype=np.float32)
     ref = torch_conv(x, held, bias, 1, 1)
-    got = run_conv(x, stored, bias, 1, 1, wtype=qtype)
+    got = run_conv(x, stored, bias, 1, 1, wtype=qtype, threads=3)
     # Patches are quantized to 8 bits where the type has a row kernel (as matmul's activations): about 1%.
     np.testing.assert_allclose(got, ref, rtol=0, atol=0.02 * np.abs(ref).max())
 

@@ -8,13 +8,17 @@
 //     sums land in the pixel-contiguous output planes; f16/bf16 rows are
 //     widened kConvChannels at a time;
 //   quantized kernels: one patch row per pixel, quantized to 8 bits, into the
-//     matmul's row kernels (dequantized rows and float dots for types without one).
+//     matmul's prefill GEMM tile over panels of 32 kernel rows, which the
+//     threads unpack together once per run (panel.h), where the level has the
+//     tile; else into the row kernels (dequantized rows and float dots for
+//     types without one).
 #include "cpu/conv2d.h"
 
 #include <algorithm>
 
 #include "core/elements.h"
 #include "cpu/act_formats.h"
+#include "cpu/panel.h"
 #include "quant/dequantize.h"
 
 namespace quanta::cpu {
@@ -80,7 +84,7 @@ ScratchLayout scratch_layout(const Geometry& g, DType type) {
         return {chunk * kTilePixels, 0, chunk * (kTilePixels + kConvChannels)};
     }
     const size_t tm = (size_t)quantized_tile_pixels(g.k), patches = tm * (size_t)g.k;
-    const size_t act = (act_row_bytes(act_format_for(type), g.k) * tm + 3) / 4;
+    const size_t act = (std::max(act_row_bytes(act_format_for(type), g.k), flat_act_row_bytes(g.k)) * tm + 3) / 4;
     return {patches, patches + act, patches + act + (size_t)g.k};
 }
 
@@ -181,8 +185,48 @@ void run_float(const Tensor& dst, const OpContext& c, const Geometry& g, const T
     }
 }
 
-// Quantized kernels: patch rows quantized for the type's row kernel, or float
-// dots against each dequantized kernel row.
+// Every panel of 32 kernel rows, unpacked into the shared buffer by the
+// threads together, which then meet.
+void unpack_panels(const Tensor& dst, const OpContext& c, const Geometry& g) {
+    const Tensor* w = dst.src[1];
+    const size_t bytes = panel_bytes(w->type, g.k);
+    int64_t begin, end;
+    split((g.cout + kPanelRows - 1) / kPanelRows, c, &begin, &end);
+    for (int64_t p = begin; p < end; ++p) {
+        const void* rows[kPanelRows];
+        const int n = (int)std::min<int64_t>(kPanelRows, g.cout - p * kPanelRows);
+        for (int i = 0; i < n; ++i) rows[i] = static_cast<const char*>(w->data) + (p * kPanelRows + i) * g.w_row;
+        unpack_panel(w->type, rows, n, g.k, c.shared + p * bytes);
+    }
+    c.pool->barrier();
+}
+
+// Quantized kernels with the GEMM tile: the tile's patch rows in the flat
+// 8-bit format against the task's panels, 4 pixels a call; each call's
+// [pixel][kernel row] block is stored transposed into the output planes.
+void run_panels(const Tensor& dst, const OpContext& c, const Geometry& g, const Task& t, float* out, GemmTileFn tile) {
+    const DType type = dst.src[1]->type;
+    float* patches = c.scratch;
+    uint8_t* act = reinterpret_cast<uint8_t*>(c.scratch + scratch_layout(g, type).second);
+    const size_t arow = flat_act_row_bytes(g.k), bytes = panel_bytes(type, g.k);
+    gather_rows(static_cast<const float*>(dst.src[0]->data), g, t.n, t.p0, t.np, patches);
+    for (int64_t m = 0; m < t.np; ++m) c.k->quantize_act_flat(patches + m * g.k, act + m * arow, g.k);
+    float block[4 * kPanelRows];
+    for (int64_t co = t.co0; co < t.co1; co += kPanelRows) {
+        const uint8_t* panel = c.shared + co / kPanelRows * bytes;
+        const int nw = (int)std::min<int64_t>(kPanelRows, t.co1 - co);
+        for (int64_t m = 0; m < t.np; m += 4) {
+            const int na = (int)std::min<int64_t>(4, t.np - m);
+            tile(g.k, panel, panel_group_bytes(type, g.k), act + m * arow, arow, na, block, kPanelRows, nw,
+                 panel_sub_block(type));
+            for (int i = 0; i < nw; ++i)
+                for (int j = 0; j < na; ++j) out[(co + i) * g.pixels + t.p0 + m + j] = block[i + j * kPanelRows];
+        }
+    }
+}
+
+// Quantized kernels without the GEMM tile: patch rows quantized for the
+// type's row kernel, or float dots against each dequantized kernel row.
 void run_quantized(const Tensor& dst, const OpContext& c, const Geometry& g, const Task& t, float* out) {
     const Tensor* w = dst.src[1];
     const float* x = static_cast<const float*>(dst.src[0]->data);
@@ -214,17 +258,20 @@ void run_quantized(const Tensor& dst, const OpContext& c, const Geometry& g, con
 }  // namespace
 
 // Tasks: pixel tiles times groups of output channels, the groups (multiples
-// of kConvChannels) only as many as it takes to give each thread about 4
-// tasks, since each group gathers the tile's patches again: SD's 8x8 latents
-// are a single 64-pixel tile.
+// of the kernels' channel tile) only as many as it takes to give each thread
+// about 4 tasks, since each group gathers the tile's patches again: SD's 8x8
+// latents are a single 64-pixel tile.
 void conv2d(const Tensor& dst, const OpContext& c) {
     const Geometry g = geometry(dst);
     const bool plain = plain_float(dst.src[1]->type);
+    const GemmTileFn gemm = plain ? nullptr : gemm_tile(*c.k, dst.src[1]->type);
+    if (gemm) unpack_panels(dst, c, g);
+    const int64_t unit = plain ? kConvChannels : gemm ? kPanelRows : 1;
     const int64_t tm = plain ? kTilePixels : quantized_tile_pixels(g.k);
     const int64_t tiles = (g.pixels + tm - 1) / tm * dst.ne[3];
-    const int64_t blocks = (g.cout + kConvChannels - 1) / kConvChannels;
+    const int64_t blocks = (g.cout + unit - 1) / unit;
     const int64_t groups = std::clamp<int64_t>((4 * c.nth + tiles - 1) / tiles, 1, blocks);
-    const int64_t group = (blocks + groups - 1) / groups * kConvChannels;
+    const int64_t group = (blocks + groups - 1) / groups * unit;
     const float* bias = dst.src[2] ? static_cast<const float*>(dst.src[2]->data) : nullptr;
     int64_t begin, end;
     split(tiles * groups, c, &begin, &end);
@@ -239,6 +286,7 @@ void conv2d(const Tensor& dst, const OpContext& c) {
         if (t.co0 >= t.co1) continue;
         float* out = static_cast<float*>(dst.data) + t.n * g.cout * g.pixels;
         if (plain) run_float(dst, c, g, t, out);
+        else if (gemm) run_panels(dst, c, g, t, out, gemm);
         else run_quantized(dst, c, g, t, out);
         if (bias)
             for (int64_t co = t.co0; co < t.co1; ++co)
@@ -248,6 +296,13 @@ void conv2d(const Tensor& dst, const OpContext& c) {
 
 size_t conv2d_scratch_floats(const Tensor& node) {
     return scratch_layout(geometry(node), node.src[1]->type).floats;
+}
+
+size_t conv2d_shared_bytes(const Tensor& node, const Kernels& k) {
+    const DType type = node.src[1]->type;
+    if (plain_float(type) || !gemm_tile(k, type)) return 0;
+    const Geometry g = geometry(node);
+    return (size_t)((g.cout + kPanelRows - 1) / kPanelRows) * panel_bytes(type, g.k);
 }
 
 }  // namespace quanta::cpu

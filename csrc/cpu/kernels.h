@@ -87,6 +87,8 @@ struct Kernels {
 
 // The fast dot kernel for weights of `type`, or null when there is none.
 QuantDotFn quant_dot(const Kernels& k, DType type);
+// The prefill GEMM tile for weights of `type` (panel.h), or null where the level has none.
+GemmTileFn gemm_tile(const Kernels& k, DType type);
 // The quantizer for the activation format of `weight_type`'s row kernel.
 QuantizeActFn quantize_act(const Kernels& k, DType weight_type);
 

@@ -101,13 +101,8 @@ constexpr size_t kActBlockBytes = 192 * 1024;
 // rows for q5_0/q8_0 and about 20 for q4_k/q6_k.
 constexpr int64_t kGemmMinRows = 16;
 
-GemmTileFn gemm_tile_for(const Kernels& k, DType weight) {
-    if (act_format_for(weight) == ActFormat::None) return nullptr;
-    return panel_kind(weight) == PanelKind::Super256 ? k.gemm_tile256 : k.gemm_tile32;
-}
-
 bool use_gemm(const Tensor& node, const Kernels& k) {
-    return node.op == Op::MatMul && gemm_tile_for(k, node.src[0]->type) && node.src[1]->ne[1] >= kGemmMinRows;
+    return node.op == Op::MatMul && gemm_tile(k, node.src[0]->type) && node.src[1]->ne[1] >= kGemmMinRows;
 }
 
 // Phase one of a quantized matmul: the threads share quantizing every
@@ -152,7 +147,7 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     const size_t arow = flat_act_row_bytes(K);
     quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_act_flat(row, out, K); });
 
-    const GemmTileFn tile = gemm_tile_for(*c.k, w->type);
+    const GemmTileFn tile = gemm_tile(*c.k, w->type);
     uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
     const size_t group_bytes = panel_group_bytes(w->type, K);
     const size_t out_stride = dst.nb[1] / sizeof(float);
@@ -482,7 +477,7 @@ constexpr CpuKernel kKernels[kOpCount] = {
     /* SetRows */ {set_rows, nullptr, nullptr, nullptr},
     /* Concat  */ {concat, unquantized, nullptr, nullptr},
     /* Attention */ {attention, nullptr, attention_scratch_floats, nullptr},
-    /* Conv2d  */ {conv2d, nullptr, conv2d_scratch_floats, nullptr},
+    /* Conv2d  */ {conv2d, nullptr, conv2d_scratch_floats, conv2d_shared_bytes},
     /* DenseAttention */ {dense_attention, nullptr, dense_attention_scratch_floats, nullptr},
 };
 
