@@ -36,6 +36,7 @@ GEOMETRIES = [  # (kernel, stride, pad)
     (3, 2, 1),
     (1, 1, 0),
     (3, 1, 0),
+    (3, 2, 3),  # padding wider than the kernel: whole taps outside the image
 ]
 
 

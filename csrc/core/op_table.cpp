@@ -191,9 +191,8 @@ void shape_conv2d(Tensor& n) {
                              std::to_string(cout) + ")");
     }
     const int64_t span_w = x->ne[0] + pad + pad_end - kw, span_h = x->ne[1] + pad + pad_end - kh;
-    QUANTA_CHECK_ARG(span_w >= 0 && span_h >= 0,
-                     "conv2d: a " + std::to_string(kw) + "x" + std::to_string(kh) + " kernel does not fit the padded input " +
-                         x->describe());
+    QUANTA_CHECK_ARG(span_w >= 0 && span_h >= 0, "conv2d: a " + std::to_string(kw) + "x" + std::to_string(kh) +
+                                                     " kernel does not fit the padded input " + x->describe());
     n.type = DType::F32;
     n.ne[0] = span_w / stride + 1;
     n.ne[1] = span_h / stride + 1;

@@ -115,8 +115,9 @@ void gather_transposed(const float* x, const Geometry& g, int64_t n, int64_t c0,
                     }
                     // Pixels j of the run read input column ix0 + j * stride: inside the row for j in [lo, hi).
                     const int64_t ix0 = o.x0 + kx;
-                    const int64_t lo = std::min(len, ix0 >= 0 ? 0 : (-ix0 + g.stride - 1) / g.stride);
-                    const int64_t hi = std::max(lo, std::min(len, ix0 >= g.w ? 0 : (g.w - ix0 + g.stride - 1) / g.stride));
+                    const int64_t first_in = ix0 >= 0 ? 0 : (-ix0 + g.stride - 1) / g.stride;
+                    const int64_t first_out = ix0 >= g.w ? 0 : (g.w - ix0 + g.stride - 1) / g.stride;
+                    const int64_t lo = std::min(len, first_in), hi = std::max(lo, std::min(len, first_out));
                     const float* src = plane + iy * g.w + ix0 + lo * g.stride;  // pixel lo's input
                     std::fill(row, row + lo, 0.0f);
                     if (g.stride == 1) std::copy(src, src + (hi - lo), row + lo);

@@ -72,10 +72,10 @@ struct Kernels {
     // work: g * n + max(hd, hdv) floats. out: g rows of hdv floats, contiguous.
     void (*attend)(bool f16, int g, int64_t hd, int64_t hdv, const float* q, const char* k, size_t k_cell,
                    const char* v, size_t v_cell, const int32_t* cells, int n, float scale, float* work, float* out);
-    // softmax(q . k * scale) . v of nq (<= kDenseMaxQueries) f32 query rows (q, q_stride floats apart, d each) over nk keys, every
-    // one: key rows at k + j * k_stride (d elements, f16 when f16 else f32), value rows likewise (dv), in
-    // blocks with an online softmax (never all scores at once). work: dense_attend_work(d, dv, nq) floats.
-    // out: nq rows of dv floats, out_stride apart.
+    // softmax(q . k * scale) . v of nq (<= kDenseMaxQueries) f32 query rows (q, q_stride floats apart, d
+    // each) over all nk keys: key rows at k + j * k_stride (d elements, f16 when f16 else f32), value rows
+    // likewise (dv), in blocks with an online softmax (never all scores at once).
+    // work: dense_attend_work(d, dv, nq) floats. out: nq rows of dv floats, out_stride apart.
     void (*attend_dense)(bool f16, int64_t d, int64_t dv, const float* q, size_t q_stride, int nq, const char* k,
                          size_t k_stride, const char* v, size_t v_stride, int64_t nk, float scale, float* work,
                          float* out, size_t out_stride);
