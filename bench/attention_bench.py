@@ -7,7 +7,6 @@ values, same thread count).
     python bench/attention_bench.py --threads 2
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -15,9 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from quanta import _core
-
 sys.path.insert(0, str(Path(__file__).parent))
+from op_bench import OneOp, parse_args  # noqa: E402
 from timing import best_times_alternating  # noqa: E402
 
 # (label, heads, Tq, Tk, head size): self-attention at latents 64x64, 32x32, 16x16; cross-attention on CLIP's 77 tokens.
@@ -29,23 +27,12 @@ SHAPES = [
 ]
 
 
-class QuantaAttention:
-    def __init__(self, q, k, v, threads):
-        self.graph = _core.Graph()
-        self.q = self.graph.input("f32", list(q.shape))
-        self.out = self.graph.dense_attention(self.q, self.graph.constant(k), self.graph.constant(v), q.shape[-1] ** -0.5)
-        self.qv, self.threads = q, threads
-
-    def __call__(self):
-        return self.graph.run([self.out], {self.q: self.qv}, "cpu", self.threads)[0]
+def quanta_attention(q, k, v, threads):
+    return OneOp(q, threads, lambda g, qi: g.dense_attention(qi, g.constant(k), g.constant(v), q.shape[-1] ** -0.5))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__)
     rng = np.random.default_rng(0)
     print(f"| shape | quanta (f16 k, v) | torch f32 |  (GFLOP/s, {args.threads} threads)")
     print("| --- | --- | --- |")
@@ -53,7 +40,7 @@ def main():
         q = rng.standard_normal((1, heads, tq, d), dtype=np.float32)
         k, v = (rng.standard_normal((1, heads, tk, d)).astype(np.float16) for _ in range(2))
         tq32, tk32, tv32 = (torch.from_numpy(a.astype(np.float32)) for a in (q, k, v))
-        fns = [QuantaAttention(q, k, v, args.threads), lambda: F.scaled_dot_product_attention(tq32, tk32, tv32)]
+        fns = [quanta_attention(q, k, v, args.threads), lambda: F.scaled_dot_product_attention(tq32, tk32, tv32)]
         ref = fns[1]().transpose(1, 2).numpy()
         assert np.allclose(fns[0](), ref, rtol=1e-4, atol=1e-4), label
         times = best_times_alternating(fns, args.repeats)

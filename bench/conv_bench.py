@@ -7,7 +7,6 @@ same thread count).
     python bench/conv_bench.py --threads 2
 """
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,9 +15,9 @@ import torch
 import torch.nn.functional as F
 
 import quanta
-from quanta import _core
 
 sys.path.insert(0, str(Path(__file__).parent))
+from op_bench import OneOp, parse_args  # noqa: E402
 from timing import best_times_alternating  # noqa: E402
 
 # (label, H = W, Cin, Cout, kernel, stride, pad) at 512x512 (latents 64x64).
@@ -30,23 +29,12 @@ LAYERS = [
 ]
 
 
-class QuantaConv:
-    def __init__(self, x, w, stride, pad, threads, wtype=""):
-        self.graph = _core.Graph()
-        self.x = self.graph.input("f32", list(x.shape))
-        self.out = self.graph.conv2d(self.x, self.graph.constant(w, wtype), None, stride, pad)
-        self.xv, self.threads = x, threads
-
-    def __call__(self):
-        return self.graph.run([self.out], {self.x: self.xv}, "cpu", self.threads)[0]
+def quanta_conv(x, w, stride, pad, threads, wtype=""):
+    return OneOp(x, threads, lambda g, xi: g.conv2d(xi, g.constant(w, wtype), None, stride, pad))
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = parse_args(__doc__)
     rng = np.random.default_rng(0)
     print(f"| layer | quanta f32 | quanta f16 | quanta q8_0 | torch f32 |  (GFLOP/s, {args.threads} threads)")
     print("| --- | --- | --- | --- | --- |")
@@ -55,8 +43,8 @@ def main():
         w = rng.standard_normal((cout, cin, k, k), dtype=np.float32) * 0.05
         tx, tw = torch.from_numpy(x), torch.from_numpy(w)
         q8 = quanta.quantize(w.reshape(cout, -1), "q8_0")
-        fns = [QuantaConv(x, w, stride, pad, args.threads), QuantaConv(x, w.astype(np.float16), stride, pad, args.threads),
-               QuantaConv(x, q8, stride, pad, args.threads, "q8_0"), lambda: F.conv2d(tx, tw, stride=stride, padding=pad)]
+        fns = [quanta_conv(x, w, stride, pad, args.threads), quanta_conv(x, w.astype(np.float16), stride, pad, args.threads),
+               quanta_conv(x, q8, stride, pad, args.threads, "q8_0"), lambda: F.conv2d(tx, tw, stride=stride, padding=pad)]
         ref = fns[3]().numpy()
         assert np.allclose(fns[0](), ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max()), label
         times = best_times_alternating(fns, args.repeats)
