@@ -88,7 +88,7 @@ ScratchLayout scratch_layout(const Geometry& g, DType type) {
     return {patches, patches + act, patches + act + (size_t)g.k};
 }
 
-// (oy, ox) of output pixel p, and the input position under the kernel's first tap.
+// The input position under the kernel's first tap at output pixel p (may lie in the padding).
 struct Origin {
     int64_t y0, x0;
 };
