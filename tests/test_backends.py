@@ -64,6 +64,15 @@ def cases(g, rng):
         "quick_gelu": g.quick_gelu(x),
         "geglu": g.geglu(x),
         "timestep_embedding": g.timestep_embedding(timesteps, 37),
+        # Images [N=2, Cin=5, H=7, W=9]: 3x3 stride 1 (f16 kernels, bias) into 3x3 stride 2 (f32).
+        "conv2d": g.conv2d(g.conv2d(g.constant(rng.standard_normal((2, 5, 7, 9), dtype=np.float32)),
+                                    g.constant(rng.standard_normal((6, 5, 3, 3)).astype(np.float16)),
+                                    g.constant(rng.standard_normal(6, dtype=np.float32)), 1, 1),
+                           g.constant(rng.standard_normal((4, 6, 3, 3), dtype=np.float32)), None, 2, 1),
+        # q [N=2, H=3, Tq=11, d=40] over f16 keys and values [2, 3, 37, 40].
+        "dense_attention": g.dense_attention(g.constant(rng.standard_normal((2, 3, 11, 40), dtype=np.float32)),
+                                             *(g.constant(rng.standard_normal((2, 3, 37, 40)).astype(np.float16))
+                                               for _ in range(2)), 0.16),
     }
     return out
 

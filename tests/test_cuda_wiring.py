@@ -4,6 +4,7 @@ with a GPU the same tests run the trivial kernel against numpy."""
 
 import ctypes
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from quanta import _core
 
 CUDA_LIB = Path(quanta.get_lib_dir()) / "libquanta_cuda.so"
 HAVE_GPU = _core.cuda_status()["available"]
+ABI_HEADER = Path(__file__).parent.parent / "kernels" / "quanta_cuda_abi.h"
+ABI_VERSION = int(re.search(r"#define QUANTA_CUDA_ABI_VERSION (\d+)", ABI_HEADER.read_text()).group(1))
 
 
 class CudaApi(ctypes.Structure):
@@ -48,7 +51,7 @@ def test_cuda_library_loads_and_reports_devices_without_crashing():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     abi, count = map(int, out.stdout.split())
-    assert abi == 3
+    assert abi == ABI_VERSION
     if HAVE_GPU:
         assert count == _core.cuda_status()["device_count"] > 0
     else:

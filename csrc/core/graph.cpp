@@ -3,6 +3,7 @@
 #include "core/graph.h"
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_set>
 
 #include "base/error.h"
@@ -96,6 +97,26 @@ Tensor* Graph::softmax(Tensor* x, Tensor* mask, float scale) {
 
 Tensor* Graph::attention(Tensor* q, Tensor* k, Tensor* v, Tensor* cells, float scale) {
     return node(Op::Attention, {q, k, v, cells}, [&](Tensor& t) { t.f[0] = scale; });
+}
+
+Tensor* Graph::conv2d(Tensor* x, Tensor* w, Tensor* bias, int stride, int pad, int pad_end) {
+    QUANTA_CHECK_ARG(x && w, "conv2d: input and kernels are required");
+    int kw = (int)w->ne[0], kh = (int)w->ne[1];
+    if (w->n_dims <= 2) {  // flattened rows of a square kernel: K * K * Cin long
+        const int64_t area = x->ne[2] > 0 ? w->ne[0] / x->ne[2] : 0;
+        kw = kh = (int)std::lround(std::sqrt((double)area));
+    }
+    return node(Op::Conv2d, {x, w, bias}, [&](Tensor& t) {
+        t.i[0] = stride;
+        t.i[1] = pad;
+        t.i[2] = pad_end < 0 ? pad : pad_end;
+        t.i[3] = kw;
+        t.i[4] = kh;
+    });
+}
+
+Tensor* Graph::dense_attention(Tensor* q, Tensor* k, Tensor* v, float scale) {
+    return node(Op::DenseAttention, {q, k, v}, [&](Tensor& t) { t.f[0] = scale; });
 }
 
 Tensor* Graph::get_rows(Tensor* table, Tensor* ids) { return node(Op::GetRows, {table, ids}); }

@@ -53,6 +53,20 @@ public:
     // not depend on where its cells lie or what else is in the batch).
     // Returns f32 [hd_v, n_head, T].
     Tensor* attention(Tensor* q, Tensor* k, Tensor* v, Tensor* cells, float scale);
+    // Convolution of images x (f32 [W, H, Cin, N]) with kernels w, zero-padded
+    // by `pad` before and `pad_end` after (-1: pad) in both dimensions.
+    // w is [KW, KH, Cin, Cout] in f32, f16 or bf16 (GGUF's layout, PyTorch's
+    // [Cout, Cin, KH, KW] reversed), or those rows flattened to a square
+    // kernel's [K * K * Cin, Cout] in any type (quantized rows need that form).
+    // bias: f32 [Cout] or null. Returns f32 [OW, OH, Cout, N] with
+    // OW = (W + pad + pad_end - KW) / stride + 1.
+    Tensor* conv2d(Tensor* x, Tensor* w, Tensor* bias, int stride, int pad, int pad_end = -1);
+    // Attention of every query over every key, per head and batch, as in a
+    // diffusion model's self- and cross-attention (no mask, no KV cache):
+    // q f32 [d, Tq, H, N]; k [d, Tk, H, N] and v [dv, Tk, H, N], f32 or f16,
+    // rows contiguous (permuted views are fine). Returns f32 [dv, H, Tq, N]:
+    // heads side by side per query, so a reshape to [dv * H, Tq, N] is free.
+    Tensor* dense_attention(Tensor* q, Tensor* k, Tensor* v, float scale);
     // softmax(x * scale + mask) along rows; mask may be null, else f32 [ne0, >= ne1].
     Tensor* softmax(Tensor* x, Tensor* mask, float scale);
     // Rows `ids` (i32 [M]) of `table` ([K, N], any type) -> f32 [K, M].

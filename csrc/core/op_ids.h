@@ -34,6 +34,8 @@ enum class Op : int32_t {
     QuickGelu,  // x * sigmoid(1.702 x)
     Geglu,      // first half of each row of src[0] times gelu_erf of the second half
     TimestepEmbedding,  // sinusoids of the timesteps src[0] (f32 [n]) -> [i[0], n]
+    Conv2d,     // 2-d convolution of images src[0] with kernels src[1], plus bias src[2]
+    DenseAttention,  // softmax(q . k * f[0]) . v over every key, per head (diffusion's self- and cross-attention)
     Count
 };
 

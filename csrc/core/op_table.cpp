@@ -163,6 +163,71 @@ void shape_attention(Tensor& n) {
     n.n_dims = 3;
 }
 
+// x f32 [W, H, Cin, N]; w [KW, KH, Cin, Cout] (plain float: ggml's layout, PyTorch's
+// [Cout, Cin, KH, KW] reversed) or, any type, those rows flattened to [KW * KH * Cin, Cout];
+// bias f32 [Cout] or none. -> f32 [OW, OH, Cout, N]. Every operand contiguous.
+void shape_conv2d(Tensor& n) {
+    const Tensor *x = n.src[0], *w = n.src[1], *bias = n.src[2];
+    const int stride = n.i[0], pad = n.i[1], pad_end = n.i[2], kw = n.i[3], kh = n.i[4];
+    check_f32(x, "conv2d input");
+    QUANTA_CHECK_ARG(x->is_contiguous(), "conv2d: input " + x->describe() + " must be contiguous");
+    QUANTA_CHECK_ARG(w->is_contiguous(), "conv2d: kernels " + w->describe() + " must be contiguous");
+    QUANTA_CHECK_ARG(stride >= 1 && pad >= 0 && pad_end >= 0 && kw >= 1 && kh >= 1,
+                     "conv2d: stride must be at least 1 and padding at least 0");
+    const int64_t cin = x->ne[2], k = (int64_t)kw * kh * cin;
+    const bool flat = w->ne[0] == k && w->ne[2] == 1 && w->ne[3] == 1;
+    QUANTA_CHECK_ARG(flat || (w->ne[0] == kw && w->ne[1] == kh && w->ne[2] == cin),
+                     "conv2d: kernels " + w->describe() + " are neither [" + std::to_string(kw) + ", " +
+                         std::to_string(kh) + ", " + std::to_string(cin) + ", Cout] nor rows of " +
+                         std::to_string(k) + " for input " + x->describe());
+    QUANTA_CHECK_ARG(plain_float(w->type) || (flat && type_info(w->type).can_dequantize),
+                     std::string("conv2d: ") + type_name(w->type) + " kernels " + w->describe() +
+                         " must be flattened to rows of KW * KH * Cin = " + std::to_string(k) +
+                         " (a multiple of the block size) in a dequantizable type");
+    const int64_t cout = flat ? w->ne[1] : w->ne[3];
+    if (bias) {
+        check_f32(bias, "conv2d bias");
+        QUANTA_CHECK_ARG(bias->is_contiguous() && bias->n_elements() == cout && bias->ne[0] == cout,
+                         "conv2d: bias " + bias->describe() + " must hold one value per output channel (" +
+                             std::to_string(cout) + ")");
+    }
+    const int64_t span_w = x->ne[0] + pad + pad_end - kw, span_h = x->ne[1] + pad + pad_end - kh;
+    QUANTA_CHECK_ARG(span_w >= 0 && span_h >= 0, "conv2d: a " + std::to_string(kw) + "x" + std::to_string(kh) +
+                                                     " kernel does not fit the padded input " + x->describe());
+    n.type = DType::F32;
+    n.ne[0] = span_w / stride + 1;
+    n.ne[1] = span_h / stride + 1;
+    n.ne[2] = cout;
+    n.ne[3] = x->ne[3];
+    n.n_dims = std::max(3, x->n_dims);
+}
+
+// q f32 [d, Tq, H, N]; k [d, Tk, H, N] and v [dv, Tk, H, N], f32 or f16; rows
+// contiguous, other strides free (permuted views). -> f32 [dv, H, Tq, N].
+void shape_dense_attention(Tensor& n) {
+    const Tensor *q = n.src[0], *k = n.src[1], *v = n.src[2];
+    check_f32(q, "dense_attention q");
+    check_rows_contiguous(q, "dense_attention");
+    for (const Tensor* kv : {k, v}) {
+        QUANTA_CHECK_ARG(kv->type == DType::F32 || kv->type == DType::F16,
+                         "dense_attention: " + kv->describe() + " must be f32 or f16, not " + type_name(kv->type));
+        check_rows_contiguous(kv, "dense_attention");
+    }
+    QUANTA_CHECK_ARG(k->ne[0] == q->ne[0],
+                     "dense_attention: key size of " + k->describe() + " differs from q " + q->describe());
+    QUANTA_CHECK_ARG(k->ne[1] >= 1 && v->ne[1] == k->ne[1],
+                     "dense_attention: keys " + k->describe() + " and values " + v->describe() + " differ in length");
+    for (const Tensor* kv : {k, v})
+        QUANTA_CHECK_ARG(kv->ne[2] == q->ne[2] && kv->ne[3] == q->ne[3],
+                         "dense_attention: heads or batch of " + kv->describe() + " differ from q " + q->describe());
+    n.type = DType::F32;
+    n.ne[0] = v->ne[0];
+    n.ne[1] = q->ne[2];
+    n.ne[2] = q->ne[1];
+    n.ne[3] = q->ne[3];
+    n.n_dims = std::max(3, q->n_dims);
+}
+
 void shape_concat(Tensor& n) {
     const Tensor *a = n.src[0], *b = n.src[1];
     const int dim = n.i[0];
@@ -527,6 +592,65 @@ bool ref_attention(const Tensor& d) {
     return ok;
 }
 
+// Direct convolution: each output is the sum over input channels and kernel
+// taps that land inside the image (the padding is zeros).
+bool ref_conv2d(const Tensor& d) {
+    const Tensor *x = d.src[0], *w = d.src[1], *bias = d.src[2];
+    const int64_t stride = d.i[0], pad = d.i[1], kw = d.i[3], kh = d.i[4], cin = x->ne[2];
+    const size_t w_row = row_bytes(w->type, kw * kh * cin);
+    for (int64_t co = 0; co < d.ne[2]; ++co) {
+        std::vector<float> kernel((size_t)(kw * kh * cin));  // [ci][ky][kx]
+        const char* row = static_cast<const char*>(w->data) + co * w_row;
+        if (plain_float(w->type))
+            for (size_t e = 0; e < kernel.size(); ++e) kernel[e] = load_float(w->type, row + e * w->nb[0]);
+        else
+            dequantize_row(w->type, row, kernel.data(), (int64_t)kernel.size());
+        const double b = bias ? load_float(DType::F32, at(bias, co, 0, 0, 0)) : 0.0;
+        for (int64_t n = 0; n < d.ne[3]; ++n)
+            for (int64_t oy = 0; oy < d.ne[1]; ++oy)
+                for (int64_t ox = 0; ox < d.ne[0]; ++ox) {
+                    double sum = b;
+                    for (int64_t ci = 0; ci < cin; ++ci)
+                        for (int64_t ky = 0; ky < kh; ++ky)
+                            for (int64_t kx = 0; kx < kw; ++kx) {
+                                const int64_t ix = ox * stride + kx - pad, iy = oy * stride + ky - pad;
+                                if (ix < 0 || ix >= x->ne[0] || iy < 0 || iy >= x->ne[1]) continue;
+                                sum += (double)kernel[(size_t)((ci * kh + ky) * kw + kx)] *
+                                       load_float(DType::F32, at(x, ix, iy, ci, n));
+                            }
+                    store_float(d.type, at(&d, ox, oy, co, n), (float)sum);
+                }
+    }
+    return true;
+}
+
+// Two passes per query row, as ref_attention: every score and its softmax,
+// then the weighted sum of every value row.
+bool ref_dense_attention(const Tensor& d) {
+    const Tensor *q = d.src[0], *k = d.src[1], *v = d.src[2];
+    for (int64_t n = 0; n < q->ne[3]; ++n)
+        for (int64_t h = 0; h < q->ne[2]; ++h)
+            for (int64_t t = 0; t < q->ne[1]; ++t) {
+                const std::vector<float> qr = row_f32(q, t, h, n);
+                std::vector<double> p((size_t)k->ne[1]);
+                double top = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < k->ne[1]; ++j) {
+                    const std::vector<float> kr = row_f32(k, j, h, n);
+                    double dot = 0;
+                    for (size_t e = 0; e < kr.size(); ++e) dot += (double)kr[e] * qr[e];
+                    top = std::max(top, p[j] = dot * d.f[0]);
+                }
+                for (double& x : p) sum += (x = std::exp(x - top));
+                std::vector<double> acc((size_t)v->ne[0], 0.0);
+                for (int64_t j = 0; j < k->ne[1]; ++j) {
+                    const std::vector<float> vr = row_f32(v, j, h, n);
+                    for (size_t e = 0; e < vr.size(); ++e) acc[e] += p[j] * vr[e];
+                }
+                for (int64_t e = 0; e < d.ne[0]; ++e) store_float(d.type, at(&d, e, h, t, n), (float)(acc[e] / sum));
+            }
+    return true;
+}
+
 // ---- the table -----------------------------------------------------------------
 
 constexpr OpInfo kOps[kOpCount] = {
@@ -553,6 +677,8 @@ constexpr OpInfo kOps[kOpCount] = {
     /* QuickGelu */ {"quick_gelu", 1, 1, shape_unary, ref_unary},
     /* Geglu     */ {"geglu", 1, 1, shape_geglu, ref_geglu},
     /* TimestepEmbedding */ {"timestep_embedding", 1, 1, shape_timestep_embedding, ref_timestep_embedding},
+    /* Conv2d  */ {"conv2d", 2, 3, shape_conv2d, ref_conv2d},
+    /* DenseAttention */ {"dense_attention", 3, 3, shape_dense_attention, ref_dense_attention},
 };
 
 }  // namespace

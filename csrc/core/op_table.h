@@ -16,6 +16,9 @@
 //   GroupNorm i[0] n_groups, f[0] eps        LayerNorm f[0] eps
 //   Upsample  i[0] factor
 //   TimestepEmbedding i[0] dim, i[1] 1: cos first (flip_sin_to_cos), f[0] downscale_freq_shift
+//   Conv2d   i[0] stride, i[1] zero padding before and i[2] after (both dimensions alike),
+//            i[3] kernel width, i[4] kernel height
+//   DenseAttention f[0] scale of q.k
 #pragma once
 
 #include "core/tensor.h"

@@ -6,6 +6,7 @@
 #include "base/error.h"
 #include "cpu/act_formats.h"
 #include "cpu/kernels.h"
+#include "cpu/panel.h"
 
 namespace quanta::cpu {
 
@@ -121,6 +122,11 @@ QuantDotFn quant_dot(const Kernels& k, DType type) {
         case DType::Q6_K: return k.dot_q6_k;
         default: return nullptr;
     }
+}
+
+GemmTileFn gemm_tile(const Kernels& k, DType type) {
+    if (act_format_for(type) == ActFormat::None) return nullptr;
+    return panel_kind(type) == PanelKind::Super256 ? k.gemm_tile256 : k.gemm_tile32;
 }
 
 QuantizeActFn quantize_act(const Kernels& k, DType weight_type) {

@@ -43,6 +43,17 @@ struct Moments {
     }
     double variance() const { return n > 0 ? m2 / n : 0.0; }  // biased, as torch's norms
 };
+// attend_dense's bounds: query rows per call, and at every level keys per
+// block and query rows per register tile.
+constexpr int kDenseMaxQueries = 256, kDenseMaxKeys = 64, kDenseMaxRows = 8;
+// Work floats attend_dense needs for nq query rows of d (keys) and dv (values).
+inline size_t dense_attend_work(int64_t d, int64_t dv, int nq) {
+    const size_t rows = (size_t)(nq + kDenseMaxRows);
+    return rows * (size_t)(d + dv + 1) + (size_t)kDenseMaxKeys * (size_t)(d + dv + kDenseMaxRows) + (size_t)d;
+}
+
+// conv_tile's output channels per call, at every level.
+constexpr int kConvChannels = 6;
 
 struct Kernels {
     Level level;
@@ -85,10 +96,23 @@ struct Kernels {
     // work: g * n + max(hd, hdv) floats. out: g rows of hdv floats, contiguous.
     void (*attend)(bool f16, int g, int64_t hd, int64_t hdv, const float* q, const char* k, size_t k_cell,
                    const char* v, size_t v_cell, const int32_t* cells, int n, float scale, float* work, float* out);
+    // softmax(q . k * scale) . v of nq (<= kDenseMaxQueries) f32 query rows (q, q_stride floats apart, d
+    // each) over all nk keys: key rows at k + j * k_stride (d elements, f16 when f16 else f32), value rows
+    // likewise (dv), in blocks with an online softmax (never all scores at once).
+    // work: dense_attend_work(d, dv, nq) floats. out: nq rows of dv floats, out_stride apart.
+    void (*attend_dense)(bool f16, int64_t d, int64_t dv, const float* q, size_t q_stride, int nq, const char* k,
+                         size_t k_stride, const char* v, size_t v_stride, int64_t nk, float scale, float* work,
+                         float* out, size_t out_stride);
+    // conv2d's tile: out[r * os + p] (+)= sum_e w[r * ws + e] * pt[e * ps + p] for r < nr (<= kConvChannels)
+    // kernel rows of k floats and p < np pixels of transposed patches (k rows); accumulate adds to out.
+    void (*conv_tile)(int64_t k, const float* w, size_t ws, int nr, const float* pt, size_t ps, int np, float* out,
+                      size_t os, bool accumulate);
 };
 
 // The fast dot kernel for weights of `type`, or null when there is none.
 QuantDotFn quant_dot(const Kernels& k, DType type);
+// The prefill GEMM tile for weights of `type` (panel.h), or null where the level has none.
+GemmTileFn gemm_tile(const Kernels& k, DType type);
 // The quantizer for the activation format of `weight_type`'s row kernel.
 QuantizeActFn quantize_act(const Kernels& k, DType weight_type);
 

@@ -12,19 +12,14 @@
 #include "core/elements.h"
 #include "core/sinusoids.h"
 #include "cpu/act_formats.h"
+#include "cpu/conv2d.h"
+#include "cpu/dense_attention.h"
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
 
 namespace quanta::cpu {
 namespace {
-
-// Thread ith's share [begin, end) of n items.
-void split(int64_t n, const OpContext& c, int64_t* begin, int64_t* end) {
-    const int64_t per = (n + c.nth - 1) / c.nth;
-    *begin = std::min<int64_t>(n, per * c.ith);
-    *end = std::min<int64_t>(n, *begin + per);
-}
 
 // Row r of a tensor's rows, as (i1, i2, i3).
 struct RowIndex {
@@ -212,13 +207,8 @@ constexpr size_t kActBlockBytes = 192 * 1024;
 // rows for q5_0/q8_0 and about 20 for q4_k/q6_k.
 constexpr int64_t kGemmMinRows = 16;
 
-GemmTileFn gemm_tile_for(const Kernels& k, DType weight) {
-    if (act_format_for(weight) == ActFormat::None) return nullptr;
-    return panel_kind(weight) == PanelKind::Super256 ? k.gemm_tile256 : k.gemm_tile32;
-}
-
 bool use_gemm(const Tensor& node, const Kernels& k) {
-    return node.op == Op::MatMul && gemm_tile_for(k, node.src[0]->type) && node.src[1]->ne[1] >= kGemmMinRows;
+    return node.op == Op::MatMul && gemm_tile(k, node.src[0]->type) && node.src[1]->ne[1] >= kGemmMinRows;
 }
 
 // Phase one of a quantized matmul: the threads share quantizing every
@@ -263,7 +253,7 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     const size_t arow = flat_act_row_bytes(K);
     quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_act_flat(row, out, K); });
 
-    const GemmTileFn tile = gemm_tile_for(*c.k, w->type);
+    const GemmTileFn tile = gemm_tile(*c.k, w->type);
     uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
     const size_t group_bytes = panel_group_bytes(w->type, K);
     const size_t out_stride = dst.nb[1] / sizeof(float);
@@ -600,6 +590,8 @@ constexpr CpuKernel kKernels[kOpCount] = {
     /* QuickGelu */ {unary_op, nullptr, nullptr, nullptr},
     /* Geglu     */ {geglu, nullptr, nullptr, nullptr},
     /* TimestepEmbedding */ {timestep_embedding, nullptr, nullptr, nullptr},
+    /* Conv2d  */ {conv2d, nullptr, conv2d_scratch_floats, conv2d_shared_bytes},
+    /* DenseAttention */ {dense_attention, nullptr, dense_attention_scratch_floats, nullptr},
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 // built or prepared, and bad data (an out-of-range row id) is flagged.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 
 #include "core/tensor.h"
@@ -21,6 +22,13 @@ struct OpContext {
     ThreadPool* pool = nullptr; // for barriers between phases of one op
     std::atomic<bool>* bad_row_id = nullptr;
 };
+
+// Thread ith's share [begin, end) of n items.
+inline void split(int64_t n, const OpContext& c, int64_t* begin, int64_t* end) {
+    const int64_t per = (n + c.nth - 1) / c.nth;
+    *begin = std::min<int64_t>(n, per * c.ith);
+    *end = std::min<int64_t>(n, *begin + per);
+}
 
 // The CPU's row of the kernel table for one op. Null members: no kernel
 // (compute), every node of the op (supports), no work memory (the sizes).

@@ -156,6 +156,15 @@ void bind_graph(py::module_& m) {
         .def("attention", [](PyGraph& g, Tensor* q, Tensor* k, Tensor* v, Tensor* cells, float scale) {
             return g.graph.attention(q, k, v, cells, scale);
         }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cells"), py::arg("scale"), ref)
+        .def("conv2d", [](PyGraph& g, Tensor* x, Tensor* w, Tensor* bias, int stride, int padding, int padding_end) {
+            return g.graph.conv2d(x, w, bias, stride, padding, padding_end);
+        }, py::arg("x"), py::arg("w"), py::arg("bias").none(true) = nullptr, py::arg("stride") = 1, py::arg("padding") = 0,
+           py::arg("padding_end") = -1, ref,
+           "x: numpy [N, Cin, H, W]; w: [Cout, Cin, KH, KW] (torch's layout) or, flattened, [Cout, Cin * KH * KW].")
+        .def("dense_attention", [](PyGraph& g, Tensor* q, Tensor* k, Tensor* v, float scale) {
+            return g.graph.dense_attention(q, k, v, scale);
+        }, py::arg("q"), py::arg("k"), py::arg("v"), py::arg("scale"), ref,
+           "q: numpy [N, H, Tq, d]; k, v: [N, H, Tk, d]; returns [N, Tq, H, dv].")
         .def("set_rows", [](PyGraph& g, Tensor* dst, Tensor* rows, Tensor* ids) { return g.graph.set_rows(dst, rows, ids); },
              py::arg("dst"), py::arg("rows"), py::arg("ids"), ref)
         .def("reshape", [](PyGraph& g, Tensor* a, const std::vector<int64_t>& shape) {
