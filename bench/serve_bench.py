@@ -110,11 +110,11 @@ def rss_mib(pid):
 
 
 def eos_bias(model):
-    import quanta
+    """logit_bias that bans the end-of-generation tokens (from the GGUF's tokenizer; no model load)."""
+    from quanta import _core
 
-    llm = quanta.LLM(model, n_ctx=64, n_seq=1, n_threads=1)
-    ids = [i for i in range(llm.n_vocab) if llm._tokenizer.is_end_of_generation(i)]
-    return {str(i): -100 for i in ids}
+    tok = _core.Tokenizer(model)
+    return {str(i): -100 for i in range(tok.n_vocab) if tok.is_end_of_generation(i)}
 
 
 def main():
@@ -174,7 +174,7 @@ def main():
         if args.json:
             print(json.dumps(rows))
             return
-        print(f"| clients | engine | tok/s | requests | failed | TTFT p50 (s) | TTFT p99 (s) |")
+        print("| clients | engine | tok/s | requests | failed | TTFT p50 (s) | TTFT p99 (s) |")
         print("|---|---|---|---|---|---|---|")
         for r in rows:
             print(f"| {r['clients']} | {r['engine']} | {r['tok_s']:.1f} | {r['requests']} | {r['failed']} | "

@@ -45,10 +45,11 @@ def quanta_server(model: str, *args: str, wait_ready: bool = True, timeout: floa
         log.close()
 
 
-def wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_healthy(base: str, proc: "subprocess.Popen | None" = None, timeout: float = 120) -> None:
+    """Polls base/health until it answers 200; fails if proc (the server's process, when given) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"quanta serve exited with {proc.returncode}")
         try:
             with urllib.request.urlopen(base + "/health", timeout=2) as r:

@@ -6,15 +6,12 @@ The server runs with --api-key, so every test also goes through the page's key h
 (temperature 0) and short, except the one that is stopped mid-stream.
 """
 
-import re
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from conftest import require_tool
+from serving import metric, quanta_server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("selenium")
@@ -27,54 +24,25 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 KEY = "page-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 SYSTEM = "You are a helpful assistant. Answer briefly, in plain text."
 
 
 class Served:
     def __init__(self, url, model):
         self.url, self.model = url, model
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+        self.http = httpx.Client(base_url=url, headers=AUTH, timeout=120)
 
     def metric(self, name):
-        text = self.http.get("/metrics").text
-        return float(re.search(rf"^quanta_{name} (\S+)$", text, re.M).group(1))
+        return metric(self.url, name, AUTH)
 
 
 @pytest.fixture(scope="module")
-def server(qwen_path, tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = tmp_path_factory.mktemp("serve-page") / "serve.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "quanta", "serve", "-m", qwen_path, "--port", str(port),
-                                 "-np", "2", "--ctx-size", "4096", "--api-key", KEY],
-                                stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"quanta serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"quanta serve did not become healthy:\n{log.read_text()}")
-            time.sleep(0.2)
-        served = Served(url, httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {KEY}"})
-                        .json()["data"][0]["id"])
+def server(qwen_path):
+    with quanta_server(qwen_path, "-np", "2", "--ctx-size", "4096", "--api-key", KEY) as (url, _):
+        served = Served(url, httpx.get(url + "/v1/models", headers=AUTH).json()["data"][0]["id"])
         yield served
         served.http.close()
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,28 +32,10 @@ openai = pytest.importorskip("openai")
 
 from quanta.serve import create_app  # noqa: E402
 from quanta.serve.ray import REPLICA_HEADER, deployment  # noqa: E402
+from serving import free_port, wait_healthy  # noqa: E402
 
 SERVER = dict(parallel=2, ctx_size=1024, max_queue=8)  # and 1 thread per replica (cores_per_replica=1)
 CHAT = [{"role": "user", "content": "Write a Python function that returns the square of a number."}]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_healthy(url: str, seconds: float, proc=None) -> None:
-    deadline = time.monotonic() + seconds
-    while True:  # the proxy learns the route a moment after serve.run returns
-        try:
-            if httpx.get(url + "/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        assert proc is None or proc.poll() is None, f"the launcher exited with {proc.returncode}"
-        assert time.monotonic() < deadline, "the Ray deployment never became healthy"
-        time.sleep(0.5)
 
 
 def test_deployment_options():
@@ -76,7 +57,7 @@ def test_deployment_options():
 
 def test_launcher(qwen_path, tmp_path):
     """python -m quanta.serve.ray starts a local Ray, serves, and stops cleanly on SIGINT (Ctrl-C)."""
-    port = _free_port()
+    port = free_port()
     temp = tempfile.mkdtemp(prefix="qrayl")
     env = dict(os.environ, RAY_TMPDIR=temp, RAY_USAGE_STATS_ENABLED="0")
     log = open(tmp_path / "launcher.log", "w+")
@@ -85,7 +66,7 @@ def test_launcher(qwen_path, tmp_path):
                              "--address", "local"], env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, 90, proc)
+        wait_healthy(url, proc, 90)
         r = httpx.post(url + "/v1/completions", json={"prompt": "def add(a, b):", "max_tokens": 4}, timeout=60)
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 4 and REPLICA_HEADER in r.headers
         proc.send_signal(signal.SIGINT)
@@ -104,7 +85,7 @@ def test_launcher(qwen_path, tmp_path):
 def ray_url(qwen_path):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     temp = tempfile.mkdtemp(prefix="qray")  # short: Ray's socket paths live under it
-    port = _free_port()
+    port = free_port()
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp, object_store_memory=80 * 2**20,
              log_to_driver=False)
     try:
@@ -112,7 +93,7 @@ def ray_url(qwen_path):
         serve.run(deployment(qwen_path, num_replicas=2, cores_per_replica=1, **SERVER), name="quanta",
                   route_prefix="/")
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, 60)
+        wait_healthy(url, timeout=60)
         yield url
     finally:
         try:

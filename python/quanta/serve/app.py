@@ -167,7 +167,7 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
 
     @app.get("/")
     async def page():
-        return FileResponse(STATIC / "index.html", headers=_NO_CACHE)
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/props")
     async def props():
@@ -177,9 +177,9 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
                 "api_key_required": bool(config.api_key)}
 
     @app.middleware("http")
-    async def no_cache_static(request: Request, call_next):
+    async def no_cache_page(request: Request, call_next):
         response = await call_next(request)
-        if request.url.path.startswith("/static/"):
+        if request.url.path == "/" or request.url.path.startswith("/static/"):
             response.headers.update(_NO_CACHE)
         return response
 

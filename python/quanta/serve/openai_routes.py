@@ -23,7 +23,7 @@ from fastapi.responses import StreamingResponse
 from .. import __version__
 from ..errors import ContextOverflowError
 from .engine import Job, QueueFull
-from .errors import APIError
+from .errors import APIError, error_body
 from .protocol import ChatRequest, CompletionRequest, DetokenizeRequest, Sampling, TokenizeRequest
 from .structured import GrammarError
 
@@ -64,11 +64,7 @@ def register(app: FastAPI, server) -> None:
                 raise APIError(400, "the prompt is empty", param="prompt")
             prompt = server.llm.tokenize(body.prompt)
         else:
-            prompt = body.prompt
-            bad = [t for t in prompt if not 0 <= t < server.llm.n_vocab]
-            if bad:
-                raise APIError(400, f"token id {bad[0]} is out of range (vocabulary of {server.llm.n_vocab})",
-                               param="prompt")
+            prompt = _check_tokens(body.prompt, server.llm.n_vocab, "prompt")
         run = _Run(server, body, prompt, body.max_tokens, body.logprobs, "cmpl", fingerprint)
         return await run.respond(request, chat=False)
 
@@ -84,11 +80,15 @@ def register(app: FastAPI, server) -> None:
     @app.post("/detokenize")
     async def detokenize(body: DetokenizeRequest):
         server.require()
-        bad = [t for t in body.tokens if not 0 <= t < server.llm.n_vocab]
-        if bad:
-            raise APIError(400, f"token id {bad[0]} is out of range (vocabulary of {server.llm.n_vocab})",
-                           param="tokens")
-        return {"content": server.llm.detokenize(body.tokens)}
+        return {"content": server.llm.detokenize(_check_tokens(body.tokens, server.llm.n_vocab, "tokens"))}
+
+
+def _check_tokens(ids, n_vocab: int, param: str):
+    """ids, when every one is a token of the vocabulary; else the 400 naming the first that is not."""
+    bad = [t for t in ids if not 0 <= t < n_vocab]
+    if bad:
+        raise APIError(400, f"token id {bad[0]} is out of range (vocabulary of {n_vocab})", param=param)
+    return ids
 
 
 class _Run:
@@ -115,9 +115,7 @@ class _Run:
                            param="max_tokens", code="context_length_exceeded")
         if body.n > 1 and body.n > parallel + server.engine.max_queue:
             raise APIError(400, f"n = {body.n} is more than the server's slots and queue hold", param="n")
-        for token in body.logit_bias or {}:
-            if not 0 <= token < server.llm.n_vocab:
-                raise APIError(400, f"logit_bias: token id {token} is out of range", param="logit_bias")
+        _check_tokens(body.logit_bias or {}, server.llm.n_vocab, "logit_bias")
         seed = body.seed if body.seed is not None else int.from_bytes(os.urandom(8), "little")
         self.params = []
         for i in range(body.n):
@@ -281,8 +279,6 @@ class _Run:
                 yield chunk([], usage=self._usage())
             yield "data: [DONE]\n\n"
         except Exception as e:  # headers are sent: report the error in the stream, as llama-server does
-            from .errors import error_body
-
             status = 400 if isinstance(e, (ValueError, ContextOverflowError)) else 500
             yield f"data: {json.dumps(error_body(status, str(e)))}\n\n"
             yield "data: [DONE]\n\n"

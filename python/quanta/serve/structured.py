@@ -26,11 +26,12 @@ class _Vocab:
 
     def __init__(self, tok):
         n = tok.n_vocab
-        self.tokens = [(b"\xff" if tok.is_control(i) else b"") + tok.token_bytes(i) for i in range(n)]
+        self.special_token_ids = [i for i in range(n) if tok.is_control(i)]
+        control = set(self.special_token_ids)
+        self.tokens = [(b"\xff" if i in control else b"") + tok.token_bytes(i) for i in range(n)]
         self.eos_tokens = [i for i in range(n) if tok.is_end_of_generation(i)]
         self.eos_token_id = tok.eos if tok.eos is not None else (self.eos_tokens[0] if self.eos_tokens else 0)
         self.bos_token_id = tok.bos
-        self.special_token_ids = [i for i in range(n) if tok.is_control(i)]
         self._tok = tok
 
     def __call__(self, data: bytes):
