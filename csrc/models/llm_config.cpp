@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "base/error.h"
+#include "models/gguf_binding.h"
 
 namespace quanta::models {
 namespace {
@@ -12,52 +13,6 @@ constexpr ArchTraits kArchs[] = {
     {"llama",  RopeMode::Normal, Activation::Silu,     false, false, false, false},
     {"qwen2",  RopeMode::Neox,   Activation::Silu,     false, false, false, false},
     {"gemma3", RopeMode::Neox,   Activation::GeluTanh, true,  true,  true,  true},
-};
-
-class MetadataReader {
-public:
-    MetadataReader(const gguf::File& file, std::string prefix) : file_(file), prefix_(std::move(prefix)) {}
-
-    const gguf::Value* find(const std::string& key) const { return file_.find(prefix_ + key); }
-
-    int64_t integer(const std::string& key, int64_t fallback, bool required, int64_t min = 1,
-                    int64_t max = 1 << 24) const {
-        const gguf::Value* v = find(key);
-        if (!v) {
-            if (required) fail(ErrorKind::Model, file_.label() + ": missing metadata key '" + prefix_ + key + "'");
-            return fallback;
-        }
-        if (v->is_array() || !gguf::is_integer(v->type))
-            fail(ErrorKind::Model, file_.label() + ": metadata key '" + prefix_ + key + "' is not a single integer");
-        const int64_t x = v->int_at();
-        if (x < min || x > max)
-            fail(ErrorKind::Model, file_.label() + ": metadata key '" + prefix_ + key + "' = " + std::to_string(x) +
-                                       " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
-        return x;
-    }
-
-    float real(const std::string& key, float fallback) const {
-        const gguf::Value* v = find(key);
-        if (!v) return fallback;
-        if (v->is_array() || !(gguf::is_float(v->type) || gguf::is_integer(v->type)))
-            fail(ErrorKind::Model, file_.label() + ": metadata key '" + prefix_ + key + "' is not a number");
-        const double x = v->float_at();
-        if (!std::isfinite(x) || x <= 0)
-            fail(ErrorKind::Model, file_.label() + ": metadata key '" + prefix_ + key + "' must be positive");
-        return (float)x;
-    }
-
-    std::string text(const std::string& key, const std::string& fallback) const {
-        const gguf::Value* v = find(key);
-        if (!v) return fallback;
-        if (v->type != gguf::ValueType::String)
-            fail(ErrorKind::Model, file_.label() + ": metadata key '" + prefix_ + key + "' is not a string");
-        return v->str;
-    }
-
-private:
-    const gguf::File& file_;
-    std::string prefix_;
 };
 
 }  // namespace

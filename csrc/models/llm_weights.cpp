@@ -3,45 +3,6 @@
 #include "base/error.h"
 
 namespace quanta::models {
-namespace {
-
-std::string dims_string(const int64_t* ne, int n) {
-    std::string s = "[";
-    for (int d = 0; d < n; ++d) s += std::to_string(ne[d]) + (d + 1 < n ? ", " : "]");
-    return s;
-}
-
-class Binder {
-public:
-    explicit Binder(const gguf::File& file) : file_(file) {}
-
-    // `ne` in ggml order (row length first); a 0 entry accepts any size.
-    Weight get(const std::string& name, std::vector<int64_t> ne, bool required = true) const {
-        const gguf::TensorInfo* t = file_.find_tensor(name);
-        if (!t) {
-            if (required) fail(ErrorKind::Model, file_.label() + ": missing tensor '" + name + "'");
-            return nullptr;
-        }
-        bool ok = t->n_dims <= (int)ne.size();
-        for (size_t d = 0; d < ne.size() && ok; ++d) ok = ne[d] == 0 || t->ne[d] == ne[d];
-        for (int d = (int)ne.size(); d < gguf::kMaxDims && ok; ++d) ok = t->ne[d] == 1;
-        if (!ok)
-            fail(ErrorKind::Model, file_.label() + ": tensor '" + name + "' has shape " +
-                                       dims_string(t->ne, t->n_dims) + ", expected " +
-                                       dims_string(ne.data(), (int)ne.size()));
-        if (!type_info(t->type).can_dequantize)
-            fail(ErrorKind::Unsupported, file_.label() + ": tensor '" + name + "' has type " + type_name(t->type) +
-                                             ", which quanta cannot compute with");
-        if (ne.size() == 1 && t->type != DType::F32)
-            fail(ErrorKind::Model, file_.label() + ": tensor '" + name + "' must be f32, not " + type_name(t->type));
-        return t;
-    }
-
-private:
-    const gguf::File& file_;
-};
-
-}  // namespace
 
 LlmWeights LlmWeights::bind(const gguf::File& file, LlmConfig& c) {
     const Binder b(file);

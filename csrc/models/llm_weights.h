@@ -7,11 +7,10 @@
 #include <vector>
 
 #include "gguf/reader.h"
+#include "models/gguf_binding.h"
 #include "models/llm_config.h"
 
 namespace quanta::models {
-
-using Weight = const gguf::TensorInfo*;  // null: an optional tensor the file does not have
 
 struct LayerWeights {
     Weight attn_norm, wq, wk, wv, wo;

@@ -1,0 +1,164 @@
+// Loading a Stable Diffusion file and running its parts (sd_model.h).
+#include "models/sd_model.h"
+
+#include <cmath>
+#include <limits>
+
+#include "base/error.h"
+
+namespace quanta::models {
+namespace {
+
+// SD1's and SD2's training schedule ("scaled_linear" from 0.00085 to 0.012 over
+// 1000 steps), for files that carry no betas (stable-diffusion.cpp's).
+std::vector<float> default_betas() {
+    std::vector<float> betas(1000);
+    const double a = std::sqrt(0.00085), b = std::sqrt(0.012);
+    for (int i = 0; i < 1000; ++i) {
+        const double s = a + (b - a) * i / 999.0;
+        betas[i] = (float)(s * s);
+    }
+    return betas;
+}
+
+const char* kClipEmbedding = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight";
+
+}  // namespace
+
+SdConfig SdConfig::from_gguf(const gguf::File& file) {
+    const gguf::Value* arch = file.find("general.architecture");
+    const bool has_unet = file.find_tensor("model.diffusion_model.input_blocks.0.0.weight") != nullptr;
+    if (arch && arch->type == gguf::ValueType::String && arch->str != "stable-diffusion")
+        fail(ErrorKind::Model, file.label() + ": this is a '" + arch->str +
+                                   "' model, not a Stable Diffusion pipeline (load it with quanta.LLM)");
+    if (!has_unet)
+        fail(ErrorKind::Model, file.label() + ": not a Stable Diffusion pipeline (no model.diffusion_model.* UNet tensors)");
+
+    const MetadataReader md(file, "sd.");
+    SdConfig c;
+    // stable-diffusion.cpp's rule where the file says nothing: SD2's text encoder is 1024 wide.
+    const gguf::TensorInfo* embd = file.find_tensor(kClipEmbedding);
+    c.version = md.text("version", embd && embd->ne[0] == 1024 ? "sd2" : "sd1");
+    if (c.version != "sd1" && c.version != "sd2")
+        fail(ErrorKind::Unsupported, file.label() + ": Stable Diffusion version '" + c.version + "' (quanta runs sd1 and sd2)");
+    const std::string prediction = md.text("prediction_type", "epsilon");
+    if (prediction != "epsilon" && prediction != "v_prediction")
+        fail(ErrorKind::Unsupported, file.label() + ": prediction type '" + prediction + "' (epsilon or v_prediction)");
+    c.v_prediction = prediction == "v_prediction";
+    c.latent_scale = md.real("latent_scale", 0.18215f);
+    for (double b : md.numbers("scheduler.betas")) {
+        if (!(b > 0 && b < 1)) fail(ErrorKind::Model, file.label() + ": sd.scheduler.betas must lie in (0, 1)");
+        c.betas.push_back((float)b);
+    }
+    if (c.betas.empty()) c.betas = default_betas();
+    c.steps_offset = (int)md.integer("scheduler.steps_offset", 1, false, 0, 1000);
+    c.unet_groups = (int)md.integer("unet.norm_groups", 32, false, 1, 1024);
+    c.vae_groups = (int)md.integer("vae.norm_groups", 32, false, 1, 1024);
+    for (double h : md.numbers("unet.head_count")) {
+        if (h < 1 || h > 1024 || h != std::floor(h)) fail(ErrorKind::Model, file.label() + ": bad sd.unet.head_count");
+        c.unet_heads.push_back((int)h);
+    }
+    // stable-diffusion.cpp's rule for files without head counts: SD1 has 8
+    // heads everywhere, SD2 heads of 64 channels.
+    if (c.unet_heads.empty() && c.version == "sd1") c.unet_heads.assign(8, 8);
+    if (c.unet_heads.empty()) c.unet_head_dim = 64;
+    const int64_t clip_width = embd ? embd->ne[0] : 768;
+    c.clip_heads = (int)md.integer("clip.head_count", clip_width / 64, false, 1, 1024);
+    const std::string act = md.text("clip.hidden_act", c.version == "sd2" ? "gelu" : "quick_gelu");
+    if (act != "quick_gelu" && act != "gelu")
+        fail(ErrorKind::Unsupported, file.label() + ": CLIP activation '" + act + "' (quick_gelu or gelu)");
+    c.clip_activation = act == "gelu" ? ClipActivation::Gelu : ClipActivation::QuickGelu;
+    c.clip_norm_eps = md.real("clip.layer_norm_eps", 1e-5f);
+    return c;
+}
+
+std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend) {
+    QUANTA_CHECK_ARG(backend != nullptr, "SdModel::load: no backend");
+    auto m = std::make_shared<SdModel>();
+    m->config = SdConfig::from_gguf(*file);
+    const Binder b(*file);
+    m->clip = ClipTextWeights::bind(b, m->config.clip_heads, m->config.clip_activation, m->config.clip_norm_eps);
+    m->unet = UNetWeights::bind(b, m->config.unet_heads, m->config.unet_head_dim);
+    m->vae = VaeWeights::bind(b);
+    if (m->unet.context_dim != m->clip.n_embd)
+        fail(ErrorKind::Model, file->label() + ": the UNet attends to " + std::to_string(m->unet.context_dim) +
+                                   "-wide text embeddings but the text encoder is " + std::to_string(m->clip.n_embd) + " wide");
+    if (m->unet.conv_in.c_in() != m->vae.latent_channels)
+        fail(ErrorKind::Model, file->label() + ": the UNet takes " + std::to_string(m->unet.conv_in.c_in()) +
+                                   " channels but the VAE's latents have " + std::to_string(m->vae.latent_channels));
+    m->weight_memory = backend->place(file->tensor_data(), file->tensor_data_size());
+    m->file = std::move(file);
+    m->backend = std::move(backend);
+    return m;
+}
+
+void PartRunner::finish(Tensor* out) {
+    out_ = out;
+    graph_.mark_output(out);
+    arena_ = m_.backend->prepare(graph_);
+}
+
+void PartRunner::run(float* out) {
+    m_.backend->compute(graph_);
+    m_.backend->get_tensor(out_, out, out_->n_bytes());
+}
+
+std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids, int n_layers) {
+    const ClipTextWeights& w = m.clip;
+    QUANTA_CHECK_ARG((int64_t)ids.size() == w.n_ctx, "encode_text: expected " + std::to_string(w.n_ctx) + " token ids");
+    QUANTA_CHECK_ARG(n_layers >= 1 && n_layers <= (int)w.layers.size(),
+                     "clip layers must be 1.." + std::to_string(w.layers.size()));
+    PartRunner r(m);
+    Tensor* tokens = r.input(DType::I32, {w.n_ctx}, "tokens");
+    Tensor* mask = r.input(DType::F32, {w.n_ctx, w.n_ctx}, "causal_mask");
+    r.finish(build_clip_text(r.builder(), w, n_layers, tokens, mask));
+    std::vector<float> causal((size_t)(w.n_ctx * w.n_ctx));
+    for (int64_t q = 0; q < w.n_ctx; ++q)
+        for (int64_t k = 0; k < w.n_ctx; ++k)
+            causal[q * w.n_ctx + k] = k <= q ? 0.0f : -std::numeric_limits<float>::infinity();
+    r.set(tokens, ids.data());
+    r.set(mask, causal.data());
+    std::vector<float> out((size_t)(w.n_embd * w.n_ctx));
+    r.run(out.data());
+    return out;
+}
+
+UNetRunner::UNetRunner(const SdModel& m, int64_t w, int64_t h, int64_t n) : r_(m) {
+    const int64_t c = m.unet.conv_in.c_in();
+    x_ = r_.input(DType::F32, {w, h, c, n}, "latents");
+    t_ = r_.input(DType::F32, {n}, "timesteps");
+    context_ = r_.input(DType::F32, {m.unet.context_dim, m.clip.n_ctx, n}, "context");
+    r_.finish(build_unet(r_.builder(), m.unet, m.config.unet_groups, x_, t_, context_));
+}
+
+void UNetRunner::run(const float* x, const float* t, const float* context, float* out) {
+    r_.set(x_, x);
+    r_.set(t_, t);
+    r_.set(context_, context);
+    r_.run(out);
+}
+
+std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h) {
+    PartRunner r(m);
+    Tensor* in = r.input(DType::F32, {w, h, m.vae.latent_channels, 1}, "latents");
+    Tensor* out = build_vae_decoder(r.builder(), m.vae, m.config.vae_groups, in);
+    r.finish(out);
+    r.set(in, z);
+    std::vector<float> pixels((size_t)out->n_elements());
+    r.run(pixels.data());
+    return pixels;
+}
+
+std::vector<float> encode_image(const SdModel& m, const float* pixels, int64_t w, int64_t h) {
+    if (!m.vae.has_encoder()) fail(ErrorKind::Model, m.file->label() + ": the file has no VAE encoder");
+    PartRunner r(m);
+    Tensor* in = r.input(DType::F32, {w, h, 3, 1}, "pixels");
+    Tensor* out = build_vae_encoder(r.builder(), m.vae, m.config.vae_groups, in);
+    r.finish(out);
+    r.set(in, pixels);
+    std::vector<float> z((size_t)out->n_elements());
+    r.run(z.data());
+    return z;
+}
+
+}  // namespace quanta::models

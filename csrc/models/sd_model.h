@@ -1,0 +1,94 @@
+// A Stable Diffusion file loaded for running: its config (metadata with
+// stable-diffusion.cpp-compatible defaults), the three parts' weights bound by
+// name, and the file's tensor data placed once on a backend. Each part runs
+// through a graph built for the shape at hand whose arena lives only as long
+// as its runner, so the text encoder's, UNet's and VAE's activations are never
+// held at once.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "gguf/reader.h"
+#include "models/clip_text.h"
+#include "models/unet.h"
+#include "models/vae.h"
+
+namespace quanta::models {
+
+struct SdConfig {
+    std::string version;      // "sd1" or "sd2"
+    bool v_prediction = false;
+    float latent_scale = 0.18215f;
+    std::vector<float> betas;  // the training noise schedule
+    int steps_offset = 1;
+    int unet_groups = 32, vae_groups = 32;
+    std::vector<int> unet_heads;  // per level
+    int unet_head_dim = 0;        // without unet_heads: each level's channels / this
+    int clip_heads = 12;
+    ClipActivation clip_activation = ClipActivation::QuickGelu;
+    float clip_norm_eps = 1e-5f;
+
+    // Model errors name the key; a file that is not a Stable Diffusion
+    // pipeline (an LLM, say) is a Model error saying what it is.
+    static SdConfig from_gguf(const gguf::File& file);
+};
+
+struct SdModel {
+    std::shared_ptr<gguf::File> file;
+    std::shared_ptr<Backend> backend;
+    SdConfig config;
+    ClipTextWeights clip;
+    UNetWeights unet;
+    VaeWeights vae;
+    std::unique_ptr<Buffer> weight_memory;
+
+    // Image sizes must be multiples of this: the VAE's factor times the UNet's
+    // 2^downsamples, so every skip connection meets a tensor of its own size.
+    int size_multiple() const { return vae.downscale << unet.n_downsamples; }
+
+    static std::shared_ptr<SdModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
+};
+
+// One graph on the model's backend with its arena: build, then run any number of times.
+class PartRunner {
+public:
+    explicit PartRunner(const SdModel& m) : m_(m), bb_(graph_, m.weight_memory->base()) {}
+    BlockBuilder& builder() { return bb_; }
+    Tensor* input(DType type, const Shape& ne, const std::string& name) { return graph_.input(type, ne, name); }
+    void finish(Tensor* out);  // marks the output and prepares the graph
+    void set(Tensor* t, const void* src) { m_.backend->set_tensor(t, src, t->n_bytes()); }
+    void run(float* out);      // computes and copies the output out
+
+private:
+    const SdModel& m_;
+    Graph graph_;
+    BlockBuilder bb_;
+    Tensor* out_ = nullptr;
+    std::unique_ptr<Buffer> arena_;
+};
+
+// Text embeddings [n_embd, n_ctx] for n_ctx token ids after `n_layers` layers.
+std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids, int n_layers);
+
+// The UNet for one latent size and batch, reused across the sampler's steps.
+class UNetRunner {
+public:
+    UNetRunner(const SdModel& m, int64_t w, int64_t h, int64_t n);
+    // x [w, h, c, n], t [n], context [context_dim, n_ctx, n] -> out like x.
+    void run(const float* x, const float* t, const float* context, float* out);
+    size_t latent_floats() const { return (size_t)x_->n_elements(); }
+
+private:
+    PartRunner r_;
+    Tensor *x_, *t_, *context_;
+};
+
+// Unscaled latents [w, h, c] -> pixels [w * f, h * f, 3] in about [-1, 1].
+std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h);
+// Pixels [W, H, 3] in [-1, 1] -> the latent distribution's mean (unscaled).
+std::vector<float> encode_image(const SdModel& m, const float* pixels, int64_t w, int64_t h);
+
+}  // namespace quanta::models

@@ -1,0 +1,122 @@
+// Stable Diffusion model bindings: the engine side of quanta.Diffusion. The
+// parts (text encoder, UNet, VAE) are exposed one by one over numpy arrays in
+// PyTorch's layouts ((N, C, H, W) images, (T, width) embeddings), which share
+// memory order with the engine's [W, H, C, N], so tests compare each part with
+// diffusers. Every call releases the GIL.
+#include "bindings.h"
+#include "backends/registry.h"
+#include "base/error.h"
+#include "models/sd_model.h"
+
+namespace quanta::bindings {
+namespace {
+
+using models::SdModel;
+using F32Array = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+py::dict config_dict(const SdModel& m) {
+    const models::SdConfig& c = m.config;
+    py::dict d;
+    d["version"] = c.version;
+    d["prediction_type"] = c.v_prediction ? "v_prediction" : "epsilon";
+    d["latent_scale"] = c.latent_scale;
+    d["steps_offset"] = c.steps_offset;
+    d["betas"] = c.betas;
+    d["unet_heads"] = c.unet_heads;
+    d["latent_channels"] = m.vae.latent_channels;
+    d["downscale"] = m.vae.downscale;
+    d["size_multiple"] = m.size_multiple();
+    d["context_dim"] = m.unet.context_dim;
+    d["clip_layers"] = (int)m.clip.layers.size();
+    d["clip_ctx"] = m.clip.n_ctx;
+    d["clip_width"] = m.clip.n_embd;
+    d["has_vae_encoder"] = m.vae.has_encoder();
+    return d;
+}
+
+// Checks a numpy array's shape: -1 entries accept any size.
+void check_shape(const F32Array& a, const char* what, std::vector<py::ssize_t> want) {
+    bool ok = a.ndim() == (py::ssize_t)want.size();
+    for (size_t d = 0; ok && d < want.size(); ++d) ok = want[d] < 0 || a.shape(d) == want[d];
+    if (!ok) {
+        std::string got = "(";
+        for (py::ssize_t d = 0; d < a.ndim(); ++d) got += std::to_string(a.shape(d)) + (d + 1 < a.ndim() ? ", " : "");
+        fail(ErrorKind::InvalidArgument, std::string(what) + " has shape " + got + "), which does not fit the model");
+    }
+}
+
+F32Array new_array(std::vector<py::ssize_t> shape, const std::vector<float>& data) {
+    F32Array out(shape);
+    std::copy(data.begin(), data.end(), out.mutable_data());
+    return out;
+}
+
+}  // namespace
+
+void bind_sd(py::module_& m) {
+    py::class_<SdModel, std::shared_ptr<SdModel>>(m, "SdModel")
+        .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads) {
+                 BackendOptions options;
+                 options.n_threads = n_threads;
+                 return SdModel::load(std::move(file), backends::make_backend(device, options));
+             }),
+             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0,
+             py::call_guard<py::gil_scoped_release>())
+        .def_property_readonly("config", [](const SdModel& s) { return config_dict(s); })
+        .def_property_readonly("n_threads", [](const SdModel& s) { return s.backend->n_threads(); })
+        .def("encode_text",
+             [](const SdModel& s, std::vector<int32_t> ids, int n_layers) {
+                 std::vector<float> out;
+                 {
+                     py::gil_scoped_release release;
+                     out = models::encode_text(s, ids, n_layers);
+                 }
+                 return new_array({(py::ssize_t)s.clip.n_ctx, (py::ssize_t)s.clip.n_embd}, out);
+             },
+             py::arg("ids"), py::arg("n_layers"), "hidden states (n_ctx, width) after n_layers and the final norm")
+        .def("unet",
+             [](const SdModel& s, F32Array x, F32Array t, F32Array context) {
+                 check_shape(x, "latents", {-1, (py::ssize_t)s.unet.conv_in.c_in(), -1, -1});
+                 const py::ssize_t n = x.shape(0);
+                 check_shape(t, "timesteps", {n});
+                 check_shape(context, "context", {n, (py::ssize_t)s.clip.n_ctx, (py::ssize_t)s.unet.context_dim});
+                 QUANTA_CHECK_ARG(x.shape(2) % (s.size_multiple() / s.vae.downscale) == 0 &&
+                                      x.shape(3) % (s.size_multiple() / s.vae.downscale) == 0,
+                                  "latent height and width must be multiples of " +
+                                      std::to_string(s.size_multiple() / s.vae.downscale));
+                 F32Array out({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+                 py::gil_scoped_release release;
+                 models::UNetRunner r(s, x.shape(3), x.shape(2), n);
+                 r.run(x.data(), t.data(), context.data(), out.mutable_data());
+                 return out;
+             },
+             py::arg("x"), py::arg("t"), py::arg("context"), "the UNet's prediction for latents (N, C, h, w)")
+        .def("decode",
+             [](const SdModel& s, F32Array z) {
+                 check_shape(z, "latents", {1, (py::ssize_t)s.vae.latent_channels, -1, -1});
+                 std::vector<float> out;
+                 {
+                     py::gil_scoped_release release;
+                     out = models::decode_latents(s, z.data(), z.shape(3), z.shape(2));
+                 }
+                 const py::ssize_t f = s.vae.downscale;
+                 return new_array({1, 3, z.shape(2) * f, z.shape(3) * f}, out);
+             },
+             py::arg("z"), "the VAE decoder: unscaled latents (1, C, h, w) -> pixels (1, 3, H, W) in about [-1, 1]")
+        .def("encode",
+             [](const SdModel& s, F32Array pixels) {
+                 check_shape(pixels, "image", {1, 3, -1, -1});
+                 const py::ssize_t f = s.vae.downscale;
+                 QUANTA_CHECK_ARG(pixels.shape(2) % f == 0 && pixels.shape(3) % f == 0,
+                                  "image height and width must be multiples of " + std::to_string(f));
+                 std::vector<float> out;
+                 {
+                     py::gil_scoped_release release;
+                     out = models::encode_image(s, pixels.data(), pixels.shape(3), pixels.shape(2));
+                 }
+                 return new_array({1, (py::ssize_t)s.vae.latent_channels, pixels.shape(2) / f, pixels.shape(3) / f}, out);
+             },
+             py::arg("pixels"), "the VAE encoder: pixels (1, 3, H, W) in [-1, 1] -> the latents' mean (unscaled)");
+}
+
+}  // namespace quanta::bindings
