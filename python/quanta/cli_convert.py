@@ -10,8 +10,11 @@ def register(sub) -> None:
     from .converter import FILE_TYPES
 
     types = ", ".join(FILE_TYPES)
-    convert = sub.add_parser("convert", help="convert a Hugging Face model folder to one GGUF file")
-    convert.add_argument("src", help="model folder: config.json, *.safetensors, tokenizer")
+    convert = sub.add_parser("convert", help="convert a Hugging Face model folder or a diffusers Stable Diffusion "
+                                             "pipeline folder to one GGUF file")
+    convert.add_argument("src", help="model folder: config.json, *.safetensors, tokenizer; or a diffusers pipeline "
+                                     "folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ "
+                                     "(types f32, f16, q8_0, q4_k_m)")
     convert.add_argument("out", help="the .gguf file to write")
     _common(convert, types, "q4_k_m")
     convert.set_defaults(handler=_cmd_convert)

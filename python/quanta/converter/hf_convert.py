@@ -13,13 +13,16 @@ from .mixtures import check_file_type, file_type_metadata, tensor_types
 from ..threads import threads
 from .progress import ProgressArg
 from .safetensors_source import SafetensorsSource
+from .sd_convert import convert_sd, is_diffusers_folder
 from .stream import TensorJob, write_gguf
 
 
 def convert(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: str = "q4_k_m",
             progress: ProgressArg = True, n_threads: int = 0) -> None:
     """Converts the Hugging Face model folder `src` into the GGUF file `out`, quantized to `type`
-    (f32, f16, bf16, q8_0, q5_0, q5_1, q4_0, q4_1, q6_k, q5_k_m or q4_k_m).
+    (f32, f16, bf16, q8_0, q5_0, q5_1, q4_0, q4_1, q6_k, q5_k_m or q4_k_m). A diffusers Stable Diffusion
+    pipeline folder (one with model_index.json) becomes one Stable Diffusion GGUF file (sd_convert.py; types
+    f32, f16, q8_0, q4_k_m).
 
     Tensors stream one chunk at a time from the memory-mapped safetensors, so memory stays near one chunk
     of one tensor; `out` appears only once complete. progress: True draws a bar on stderr, a function gets
@@ -29,6 +32,8 @@ def convert(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: 
     folder = Path(src)
     if not folder.is_dir():
         raise FormatError(f"{folder}: not a folder (convert takes a Hugging Face model folder)")
+    if is_diffusers_folder(folder):
+        return convert_sd(folder, out, type=type, progress=progress, n_threads=n_threads)
     check_file_type(type)
     n_threads = threads(n_threads)
     config = hf.read_config(folder)

@@ -73,10 +73,10 @@ def _data_offsets(path: Path) -> tuple:
             raise FormatError(f"{path}: corrupt safetensors header: {e}") from None
 
 
-def _parse_file(path: Path) -> dict:
+def _parse_file(path: Path, ignore=None) -> dict:
     handle = _open(path)
     try:
-        names = list(handle.keys())
+        names = [n for n in handle.keys() if ignore is None or not ignore(n)]
         infos = {}
         for name in names:
             s = handle.get_slice(name)
@@ -120,13 +120,15 @@ def _checkpoint_files(folder: Path) -> list:
 
 
 class SafetensorsSource:
-    """Every tensor of the checkpoint in `folder`, by name."""
+    """Every tensor of the checkpoint in `folder`, by name. files: the safetensors files to read (default: the
+    folder's index, else every *.safetensors in it); ignore(name) -> True leaves a tensor out unread, whatever
+    its dtype (a diffusers text encoder's int64 position_ids buffer)."""
 
-    def __init__(self, folder: "str | os.PathLike[str]"):
+    def __init__(self, folder: "str | os.PathLike[str]", files=None, ignore=None):
         self.folder = Path(folder)
         self.tensors: dict = {}
-        for path in _checkpoint_files(self.folder):
-            for name, t in _parse_file(path).items():
+        for path in (_checkpoint_files(self.folder) if files is None else [Path(f) for f in files]):
+            for name, t in _parse_file(path, ignore).items():
                 if name in self.tensors:
                     raise FormatError(f"{self.folder}: tensor '{name}' appears in two shards")
                 self.tensors[name] = t
