@@ -115,7 +115,7 @@ def main():
 
     with open(os.path.join(OUT, "lowercase_tables.inc"), "w") as f:
         header(f, "Included by normalize.cpp, which defines the element type.")
-        f.write("\n// Full lowercase mappings {code point, l0, l1} (0-padded), sorted; unlisted code points map to themselves.\n")
+        f.write("\n// Full lowercase mappings {code point, l0, l1} (0-padded), sorted; other code points are their own.\n")
         f.write("constexpr Lowercase kLowercase[] = {\n")
         items = []
         for cp in range(0x110000):

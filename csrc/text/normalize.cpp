@@ -76,7 +76,8 @@ char32_t compose(char32_t a, char32_t b) {
 
 void append_lowercase(std::string& out, char32_t cp) {
     const auto* end = std::end(kLowercase);
-    const auto* l = std::lower_bound(std::begin(kLowercase), end, cp, [](const Lowercase& x, char32_t c) { return x.cp < c; });
+    const auto* l = std::lower_bound(std::begin(kLowercase), end, cp,
+                                     [](const Lowercase& x, char32_t c) { return x.cp < c; });
     if (l == end || l->cp != cp) {
         utf8_append(out, cp);
         return;

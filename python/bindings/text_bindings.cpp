@@ -17,7 +17,14 @@ using text::Utf8Stream;
 // str is encoded strictly (a lone surrogate raises UnicodeEncodeError, a
 // ValueError); bytes pass through and are validated by encode.
 std::string text_argument(const py::handle& text) {
-    if (py::isinstance<py::str>(text) || py::isinstance<py::bytes>(text)) return py::cast<std::string>(text);
+    if (py::isinstance<py::str>(text)) {
+        // Not py::cast, which turns the UnicodeEncodeError into a RuntimeError.
+        Py_ssize_t size = 0;
+        const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+        if (!data) throw py::error_already_set();
+        return std::string(data, (size_t)size);
+    }
+    if (py::isinstance<py::bytes>(text)) return py::cast<std::string>(text);
     throw py::type_error("encode takes str or bytes, not " + std::string(py::str(py::type::handle_of(text))));
 }
 
