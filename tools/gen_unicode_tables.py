@@ -1,6 +1,6 @@
 """Generates the Unicode tables of csrc/text from Python's unicodedata:
 
-    python tools/gen_unicode_tables.py     # writes csrc/text/unicode_tables.inc and nfc_tables.inc
+    python tools/gen_unicode_tables.py     # writes csrc/text/unicode_tables.inc, nfc_tables.inc, lowercase_tables.inc
 
 unicode_tables.inc: the code point classes the pre-tokenizer regexes of Hugging
 Face tokenizers (Oniguruma) and llama.cpp use:
@@ -14,6 +14,10 @@ with what precedes them); text without them is already NFC.
 
 nfc_tables.inc: canonical combining classes, full canonical decompositions
 (Hangul syllables are algorithmic and left out) and the primary composites.
+
+lowercase_tables.inc: each code point's full lowercase mapping, one code point
+at a time (chr(cp).lower(), so no final-sigma rule: Rust's char::to_lowercase,
+which the Lowercase normalizer of Hugging Face tokenizers applies per character).
 """
 
 import os
@@ -107,6 +111,20 @@ def main():
         f.write("};\n\n// Primary composites {first, second, composite}, sorted by (first, second).\n")
         f.write("constexpr Composition kCompositions[] = {\n")
         rows(f, [f"{{0x{a:X}, 0x{b:X}, 0x{c:X}}}," for (a, b), c in sorted(pairs.items())], 4)
+        f.write("};\n")
+
+    with open(os.path.join(OUT, "lowercase_tables.inc"), "w") as f:
+        header(f, "Included by normalize.cpp, which defines the element type.")
+        f.write("\n// Full lowercase mappings {code point, l0, l1} (0-padded), sorted; other code points are their own.\n")
+        f.write("constexpr Lowercase kLowercase[] = {\n")
+        items = []
+        for cp in range(0x110000):
+            if 0xD800 <= cp < 0xE000 or chr(cp).lower() == chr(cp):
+                continue
+            low = [ord(c) for c in chr(cp).lower()]
+            assert len(low) <= 2, hex(cp)
+            items.append("{" + ", ".join(f"0x{x:X}" for x in [cp] + low + [0] * (2 - len(low))) + "},")
+        rows(f, items, 4)
         f.write("};\n")
 
 

@@ -1,7 +1,5 @@
 #include "text/bpe.h"
 
-#include <queue>
-
 #include "base/error.h"
 #include "text/normalize.h"
 #include "text/unicode.h"
@@ -70,21 +68,9 @@ bool append_byte_level_bytes(std::string_view text, std::string& out) {
     return true;
 }
 
-BpeEncoder::BpeEncoder(const Vocab& vocab) {
-    const std::string& label = vocab.source;
-    const Pretokenizer p = pretokenizer_for(vocab.pre, label);
-    rule_ = p.rule;
-    ignore_merges_ = p.ignore_merges;
-    nfc_ = p.nfc;
-
+BpeMerges::BpeMerges(const Vocab& vocab) {
     index_.reserve(vocab.text.size());
     for (int32_t id = 0; id < vocab.size(); ++id) index_[vocab.text[id]] = id;  // a later duplicate wins, as in HF
-    for (int b = 0; b < 256; ++b) {
-        std::string c;
-        utf8_append(c, byte_to_char((uint8_t)b));
-        const auto it = index_.find(c);
-        byte_token_[b] = it == index_.end() ? -1 : it->second;
-    }
 
     merges_.reserve(vocab.merges.size());
     std::string joined;
@@ -92,41 +78,81 @@ BpeEncoder::BpeEncoder(const Vocab& vocab) {
         const std::string& m = vocab.merges[rank];
         const size_t space = m.find(' ');
         auto bad = [&](const std::string& what) {
-            fail(ErrorKind::Model, label + ": tokenizer metadata 'tokenizer.ggml.merges' entry " + std::to_string(rank) +
-                                       " ('" + m + "') " + what);
+            fail(ErrorKind::Model, vocab.source + ": tokenizer metadata 'tokenizer.ggml.merges' entry " +
+                                       std::to_string(rank) + " ('" + m + "') " + what);
         };
         if (space == std::string::npos || space == 0 || space + 1 == m.size() || m.find(' ', space + 1) != std::string::npos)
             bad("is not two tokens separated by one space");
         joined.assign(m, 0, space);
         joined.append(m, space + 1);
-        const auto left = index_.find(std::string_view(m).substr(0, space));
-        const auto right = index_.find(std::string_view(m).substr(space + 1));
-        const auto merged = index_.find(joined);
-        if (left == index_.end() || right == index_.end() || merged == index_.end())
-            bad("names a token that is not in the vocabulary");
+        const int32_t left = find(std::string_view(m).substr(0, space));
+        const int32_t right = find(std::string_view(m).substr(space + 1));
+        const int32_t merged = find(joined);
+        if (left < 0 || right < 0 || merged < 0) bad("names a token that is not in the vocabulary");
         // A repeated pair takes its later rank, as Hugging Face's BPE does.
-        merges_[pair_key(left->second, right->second)] = {(int32_t)rank, merged->second};
+        merges_[pair_key(left, right)] = {(int32_t)rank, merged};
     }
 }
 
-const BpeEncoder::Merge* BpeEncoder::find_merge(int32_t left, int32_t right) const {
+int32_t BpeMerges::find(std::string_view text) const {
+    const auto it = index_.find(text);
+    return it == index_.end() ? -1 : it->second;
+}
+
+const BpeMerges::Merge* BpeMerges::find_merge(int32_t left, int32_t right) const {
     const auto it = merges_.find(pair_key(left, right));
     return it == merges_.end() ? nullptr : &it->second;
 }
 
+// Queues the merge of the symbol at `left` with the one after it, if the pair has one.
+void BpeMerges::consider(Scratch& s, int32_t left) const {
+    const int32_t right = s.symbols[left].next;
+    if (right < 0) return;
+    if (const Merge* m = find_merge(s.symbols[left].id, s.symbols[right].id))
+        s.queue.push({m->rank, left, right, s.symbols[left].id, s.symbols[right].id, m->id});
+}
+
+void BpeMerges::merge(const std::vector<int32_t>& word, Scratch& s, std::vector<int32_t>& out) const {
+    s.symbols.clear();
+    for (int32_t id : word) {
+        const int32_t i = (int32_t)s.symbols.size();
+        s.symbols.push_back({id, i - 1, -1});
+        if (i > 0) s.symbols[i - 1].next = i;
+    }
+    for (int32_t i = 0; i + 1 < (int32_t)s.symbols.size(); ++i) consider(s, i);
+
+    while (!s.queue.empty()) {
+        const Scratch::Candidate c = s.queue.top();
+        s.queue.pop();
+        Scratch::Symbol& l = s.symbols[c.left];
+        // Stale when either side was merged since it was queued.
+        if (l.id != c.left_id || l.next != c.right || s.symbols[c.right].id != c.right_id) continue;
+        Scratch::Symbol& r = s.symbols[c.right];
+        l.id = c.merged;
+        l.next = r.next;
+        if (r.next >= 0) s.symbols[r.next].prev = c.left;
+        r.id = -1;
+        if (l.prev >= 0) consider(s, l.prev);
+        consider(s, c.left);
+    }
+    for (int32_t i = s.symbols.empty() ? -1 : 0; i >= 0; i = s.symbols[i].next) out.push_back(s.symbols[i].id);
+}
+
+BpeEncoder::BpeEncoder(const Vocab& vocab) : merges_(vocab) {
+    const Pretokenizer p = pretokenizer_for(vocab.pre, vocab.source);
+    rule_ = p.rule;
+    ignore_merges_ = p.ignore_merges;
+    nfc_ = p.nfc;
+    for (int b = 0; b < 256; ++b) {
+        std::string c;
+        utf8_append(c, byte_to_char((uint8_t)b));
+        byte_token_[b] = merges_.find(c);
+    }
+}
+
 struct BpeEncoder::Scratch {
-    struct Symbol {
-        int32_t id;
-        int32_t prev, next;  // -1 at the ends; a merged-away symbol has id -1
-    };
-    struct Candidate {
-        int32_t rank, left, right, left_id, right_id, merged;
-        bool operator<(const Candidate& o) const {  // priority_queue pops the largest: lowest rank, then leftmost
-            return rank != o.rank ? rank > o.rank : left > o.left;
-        }
-    };
-    std::vector<Symbol> symbols;
-    std::priority_queue<Candidate> queue;
+    BpeMerges::Scratch merge;
+    std::vector<int32_t> word;
     std::vector<std::string_view> words;
     std::string spelled;
 };
@@ -146,43 +172,17 @@ void BpeEncoder::encode_word(std::string_view word, Scratch& s, std::vector<int3
     if (ignore_merges_) {
         s.spelled.clear();
         for (unsigned char b : word) utf8_append(s.spelled, byte_to_char(b));
-        const auto it = index_.find(s.spelled);
-        if (it != index_.end()) {
-            out.push_back(it->second);
+        const int32_t whole = merges_.find(s.spelled);
+        if (whole >= 0) {
+            out.push_back(whole);
             return;
         }
     }
     // A byte whose character is not a token is dropped, as Hugging Face's BPE does without an unknown token.
-    s.symbols.clear();
-    for (unsigned char b : word) {
-        if (byte_token_[b] < 0) continue;
-        const int32_t i = (int32_t)s.symbols.size();
-        s.symbols.push_back({byte_token_[b], i - 1, -1});
-        if (i > 0) s.symbols[i - 1].next = i;
-    }
-    auto consider = [&](int32_t left) {
-        const int32_t right = s.symbols[left].next;
-        if (right < 0) return;
-        if (const Merge* m = find_merge(s.symbols[left].id, s.symbols[right].id))
-            s.queue.push({m->rank, left, right, s.symbols[left].id, s.symbols[right].id, m->id});
-    };
-    for (int32_t i = 0; i + 1 < (int32_t)s.symbols.size(); ++i) consider(i);
-
-    while (!s.queue.empty()) {
-        const Scratch::Candidate c = s.queue.top();
-        s.queue.pop();
-        Scratch::Symbol& l = s.symbols[c.left];
-        // Stale when either side was merged since it was queued.
-        if (l.id != c.left_id || l.next != c.right || s.symbols[c.right].id != c.right_id) continue;
-        Scratch::Symbol& r = s.symbols[c.right];
-        l.id = c.merged;
-        l.next = r.next;
-        if (r.next >= 0) s.symbols[r.next].prev = c.left;
-        r.id = -1;
-        if (l.prev >= 0) consider(l.prev);
-        consider(c.left);
-    }
-    for (int32_t i = s.symbols.empty() ? -1 : 0; i >= 0; i = s.symbols[i].next) out.push_back(s.symbols[i].id);
+    s.word.clear();
+    for (unsigned char b : word)
+        if (byte_token_[b] >= 0) s.word.push_back(byte_token_[b]);
+    merges_.merge(s.word, s.merge, out);
 }
 
 }  // namespace quanta::text

@@ -21,8 +21,12 @@ struct Decomposition {
 struct Composition {
     char32_t first, second, composite;
 };
+struct Lowercase {
+    char32_t cp, to[2];  // 0-padded
+};
 
 #include "text/nfc_tables.inc"
+#include "text/lowercase_tables.inc"
 
 // Hangul syllables are composed and decomposed arithmetically (Unicode 3.12).
 constexpr char32_t kSBase = 0xAC00, kLBase = 0x1100, kVBase = 0x1161, kTBase = 0x11A7;
@@ -68,6 +72,18 @@ char32_t compose(char32_t a, char32_t b) {
                                          return x.first != k.first ? x.first < k.first : x.second < k.second;
                                      });
     return c != end && c->first == a && c->second == b ? c->composite : 0;
+}
+
+void append_lowercase(std::string& out, char32_t cp) {
+    const auto* end = std::end(kLowercase);
+    const auto* l = std::lower_bound(std::begin(kLowercase), end, cp,
+                                     [](const Lowercase& x, char32_t c) { return x.cp < c; });
+    if (l == end || l->cp != cp) {
+        utf8_append(out, cp);
+        return;
+    }
+    for (char32_t c : l->to)
+        if (c) utf8_append(out, c);
 }
 
 }  // namespace
@@ -126,6 +142,23 @@ std::string to_nfc(std::string_view text) {
     }
     std::string out;
     for (size_t i = 0; i < kept; ++i) utf8_append(out, cps[i]);
+    return out;
+}
+
+std::string to_lowercase(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size();) {
+        const unsigned char b = (unsigned char)text[i];
+        if (b < 0x80) {  // ASCII, most prompts, without a table search
+            out += b >= 'A' && b <= 'Z' ? (char)(b + ('a' - 'A')) : (char)b;
+            ++i;
+            continue;
+        }
+        size_t len = 0;
+        append_lowercase(out, utf8_decode(text, i, &len));
+        i += len;
+    }
     return out;
 }
 

@@ -1,5 +1,5 @@
-// Unicode Normalization Form C, for tokenizers whose Hugging Face
-// normalizer is NFC (Qwen2's).
+// The Hugging Face normalizers tokenizers need: Unicode Normalization Form C
+// (Qwen2's, CLIP's) and lower-casing (CLIP's).
 #pragma once
 
 #include <string>
@@ -13,5 +13,10 @@ bool may_need_nfc(std::string_view text);
 // The NFC form of `text` (valid UTF-8): canonical decomposition, canonical
 // ordering of combining marks, then canonical composition.
 std::string to_nfc(std::string_view text);
+
+// `text` (valid UTF-8) with every code point replaced by its full lowercase mapping, one code point at a
+// time as the Lowercase normalizer does (Rust's char::to_lowercase): "İ" becomes "i" + U+0307, and a
+// final "Σ" becomes "σ", not "ς".
+std::string to_lowercase(std::string_view text);
 
 }  // namespace quanta::text

@@ -28,7 +28,9 @@ public:
     size_t byte_offset(size_t i) const { return offset_[i]; }
 
     size_t match(SplitRule rule, size_t i) const {
-        return rule == SplitRule::Gpt2 ? match_gpt2(i) : match_llama3(i, rule == SplitRule::Qwen2 ? 1 : 3);
+        if (rule == SplitRule::Gpt2) return match_gpt2(i);
+        if (rule == SplitRule::Clip) return match_clip(i);
+        return match_llama3(i, rule == SplitRule::Qwen2 ? 1 : 3);
     }
 
 private:
@@ -101,6 +103,26 @@ private:
         if (number(start)) return start - i + numbers(start);
         if (other(start)) return start - i + others(start);
         return whitespace(i, false);
+    }
+
+    // CLIP's regex spells its two special tokens first, so that one written in the text (in upper case,
+    // which lower-casing turned into the token's text) ends its piece: "<|endoftext|>!" is two pieces.
+    size_t special_literal(size_t i) const {
+        for (std::string_view lit : {std::string_view("<|startoftext|>"), std::string_view("<|endoftext|>")}) {
+            size_t k = 0;
+            while (k < lit.size() && i + k < size() && cp_[i + k] == (unsigned char)lit[k]) ++k;
+            if (k == lit.size()) return k;
+        }
+        return 0;
+    }
+
+    size_t match_clip(size_t i) const {
+        if (size_t n = special_literal(i)) return n;
+        if (size_t n = contraction(i, false)) return n;
+        if (letter(i)) return letters(i);
+        if (number(i)) return 1;
+        if (other(i)) return others(i);
+        return spaces(i);
     }
 
     std::vector<char32_t> cp_;

@@ -16,6 +16,10 @@ enum class SplitRule {
     Llama3,
     // Qwen 2: as Llama 3 with \p{N} (one digit per piece).
     Qwen2,
+    // CLIP (transformers' CLIPTokenizer): <\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|\p{L}+|\p{N}
+    //                                      |[^\s\p{L}\p{N}]+, and each run of whitespace between matches as a piece
+    //                                      of its own (CLIP's tokenizer drops those).
+    Clip,
 };
 
 // Appends to `out` the consecutive pieces `text` (valid UTF-8) splits into;

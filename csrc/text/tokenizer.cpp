@@ -51,6 +51,11 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const gguf::File& file) {
 }
 
 Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
+    // Read as byte-level BPE a CLIP vocabulary would give wrong ids without a word of warning (no "</w>"
+    // word ends, no lower-casing): its tokenizer is ClipTokenizer.
+    if (vocab_.model == Vocab::Model::Clip)
+        fail(ErrorKind::Model,
+             vocab_.source + ": tokenizer.ggml.model is 'clip', a text encoder's tokenizer, not an LLM's");
     const bool spm = vocab_.model == Vocab::Model::Spm;
     if (spm) encoder_ = std::make_unique<SpmEncoder>(vocab_);
     else encoder_ = std::make_unique<BpeEncoder>(vocab_);

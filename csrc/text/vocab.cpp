@@ -83,7 +83,9 @@ Vocab read_vocab(const gguf::File& file) {
     const std::string model = r.string(model_key, "");
     if (model == "llama") v.model = Vocab::Model::Spm;
     else if (model == "gpt2") v.model = Vocab::Model::Bpe;
-    else r.bad(model_key, "names tokenizer '" + model + "'; supported: llama (SentencePiece), gpt2 (byte-level BPE)");
+    else if (model == "clip") v.model = Vocab::Model::Clip;
+    else r.bad(model_key, "names tokenizer '" + model + "'; supported: llama (SentencePiece), gpt2 (byte-level BPE), "
+                                                        "clip (CLIP's BPE)");
 
     v.source = file.label();
     v.architecture = r.string("general.architecture", "");
@@ -106,13 +108,14 @@ Vocab read_vocab(const gguf::File& file) {
     if (const Value* scores = r.per_token("tokenizer.ggml.scores", n, true))
         for (int32_t i = 0; i < n; ++i) v.score[i] = (float)scores->float_at(i);
 
-    if (v.model == Vocab::Model::Bpe) v.merges = r.strings("tokenizer.ggml.merges", true);
+    if (v.model != Vocab::Model::Spm) v.merges = r.strings("tokenizer.ggml.merges", true);
 
     v.bos = r.token_id("tokenizer.ggml.bos_token_id", n);
     v.eos = r.token_id("tokenizer.ggml.eos_token_id", n);
     v.eot = r.token_id("tokenizer.ggml.eot_token_id", n);
     v.eom = r.token_id("tokenizer.ggml.eom_token_id", n);
     v.unk = r.token_id("tokenizer.ggml.unknown_token_id", n);
+    v.pad = r.token_id("tokenizer.ggml.padding_token_id", n);
     // llama.cpp's defaults: SentencePiece vocabularies add BOS and a space prefix unless told otherwise.
     v.add_bos = r.flag("tokenizer.ggml.add_bos_token", v.model == Vocab::Model::Spm);
     v.add_space_prefix = r.flag("tokenizer.ggml.add_space_prefix", v.model == Vocab::Model::Spm);

@@ -18,7 +18,7 @@ enum class TokenType : uint8_t {
 };
 
 struct Vocab {
-    enum class Model { Spm, Bpe };  // tokenizer.ggml.model "llama" / "gpt2"
+    enum class Model { Spm, Bpe, Clip };  // tokenizer.ggml.model "llama" / "gpt2" / "clip"
 
     Model model = Model::Spm;
     std::string source;              // the file it was read from, for error messages
@@ -28,7 +28,7 @@ struct Vocab {
     std::vector<TokenType> type;     // all Normal when the file has no token types
     std::vector<float> score;        // all 0 when the file has no scores
     std::vector<std::string> merges; // "left right", best first (BPE)
-    int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1;  // -1: none
+    int32_t bos = -1, eos = -1, eot = -1, eom = -1, unk = -1, pad = -1;  // -1: none
     bool add_bos = false;
     bool add_space_prefix = true;    // SentencePiece: a leading "▁" before the text
 

@@ -1,21 +1,30 @@
-// Tokenizer bindings: quanta._core.Tokenizer over a GGUF file and the
-// Utf8Stream that streams detokenized bytes as text.
+// Tokenizer bindings: quanta._core.Tokenizer over a GGUF file, ClipTokenizer
+// over a diffusion model's, and the Utf8Stream that streams detokenized bytes as text.
 #include "bindings.h"
 #include "base/error.h"
 #include "gguf/reader.h"
+#include "text/clip_bpe.h"
 #include "text/tokenizer.h"
 #include "text/utf8_stream.h"
 
 namespace quanta::bindings {
 namespace {
 
+using text::ClipTokenizer;
 using text::Tokenizer;
 using text::Utf8Stream;
 
 // str is encoded strictly (a lone surrogate raises UnicodeEncodeError, a
 // ValueError); bytes pass through and are validated by encode.
 std::string text_argument(const py::handle& text) {
-    if (py::isinstance<py::str>(text) || py::isinstance<py::bytes>(text)) return py::cast<std::string>(text);
+    if (py::isinstance<py::str>(text)) {
+        // Not py::cast, which turns the UnicodeEncodeError into a RuntimeError.
+        Py_ssize_t size = 0;
+        const char* data = PyUnicode_AsUTF8AndSize(text.ptr(), &size);
+        if (!data) throw py::error_already_set();
+        return std::string(data, (size_t)size);
+    }
+    if (py::isinstance<py::bytes>(text)) return py::cast<std::string>(text);
     throw py::type_error("encode takes str or bytes, not " + std::string(py::str(py::type::handle_of(text))));
 }
 
@@ -81,6 +90,34 @@ void bind_text(py::module_& m) {
         .def_property_readonly("bos", [](const Tokenizer& t) { return optional_id(t.bos()); })
         .def_property_readonly("eos", [](const Tokenizer& t) { return optional_id(t.eos()); })
         .def_property_readonly("add_bos", &Tokenizer::add_bos, "Whether the model puts BOS first (tokenizer.ggml.add_bos_token).");
+
+    py::class_<ClipTokenizer>(m, "ClipTokenizer",
+                              "A Stable Diffusion file's CLIP tokenizer (tokenizer.ggml.model \"clip\"), id-for-id equal "
+                              "to transformers' CLIPTokenizer as diffusers loads it.")
+        .def(py::init([](std::shared_ptr<gguf::File> file) {
+                 py::gil_scoped_release release;
+                 return ClipTokenizer::from_gguf(*file);
+             }),
+             py::arg("file"))
+        .def(py::init([](const py::object& path) {
+                 const std::string p = py::str(py::module_::import("os").attr("fspath")(path));
+                 py::gil_scoped_release release;
+                 return ClipTokenizer::from_gguf(*gguf::File::open(p));
+             }),
+             py::arg("path"))
+        .def("encode",
+             [](const ClipTokenizer& t, const py::handle& text, int32_t max_length, bool pad) {
+                 const std::string s = text_argument(text);
+                 py::gil_scoped_release release;
+                 return t.encode(s, max_length, pad);
+             },
+             py::arg("text"), py::arg("max_length") = ClipTokenizer::kContextLength, py::arg("pad") = true,
+             "BOS, the ids of `text` (str, or bytes that must be valid UTF-8) cut to max_length - 2, EOS; with pad, "
+             "the pad id up to max_length.")
+        .def_property_readonly("n_vocab", &ClipTokenizer::n_vocab)
+        .def_property_readonly("bos", &ClipTokenizer::bos)
+        .def_property_readonly("eos", &ClipTokenizer::eos)
+        .def_property_readonly("pad", &ClipTokenizer::pad);
 
     py::class_<Utf8Stream>(m, "Utf8Stream",
                            "Turns a stream of token bytes into text, holding back characters split across tokens.")
