@@ -16,6 +16,7 @@ void bind_graph(py::module_& m);
 void bind_llm(py::module_& m);
 void bind_text(py::module_& m);
 void bind_sd(py::module_& m);
+void bind_diffusion_sampler(py::module_& m);
 
 // numpy-order shape (outermost first) from ggml-order dims, and back.
 py::tuple numpy_shape(const int64_t* ne, int n_dims);

@@ -119,4 +119,5 @@ PYBIND11_MODULE(_core, m) {
     quanta::bindings::bind_llm(m);
     quanta::bindings::bind_text(m);
     quanta::bindings::bind_sd(m);
+    quanta::bindings::bind_diffusion_sampler(m);
 }
