@@ -6,6 +6,7 @@
 #include "bindings.h"
 #include "backends/registry.h"
 #include "base/error.h"
+#include "engine/image_gen.h"
 #include "models/sd_model.h"
 
 namespace quanta::bindings {
@@ -117,6 +118,51 @@ void bind_sd(py::module_& m) {
                  return new_array({1, (py::ssize_t)s.vae.latent_channels, pixels.shape(2) / f, pixels.shape(3) / f}, out);
              },
              py::arg("pixels"), "the VAE encoder: pixels (1, 3, H, W) in [-1, 1] -> the latents' mean (unscaled)");
+
+    py::class_<engine::ImageGenerator>(m, "ImageGenerator")
+        .def(py::init([](std::shared_ptr<SdModel> model) { return new engine::ImageGenerator(std::move(model)); }),
+             py::arg("model"), py::call_guard<py::gil_scoped_release>())
+        .def("tokenize",
+             [](const engine::ImageGenerator& g, const std::string& text) {
+                 return g.tokenizer().encode(text, (int32_t)g.model().clip.n_ctx, true);
+             },
+             py::arg("text"))
+        .def("generate",
+             [](const engine::ImageGenerator& g, const std::string& prompt, const std::string& negative, int width,
+                int height, int steps, float cfg_scale, const std::string& sampler, const std::string& scheduler,
+                uint64_t seed, int clip_skip, std::optional<F32Array> latents, py::object callback) {
+                 engine::ImageRequest r;
+                 r.prompt = prompt;
+                 r.negative_prompt = negative;
+                 r.width = width;
+                 r.height = height;
+                 r.steps = steps;
+                 r.cfg_scale = cfg_scale;
+                 r.sampler = sampler;
+                 r.scheduler = scheduler;
+                 r.seed = seed;
+                 r.clip_skip = clip_skip;
+                 if (latents) r.latents.assign(latents->data(), latents->data() + latents->size());
+                 if (!callback.is_none()) {
+                     // Runs on this thread between steps, with the GIL taken back for the call.
+                     r.callback = [&callback](int step, int total, const float* x, size_t n) {
+                         py::gil_scoped_acquire gil;
+                         F32Array copy({(py::ssize_t)n});
+                         std::copy(x, x + n, copy.mutable_data());
+                         callback(step, total, copy);
+                     };
+                 }
+                 engine::Image image;
+                 {
+                     py::gil_scoped_release release;
+                     image = g.generate(r);
+                 }
+                 return new_array({image.height, image.width, 3}, image.rgb);
+             },
+             py::arg("prompt"), py::arg("negative_prompt"), py::arg("width"), py::arg("height"), py::arg("steps"),
+             py::arg("cfg_scale"), py::arg("sampler"), py::arg("scheduler"), py::arg("seed"), py::arg("clip_skip"),
+             py::arg("latents"), py::arg("callback"),
+             "one image: float32 (height, width, 3) in [0, 1]");
 }
 
 }  // namespace quanta::bindings

@@ -6,6 +6,7 @@ from . import _core
 from .converter import convert, requantize
 from .errors import ContextOverflowError, FormatError, ModelError, QuantaError, UnsupportedError
 from .gguf import GGUF, GGUFWriter, TensorInfo
+from .diffusion import Diffusion
 from .llm import LLM
 
 __version__ = _core.version()
@@ -13,6 +14,7 @@ __version__ = _core.version()
 __all__ = [
     "GGUF",
     "LLM",
+    "Diffusion",
     "ContextOverflowError",
     "convert",
     "requantize",

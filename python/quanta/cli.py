@@ -29,9 +29,10 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--system", action="store_true", help="show the CPU kernel level and any GPU")
     info.set_defaults(handler=_cmd_info)
 
-    from . import cli_convert, cli_llm, cli_serve
+    from . import cli_convert, cli_llm, cli_sample, cli_serve
 
     cli_llm.register(sub)
+    cli_sample.register(sub)
     cli_convert.register(sub)
     cli_serve.register(sub)
     return parser

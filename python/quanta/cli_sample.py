@@ -1,0 +1,79 @@
+"""`quanta sample`: one image from a Stable Diffusion GGUF file, written as a PNG whose "parameters" text chunk
+holds the prompt and settings as A1111 writes them. Progress (a bar with seconds per step) goes to stderr."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def register(sub) -> None:
+    from .diffusion import SAMPLERS, SCHEDULERS
+
+    p = sub.add_parser("sample", help="generate an image with a Stable Diffusion model")
+    p.add_argument("-m", "--model", required=True, help="a Stable Diffusion .gguf file (quanta convert a diffusers folder)")
+    p.add_argument("-p", "--prompt", required=True, help="what to draw")
+    p.add_argument("-n", "--negative-prompt", default="", help="what to steer away from")
+    p.add_argument("-W", "--width", type=int, default=512, help="image width in pixels (default 512)")
+    p.add_argument("-H", "--height", type=int, default=512, help="image height in pixels (default 512)")
+    p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
+    p.add_argument("--cfg", "--cfg-scale", dest="cfg", type=float, default=7.0,
+                   help="classifier-free guidance scale (default 7; <= 1 skips the unconditional pass)")
+    p.add_argument("--sampler", default="euler_a", choices=SAMPLERS, help="sampling method (default euler_a)")
+    p.add_argument("--scheduler", default="discrete", choices=SCHEDULERS,
+                   help="sigma schedule: discrete (diffusers' default spacing) or karras")
+    p.add_argument("--seed", type=int, default=None, help="noise seed (default: random, printed)")
+    p.add_argument("--clip-skip", type=int, default=None, help="CLIP layers to skip, A1111's way (1 = last layer)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core)")
+    p.add_argument("-o", "--output", default="output.png", help="the PNG to write (default output.png)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_sample)
+
+
+class _StepBar:
+    """One line on stderr: steps done, a bar, seconds per step and time left."""
+
+    def __init__(self, quiet: bool):
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def __call__(self, step: int, steps: int, latents) -> None:
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.start
+        per_step = elapsed / step
+        filled = step * 30 // steps
+        line = (f"sampling {step:>{len(str(steps))}}/{steps} [{'#' * filled}{'.' * (30 - filled)}] "
+                f"{per_step:.2f} s/step, {per_step * (steps - step):.0f} s left")
+        if self.tty:
+            sys.stderr.write("\r" + line + ("\n" if step == steps else ""))
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+def _cmd_sample(args) -> int:
+    from PIL.PngImagePlugin import PngInfo
+
+    from .diffusion import Diffusion
+    from .threads import cli_threads
+
+    n_threads = cli_threads(args.threads)
+    t0 = time.perf_counter()
+    sd = Diffusion(args.model, n_threads=n_threads)
+    if not args.quiet:
+        c = sd.config
+        print(f"quanta: loaded {args.model} ({c['version']}, {c['prediction_type']}) in "
+              f"{time.perf_counter() - t0:.2f} s, {sd.n_threads} threads", file=sys.stderr, flush=True)
+    bar = _StepBar(args.quiet)
+    image = sd.sample(args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
+                      steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler, scheduler=args.scheduler,
+                      seed=args.seed, clip_skip=args.clip_skip, callback=bar)
+    info = PngInfo()
+    info.add_text("parameters", image.info["parameters"])
+    image.save(args.output, pnginfo=info)
+    if not args.quiet:
+        print(f"quanta: wrote {args.output} ({args.width}x{args.height}, seed {sd.last_seed}) in "
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return 0
