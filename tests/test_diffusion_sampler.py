@@ -225,8 +225,11 @@ def test_bad_steps():
     x = np.zeros(16, dtype=np.float32)
     with pytest.raises(ValueError, match="expected step 0, got 1"):
         s.step(1, x, x)
-    with pytest.raises(ValueError, match="x must be a float32 array"):
-        s.step(0, x, x.astype(np.float64))
+    readonly = np.zeros(16, dtype=np.float32)
+    readonly.flags.writeable = False
+    for bad in (x.astype(np.float64), np.zeros(32, dtype=np.float32)[::2], readonly):  # x is stepped in place
+        with pytest.raises(ValueError, match="x must be a C-contiguous, writeable float32 array"):
+            s.step(0, x, bad)
     with pytest.raises(ValueError, match="model_output has 15 values, x 16"):
         s.step(0, x[:15], x)
     s.step(0, x, x)

@@ -71,7 +71,8 @@ std::vector<float> log_of(const std::vector<float>& sigmas) {  // np.log of a fl
 std::vector<float> to_float(const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); }
 
 // EulerDiscreteScheduler / EulerAncestralDiscreteScheduler: "linspace" float32 timesteps from T-1 down to 0,
-// sigmas interpolated at them; Karras replaces the sigmas and maps each back to a fractional timestep.
+// sigmas interpolated at them; Karras replaces the sigmas and maps each back to a fractional timestep. One step
+// is np.linspace(0, T-1, 1) = [0]: diffusers runs it at timestep 0 from sigma 0.029, and so do we.
 StepSchedule euler(const TrainingSchedule& train, ScheduleKind schedule, int steps) {
     const int T = train.timesteps();
     const std::vector<double> grid = np_linspace(0, T - 1, steps, true);

@@ -4,7 +4,9 @@
 // equal diffusers' to float rounding:
 //   euler    EulerDiscreteScheduler             "linspace" spacing, float timesteps, sigmas interpolated
 //   euler_a  EulerAncestralDiscreteScheduler    "linspace" (diffusers has no Karras sigmas for it)
-//   ddim     DDIMScheduler                      "leading" + steps_offset, set_alpha_to_one=False, clip_sample=False
+//   ddim     DDIMScheduler                      "leading" + steps_offset, set_alpha_to_one=False and
+//                                               clip_sample=False as SD's scheduler_config.json sets them (the
+//                                               class's clip_sample=True clamps x0 to [-1, 1], for pixel models)
 //   dpmpp_2m DPMSolverMultistepScheduler        "linspace" over steps + 1 points, integer timesteps
 //   lcm      LCMScheduler                       every (steps)th of its 50 distillation timesteps
 // "karras" is use_karras_sigmas=True (rho 7 between the schedule's end sigmas), which diffusers offers for

@@ -19,9 +19,8 @@ py::array_t<float> to_numpy(const std::vector<float>& v) {
 
 // x is advanced in place, so it must be the caller's own float32 buffer, never a converted copy.
 float* writable_floats(py::array& x) {
-    QUANTA_CHECK_ARG(py::isinstance<py::array_t<float>>(x) && x.dtype().is(py::dtype::of<float>()),
-                     "x must be a float32 array");
-    QUANTA_CHECK_ARG((x.flags() & py::array::c_style) && x.writeable(), "x must be C-contiguous and writeable");
+    const bool ok = py::isinstance<py::array_t<float, py::array::c_style>>(x) && x.writeable();
+    QUANTA_CHECK_ARG(ok, "x must be a C-contiguous, writeable float32 array");
     return static_cast<float*>(x.mutable_data());
 }
 
