@@ -297,3 +297,52 @@ def test_cli_converts_a_pipeline_folder(sd_pipeline, sd_gguf, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("converting:")
     assert out.read_bytes() == sd_gguf("sd2", "q8_0").read_bytes()  # the same bytes as quanta.convert's
+
+
+# ---- source layouts ----------------------------------------------------------------------------------------------
+
+
+def test_weight_variants_and_legacy_vae_names_convert_the_same(sd_pipeline, sd_gguf, tmp_path):
+    reference = sd_gguf("sd2", "f32").read_bytes()
+    folder = _copy(sd_pipeline("sd2"), tmp_path / "v" / "sd2")  # the same general.name
+    unet = folder / "unet"
+    out = tmp_path / "out.gguf"
+    # only an fp16 variant file (diffusers' variant="fp16" naming): used
+    (unet / "diffusion_pytorch_model.safetensors").rename(unet / "diffusion_pytorch_model.fp16.safetensors")
+    quanta.convert(folder, out, type="f32", progress=False)
+    assert out.read_bytes() == reference
+    # two variants and no plain file: which one is meant is unclear
+    shutil.copy(unet / "diffusion_pytorch_model.fp16.safetensors", unet / "diffusion_pytorch_model.non_ema.safetensors")
+    with pytest.raises(quanta.FormatError, match="several variants"):
+        quanta.convert(folder, out, type="f32", progress=False)
+    # the plain file beside variants (as SD 1.5's repositories ship): the plain one
+    tensors = load_file(str(unet / "diffusion_pytorch_model.fp16.safetensors"))
+    save_file({k: v.astype(np.float16) for k, v in tensors.items()}, str(unet / "diffusion_pytorch_model.non_ema.safetensors"))
+    (unet / "diffusion_pytorch_model.fp16.safetensors").rename(unet / "diffusion_pytorch_model.safetensors")
+    quanta.convert(folder, out, type="f32", progress=False)
+    assert out.read_bytes() == reference
+    # diffusers' deprecated VAE attention names (query, key, value, proj_attn) and 1x1-conv-shaped weights
+    path = folder / "vae" / "diffusion_pytorch_model.safetensors"
+    renames = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    old = {}
+    for k, v in load_file(str(path)).items():
+        m = re.match(r"(.*mid_block\.attentions\.0\.)(to_q|to_k|to_v|to_out\.0)\.(weight|bias)$", k)
+        if m:
+            k = m.group(1) + renames[m.group(2)] + "." + m.group(3)
+            v = v.reshape(v.shape + (1, 1)) if m.group(3) == "weight" and m.group(2) != "to_out.0" else v
+        old[k] = v
+    save_file(old, str(path))
+    quanta.convert(folder, out, type="f32", progress=False)
+    assert out.read_bytes() == reference
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tiny_pipelines_make_images_that_are_not_flat_or_saturated(kind, pipelines):
+    pipe = pipelines(kind)
+    size = 16 if kind == "sd1" else 32  # latents of 8 x 8 (VAE downscale 2 and 4)
+    image = pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=3, guidance_scale=7.5,
+                 height=size, width=size, generator=torch.Generator().manual_seed(0), output_type="np",
+                 ).images[0]
+    assert image.shape == (size, size, 3)
+    assert image.std() > 0.1
+    assert ((image <= 0) | (image >= 1)).mean() < 0.25
