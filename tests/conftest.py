@@ -88,3 +88,34 @@ def tiny_gguf(tiny_checkpoint, tmp_path_factory):
         return made[arch, type]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def sd_pipeline(tmp_path_factory):
+    """sd_pipeline(kind) -> Path of the tiny "sd1" or "sd2" diffusers pipeline folder, made once per session
+    (tests/sd_pipelines.py; load it with sd_pipelines.load_pipeline(path))."""
+    from sd_pipelines import write_pipeline
+
+    made = {}
+
+    def get(kind):
+        if kind not in made:
+            made[kind] = write_pipeline(tmp_path_factory.mktemp(f"sd-{kind}") / kind, kind)
+        return made[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def sd_gguf(sd_pipeline, tmp_path_factory):
+    """sd_gguf(kind, type="f32") -> Path of the tiny pipeline converted by quanta.convert, made once per session."""
+    made = {}
+
+    def get(kind, type="f32"):
+        if (kind, type) not in made:
+            path = tmp_path_factory.mktemp(f"sd-gguf-{kind}") / f"tiny-{kind}-{type}.gguf"
+            quanta.convert(sd_pipeline(kind), path, type=type, progress=False)
+            made[kind, type] = path
+        return made[kind, type]
+
+    return get

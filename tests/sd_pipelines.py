@@ -154,7 +154,7 @@ def load_pipeline(folder: "str | os.PathLike[str]"):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    return StableDiffusionPipeline.from_pretrained(str(folder), torch_dtype=torch.float32, safety_checker=None,
+    return StableDiffusionPipeline.from_pretrained(str(folder), dtype=torch.float32, safety_checker=None,
                                                    requires_safety_checker=False)
 
 
