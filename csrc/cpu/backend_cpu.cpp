@@ -3,6 +3,10 @@
 #include "cpu/backend_cpu.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
 
 #include "base/error.h"
 #include "core/op_table.h"
@@ -35,6 +39,33 @@ void CpuBackend::reserve(const Graph& graph) {
     if (shared > shared_.size()) shared_.resize(shared);
 }
 
+namespace {
+
+// QUANTA_PROFILE=1 prints, after each graph, where its time went by op (wall
+// time between barriers, seen from thread 0): the tool for finding what to
+// speed up in a model's graph. Off, it costs one branch per node.
+const bool kProfile = [] {
+    const char* v = std::getenv("QUANTA_PROFILE");
+    return v && *v && *v != '0';
+}();
+
+// The op, and for the weighted ops the weight's type.
+std::string profile_key(const Tensor& node) {
+    const Tensor* weight = node.op == Op::MatMul ? node.src[0] : node.op == Op::Conv2d ? node.src[1] : nullptr;
+    return weight ? std::string(op_name(node.op)) + " " + type_name(weight->type) : op_name(node.op);
+}
+
+void print_profile(const std::map<std::string, std::pair<double, int>>& by_op, double total) {
+    std::vector<std::pair<double, std::string>> rows;
+    for (const auto& [name, v] : by_op) rows.push_back({v.first, name + " x" + std::to_string(v.second)});
+    std::sort(rows.rbegin(), rows.rend());
+    std::fprintf(stderr, "quanta profile: %.1f ms\n", total * 1e3);
+    for (const auto& [t, name] : rows)
+        if (t >= total * 0.005) std::fprintf(stderr, "  %8.1f ms %5.1f%%  %s\n", t * 1e3, 100 * t / total, name.c_str());
+}
+
+}  // namespace
+
 void CpuBackend::compute(const Graph& graph) {
     QUANTA_CHECK_ARG(graph.finalized(), "compute: prepare the graph first");
     const Kernels* k = &active_kernels();
@@ -48,12 +79,26 @@ void CpuBackend::compute(const Graph& graph) {
         ctx.shared = shared_.data();
         ctx.pool = &pool_;
         ctx.bad_row_id = &bad_row_id_;
+        using Clock = std::chrono::steady_clock;
+        const Clock::time_point start = Clock::now();
+        Clock::time_point last = start;
         for (const Tensor* node : graph.order()) {
             const CpuKernel& kernel = cpu_kernel(node->op);
             if (!kernel.compute) continue;  // leaves and views
             kernel.compute(*node, ctx);
             pool_.barrier();
             if (pool_.failed()) return;
+            if (kProfile && ith == 0) {
+                const Clock::time_point now = Clock::now();
+                auto& [seconds, count] = profile_[profile_key(*node)];
+                seconds += std::chrono::duration<double>(now - last).count();
+                ++count;
+                last = now;
+            }
+        }
+        if (kProfile && ith == 0) {
+            print_profile(profile_, std::chrono::duration<double>(Clock::now() - start).count());
+            profile_.clear();
         }
     });
     if (bad_row_id_.load()) fail(ErrorKind::InvalidArgument, "a row or cell id (get_rows, set_rows, attention) is out of range");
