@@ -69,6 +69,30 @@ def test_half_kernels_match_torch_on_the_rounded_values(cpu_level, rng, wtype):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
+# Layers that take Winograd's F(2x2, 3x3) path (winograd.cpp: 3x3, stride 1, plain float kernels, at least 64
+# output tiles): odd output sizes (a half tile at the right and bottom edges), a tile count that is not a
+# multiple of the 64-tile chunk, no padding, one-sided padding, and output channels not a multiple of 6.
+@pytest.mark.parametrize("pad, pad_end", [(1, 1), (0, 0), (1, 0), (2, 1)])
+@pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"])
+def test_winograd_layers_match_torch(cpu_level, rng, pad, pad_end, wtype):
+    x = rng.standard_normal((2, 12, 33, 35), dtype=np.float32)
+    k = rng.standard_normal((13, 12, 3, 3), dtype=np.float32)
+    bias = rng.standard_normal(13, dtype=np.float32)
+    stored, held, tag = k, k, ""
+    if wtype == "f16":
+        stored = k.astype(np.float16)
+        held = stored.astype(np.float32)
+    elif wtype == "bf16":
+        bits = k.view(np.uint32)
+        stored = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        held, tag = (stored.astype(np.uint32) << 16).view(np.float32), "bf16"
+    ref = torch_conv(x, held, bias, 1, pad, pad_end)
+    got = run_conv(x, stored, bias, 1, pad, pad_end, wtype=tag)
+    assert got.shape == ref.shape
+    # Winograd's transforms round differently from a direct sum, within the same few ulps of the magnitude.
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=2e-6 * np.abs(ref).max())
+
+
 def test_one_sided_padding_as_the_vae_encoder_downsamples(rng):
     x = rng.standard_normal((1, 8, 10, 9), dtype=np.float32)
     k = rng.standard_normal((8, 8, 3, 3), dtype=np.float32)

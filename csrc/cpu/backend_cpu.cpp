@@ -11,6 +11,7 @@
 #include "base/error.h"
 #include "core/op_table.h"
 #include "cpu/ops.h"
+#include "cpu/winograd.h"
 
 namespace quanta::cpu {
 
@@ -49,10 +50,13 @@ const bool kProfile = [] {
     return v && *v && *v != '0';
 }();
 
-// The op, and for the weighted ops the weight's type.
+// The op, and for the weighted ops the weight's type (and Winograd's path).
 std::string profile_key(const Tensor& node) {
     const Tensor* weight = node.op == Op::MatMul ? node.src[0] : node.op == Op::Conv2d ? node.src[1] : nullptr;
-    return weight ? std::string(op_name(node.op)) + " " + type_name(weight->type) : op_name(node.op);
+    if (!weight) return op_name(node.op);
+    std::string key = std::string(op_name(node.op)) + " " + type_name(weight->type);
+    if (node.op == Op::Conv2d) key += winograd_applies(node) ? " winograd" : " " + std::to_string(weight->ne[0]) + "x" + std::to_string(weight->ne[1]);
+    return key;
 }
 
 void print_profile(const std::map<std::string, std::pair<double, int>>& by_op, double total) {

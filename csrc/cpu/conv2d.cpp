@@ -19,6 +19,7 @@
 #include "core/elements.h"
 #include "cpu/act_formats.h"
 #include "cpu/panel.h"
+#include "cpu/winograd.h"
 #include "quant/dequantize.h"
 
 namespace quanta::cpu {
@@ -263,6 +264,7 @@ void run_quantized(const Tensor& dst, const OpContext& c, const Geometry& g, con
 // about 4 tasks, since each group gathers the tile's patches again: SD's 8x8
 // latents are a single 64-pixel tile.
 void conv2d(const Tensor& dst, const OpContext& c) {
+    if (winograd_applies(dst)) return conv2d_winograd(dst, c);
     const Geometry g = geometry(dst);
     const bool plain = plain_float(dst.src[1]->type);
     const GemmTileFn gemm = plain ? nullptr : gemm_tile(*c.k, dst.src[1]->type);
@@ -296,10 +298,12 @@ void conv2d(const Tensor& dst, const OpContext& c) {
 }
 
 size_t conv2d_scratch_floats(const Tensor& node) {
+    if (winograd_applies(node)) return winograd_scratch_floats(node);
     return scratch_layout(geometry(node), node.src[1]->type).floats;
 }
 
 size_t conv2d_shared_bytes(const Tensor& node, const Kernels& k) {
+    if (winograd_applies(node)) return winograd_shared_bytes(node);
     const DType type = node.src[1]->type;
     if (plain_float(type) || !gemm_tile(k, type)) return 0;
     const Geometry g = geometry(node);

@@ -107,6 +107,12 @@ struct Kernels {
     // kernel rows of k floats and p < np pixels of transposed patches (k rows); accumulate adds to out.
     void (*conv_tile)(int64_t k, const float* w, size_t ws, int nr, const float* pt, size_t ps, int np, float* out,
                       size_t os, bool accumulate);
+    // Winograd F(2x2, 3x3)'s transforms (winograd_impl.inc): n kernels (g[tap * n + i]) to
+    // u[pos * plane + i]; n tiles' even and odd input columns to out[pos * plane + j]; n tiles'
+    // products m[pos * plane + j] to their four outputs y[q * ys + j], plus bias.
+    void (*winograd_kernels)(const float* g, int64_t n, float* u, size_t plane);
+    void (*winograd_inputs)(const float* const* even, const float* const* odd, int64_t n, float* out, size_t plane);
+    void (*winograd_outputs)(const float* m, size_t plane, int64_t n, float bias, float* y, size_t ys);
 };
 
 // The fast dot kernel for weights of `type`, or null when there is none.
