@@ -107,6 +107,22 @@ def sd_pipeline(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sd_diffusers(sd_pipeline):
+    """sd_diffusers(kind) -> the tiny pipeline loaded by diffusers (fp32, CPU), once per session; shared, so a
+    test that needs another scheduler builds a new pipeline from its components instead of changing it."""
+    from sd_pipelines import load_pipeline
+
+    made = {}
+
+    def get(kind):
+        if kind not in made:
+            made[kind] = load_pipeline(sd_pipeline(kind))
+        return made[kind]
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def sd_gguf(sd_pipeline, tmp_path_factory):
     """sd_gguf(kind, type="f32") -> Path of the tiny pipeline converted by quanta.convert, made once per session."""
     made = {}

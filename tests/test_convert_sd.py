@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 
 import quanta
 from clip_vocab import merges
-from sd_pipelines import CONFIGS, KINDS, load_pipeline
+from sd_pipelines import CONFIGS, KINDS
 
 T = gguf.GGMLQuantizationType
 
@@ -45,27 +45,15 @@ def fields(path):
     return {f.name: f for f in gguf.GGUFReader(str(path)).fields.values()}
 
 
-@pytest.fixture(scope="module")
-def pipelines(sd_pipeline):
-    made = {}
-
-    def get(kind):
-        if kind not in made:
-            made[kind] = load_pipeline(sd_pipeline(kind))
-        return made[kind]
-
-    return get
-
-
 # ---- names and values ------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_f32_tensors_map_back_to_the_diffusers_state_dicts_exactly(kind, pipelines, sd_gguf):
+def test_f32_tensors_map_back_to_the_diffusers_state_dicts_exactly(kind, sd_diffusers, sd_gguf):
     from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
                                                      convert_ldm_vae_checkpoint)
 
-    pipe = pipelines(kind)
+    pipe = sd_diffusers(kind)
     tensors = read_tensors(sd_gguf(kind, "f32"))
     assert {t for _, t, _ in tensors.values()} == {T.F32}
     prefixes = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.transformer.text_model.")
@@ -108,8 +96,8 @@ def test_layouts_are_stable_diffusion_cpp_s(kind, sd_gguf):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_metadata_follows_the_pipeline_configs(kind, pipelines, sd_pipeline, sd_gguf):
-    pipe = pipelines(kind)
+def test_metadata_follows_the_pipeline_configs(kind, sd_diffusers, sd_pipeline, sd_gguf):
+    pipe = sd_diffusers(kind)
     f = quanta.GGUF(sd_gguf(kind, "f32"))
     md, types = f.metadata, f.metadata_types
     cfg = CONFIGS[kind]
@@ -337,8 +325,8 @@ def test_weight_variants_and_legacy_vae_names_convert_the_same(sd_pipeline, sd_g
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_tiny_pipelines_make_images_that_are_not_flat_or_saturated(kind, pipelines):
-    pipe = pipelines(kind)
+def test_tiny_pipelines_make_images_that_are_not_flat_or_saturated(kind, sd_diffusers):
+    pipe = sd_diffusers(kind)
     size = 16 if kind == "sd1" else 32  # latents of 8 x 8 (VAE downscale 2 and 4)
     image = pipe("a photo of a cat", negative_prompt="blurry", num_inference_steps=3, guidance_scale=7.5,
                  height=size, width=size, generator=torch.Generator().manual_seed(0), output_type="np",

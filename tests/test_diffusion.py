@@ -12,7 +12,6 @@ import pytest
 import torch
 
 import quanta
-from sd_pipelines import load_pipeline
 
 KINDS = ["sd1", "sd2"]
 PROMPT, NEGATIVE = "A red cube on a wooden table, studio light", "blurry, low quality"
@@ -35,34 +34,25 @@ def reference_scheduler(name, prediction):
     raise AssertionError(name)
 
 
-@pytest.fixture(scope="module")
-def pipelines(sd_pipeline):
-    made = {}
-
-    def get(kind):
-        if kind not in made:
-            made[kind] = load_pipeline(sd_pipeline(kind))
-        return made[kind]
-
-    return get
-
-
 def initial_noise(sd, seed=0, width=W, height=H):
     f = sd.config["downscale"]
     return torch.randn(1, sd.config["latent_channels"], height // f, width // f,
                        generator=torch.Generator().manual_seed(seed))
 
 
-def diffusers_image(pipe, sampler, latents, guidance=7.5, steps=8):
-    pipe.scheduler = reference_scheduler(sampler, pipe.scheduler.config.prediction_type)
+def diffusers_image(shared, sampler, latents, guidance=7.5, steps=8):
+    from diffusers import StableDiffusionPipeline
+
+    scheduler = reference_scheduler(sampler, shared.scheduler.config.prediction_type)
+    pipe = StableDiffusionPipeline(**{**shared.components, "scheduler": scheduler})
     return pipe(PROMPT, negative_prompt=NEGATIVE, height=H, width=W, num_inference_steps=steps,
                 guidance_scale=guidance, latents=latents.clone(), output_type="np").images[0]
 
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("sampler", [("euler", "discrete"), ("ddim", "discrete"), ("dpmpp_2m", "karras")])
-def test_image_equals_diffusers_at_f32(kind, sampler, pipelines, sd_gguf):
-    pipe, sd = pipelines(kind), quanta.Diffusion(sd_gguf(kind))
+def test_image_equals_diffusers_at_f32(kind, sampler, sd_diffusers, sd_gguf):
+    pipe, sd = sd_diffusers(kind), quanta.Diffusion(sd_gguf(kind))
     noise = initial_noise(sd)
     ref = diffusers_image(pipe, sampler, noise)
     ours = sd.sample(PROMPT, negative_prompt=NEGATIVE, width=W, height=H, steps=8, cfg_scale=7.5,
@@ -73,8 +63,8 @@ def test_image_equals_diffusers_at_f32(kind, sampler, pipelines, sd_gguf):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_guidance_one_is_a_single_conditional_pass(kind, pipelines, sd_gguf):
-    pipe, sd = pipelines(kind), quanta.Diffusion(sd_gguf(kind))
+def test_guidance_one_is_a_single_conditional_pass(kind, sd_diffusers, sd_gguf):
+    pipe, sd = sd_diffusers(kind), quanta.Diffusion(sd_gguf(kind))
     noise = initial_noise(sd, 1)
     ref = diffusers_image(pipe, ("euler", "discrete"), noise, guidance=1.0, steps=4)
     ours = sd.sample(PROMPT, negative_prompt=NEGATIVE, width=W, height=H, steps=4, cfg_scale=1.0,
@@ -125,9 +115,9 @@ def test_pil_image_callback_and_parameters(sd_gguf):
     assert "Steps: 3, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7, Seed: 5, Size: 48x32" in text
 
 
-def test_tokenize_equals_the_pipeline_tokenizer(pipelines, sd_gguf):
+def test_tokenize_equals_the_pipeline_tokenizer(sd_diffusers, sd_gguf):
     for kind in KINDS:
-        ids = pipelines(kind).tokenizer(PROMPT + "!!", padding="max_length", max_length=77, truncation=True).input_ids
+        ids = sd_diffusers(kind).tokenizer(PROMPT + "!!", padding="max_length", max_length=77, truncation=True).input_ids
         assert quanta.Diffusion(sd_gguf(kind)).tokenize(PROMPT + "!!") == ids
 
 

@@ -8,21 +8,8 @@ import torch
 
 import quanta
 from quanta import _core
-from sd_pipelines import load_pipeline
 
 KINDS = ["sd1", "sd2"]
-
-
-@pytest.fixture(scope="module")
-def pipelines(sd_pipeline):
-    made = {}
-
-    def get(kind):
-        if kind not in made:
-            made[kind] = load_pipeline(sd_pipeline(kind))
-        return made[kind]
-
-    return get
 
 
 def load(path):
@@ -35,8 +22,8 @@ def close(ours, ref, tol):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_config_comes_from_metadata_and_shapes(kind, pipelines, sd_gguf):
-    pipe, m = pipelines(kind), load(sd_gguf(kind))
+def test_config_comes_from_metadata_and_shapes(kind, sd_diffusers, sd_gguf):
+    pipe, m = sd_diffusers(kind), load(sd_gguf(kind))
     c = m.config
     assert c["version"] == kind
     assert c["prediction_type"] == pipe.scheduler.config.prediction_type
@@ -50,8 +37,8 @@ def test_config_comes_from_metadata_and_shapes(kind, pipelines, sd_gguf):
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("skip", [0, 1])
-def test_text_encoder_equals_transformers(kind, skip, pipelines, sd_gguf):
-    pipe, m = pipelines(kind), load(sd_gguf(kind))
+def test_text_encoder_equals_transformers(kind, skip, sd_diffusers, sd_gguf):
+    pipe, m = sd_diffusers(kind), load(sd_gguf(kind))
     ids = pipe.tokenizer("A Photo of an astronaut, riding a horse!", padding="max_length", max_length=77,
                          truncation=True, return_tensors="pt").input_ids
     with torch.no_grad():
@@ -65,8 +52,8 @@ def test_text_encoder_equals_transformers(kind, skip, pipelines, sd_gguf):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_unet_equals_diffusers_for_a_batch_of_two(kind, pipelines, sd_gguf):
-    pipe, m = pipelines(kind), load(sd_gguf(kind))
+def test_unet_equals_diffusers_for_a_batch_of_two(kind, sd_diffusers, sd_gguf):
+    pipe, m = sd_diffusers(kind), load(sd_gguf(kind))
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 4, 16, 24, generator=g)  # not square: width and height kept apart
     t = torch.tensor([999.0, 421.5])
@@ -77,8 +64,8 @@ def test_unet_equals_diffusers_for_a_batch_of_two(kind, pipelines, sd_gguf):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_vae_decoder_and_encoder_equal_diffusers(kind, pipelines, sd_gguf):
-    pipe, m = pipelines(kind), load(sd_gguf(kind))
+def test_vae_decoder_and_encoder_equal_diffusers(kind, sd_diffusers, sd_gguf):
+    pipe, m = sd_diffusers(kind), load(sd_gguf(kind))
     g = torch.Generator().manual_seed(2)
     z = torch.randn(1, 4, 8, 12, generator=g)
     image = torch.rand(1, 3, 16 * m.config["downscale"] // 2, 24 * m.config["downscale"] // 2, generator=g) * 2 - 1
@@ -90,8 +77,8 @@ def test_vae_decoder_and_encoder_equal_diffusers(kind, pipelines, sd_gguf):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_q8_0_parts_stay_close(kind, pipelines, sd_gguf):
-    pipe, m = pipelines(kind), load(sd_gguf(kind, "q8_0"))
+def test_q8_0_parts_stay_close(kind, sd_diffusers, sd_gguf):
+    pipe, m = sd_diffusers(kind), load(sd_gguf(kind, "q8_0"))
     g = torch.Generator().manual_seed(3)
     x = torch.randn(1, 4, 16, 16, generator=g)
     ctx = torch.randn(1, 77, m.config["context_dim"], generator=g)
