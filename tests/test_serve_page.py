@@ -38,9 +38,11 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def server(qwen_path):
-    with quanta_server(qwen_path, "-np", "2", "--ctx-size", "4096", "--api-key", KEY) as (url, _):
+def server(qwen_path, sd_gguf):
+    sd = str(sd_gguf("sd1"))
+    with quanta_server(qwen_path, "-np", "2", "--ctx-size", "4096", "--api-key", KEY, "--sd-model", sd) as (url, _):
         served = Served(url, httpx.get(url + "/v1/models", headers=AUTH).json()["data"][0]["id"])
+        served.sd_path = sd
         yield served
         served.http.close()
 
@@ -244,3 +246,43 @@ def test_markdown_renderer_is_safe(driver, server):
     assert not box.find_elements(By.CSS_SELECTOR, "script, img, b")
     time.sleep(0.2)
     assert d.execute_script("return window.__xss") is None
+
+
+def test_image_tab_shows_the_generated_png(driver, server):
+    """The Images tab appears with an image model; Generate shows the PNG the API makes, which holds
+    quanta.Diffusion's pixels for the same settings."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import quanta
+
+    d = driver
+    fresh_page(d, server)
+    tab = d.find_element(By.ID, "tab-images")
+    wait(d, tab.is_displayed, 10, "no Images tab")
+    tab.click()
+    wait(d, lambda: d.find_element(By.ID, "panel-images").is_displayed(), 10)
+    assert not d.find_element(By.ID, "panel-chat").is_displayed()
+    for field, value in (("image-prompt", "a red cube"), ("image-size", "48x32"), ("image-steps", "2"),
+                         ("image-seed", "9")):
+        box = d.find_element(By.ID, field)
+        box.clear()
+        box.send_keys(value)
+    d.find_element(By.ID, "image-generate").click()
+    img = wait(d, lambda: d.find_elements(By.CSS_SELECTOR, "[data-testid=image]"), 120, "no image appeared")[0]
+    wait(d, lambda: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) == 48, 10)
+    src = img.get_attribute("src")
+    assert src.startswith("data:image/png;base64,")
+    png = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))
+    ref = quanta.Diffusion(server.sd_path, n_threads=1).sample("a red cube", width=48, height=32, steps=2, seed=9)
+    assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(ref))
+    # A bad size is the API's message in the page's error bar, and the button works again.
+    box = d.find_element(By.ID, "image-size")
+    box.clear()
+    box.send_keys("50x32")
+    d.find_element(By.ID, "image-generate").click()
+    wait(d, lambda: "multiples of 8" in d.find_element(By.ID, "error-text").text, 30, "no error shown")
+    assert d.find_element(By.ID, "image-generate").is_enabled()

@@ -22,7 +22,8 @@ CONTEXT_HELP = (
 def register(sub) -> None:
     p = sub.add_parser("serve", help="serve a model over HTTP with the OpenAI API and a web page",
                        description="An OpenAI-compatible server: /v1/chat/completions, /v1/completions, "
-                                   "/v1/models, /tokenize, /detokenize, /health, /metrics, and a chat page at /.")
+                                   "/v1/models, /tokenize, /detokenize, /health, /metrics, a chat page at /, and "
+                                   "/v1/images/generations with --sd-model.")
     p.add_argument("-m", "--model", help="a .gguf file (default: the embedded default model, fetched on first use)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080)
@@ -38,6 +39,8 @@ def register(sub) -> None:
     p.add_argument("--timeout", type=float, default=600.0,
                    help="seconds a request may run; then it ends with finish_reason 'length' (default 600)")
     p.add_argument("--alias", default=None, help="the model id /v1/models reports (default: the file's name)")
+    p.add_argument("--sd-model", default=None,
+                   help="a Stable Diffusion .gguf file: serves /v1/images/generations (PNG images as b64_json)")
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -53,10 +56,12 @@ def _cmd_serve(args) -> int:
     path = args.model or str(fetch.fetch(fetch.DEFAULT_MODEL))
     config = ServerConfig(model=str(path), parallel=args.parallel, ctx_size=args.ctx_size, n_threads=args.threads,
                           max_queue=args.max_queue, api_key=args.api_key, timeout=args.timeout,
-                          model_name=args.alias)
+                          model_name=args.alias, sd_model=args.sd_model)
     from .gguf import GGUF
 
     GGUF(config.model)  # a missing or broken file: one line now, not a 503 later
+    if config.sd_model:
+        GGUF(config.sd_model)
     app = create_app(config)
     server = app.state.server
     print(f"quanta: serving {server.model_id} on http://{_url_host(args.host)}:{args.port} "

@@ -43,6 +43,7 @@ class ServerConfig:
     api_key: Optional[str] = None
     timeout: float = 600.0
     model_name: Optional[str] = None  # the id /v1/models shows; the file's stem by default
+    sd_model: Optional[str] = None  # a Stable Diffusion GGUF for /v1/images/generations
 
     def __post_init__(self):
         if self.parallel < 1:
@@ -62,7 +63,9 @@ class Server:
         self.config = config
         self.model_id = config.model_name or Path(config.model).stem
         self.created = int(time.time())
+        self.sd_model_id = Path(config.sd_model).stem if config.sd_model else None
         self.llm = None
+        self.diffusion = None
         self.engine = None
         self.grammars = None
         self.load_error: Optional[str] = None
@@ -79,6 +82,10 @@ class Server:
             llm = LLM(c.model, n_ctx=ctx, n_threads=c.n_threads, n_batch=c.n_batch, n_seq=c.parallel)
             self.llm, self.grammars = llm, Grammars(llm._tokenizer, llm.n_vocab)
             self.grammars.warm()  # about a second for 150k tokens, now rather than in the first request
+            if c.sd_model:
+                from ..diffusion import Diffusion
+
+                self.diffusion = Diffusion(c.sd_model, n_threads=c.n_threads)
             self.engine = Engine(llm, max_queue=c.max_queue)
         except Exception as e:
             self.load_error = f"{type(e).__name__}: {e}"
@@ -111,7 +118,7 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
     The model loads in a thread when the app starts (wait=True: before create_app returns)."""
     from contextlib import asynccontextmanager
 
-    from . import openai_routes
+    from . import image_routes, openai_routes
 
     if not isinstance(config, ServerConfig):
         config = ServerConfig(model=str(config), **options)
@@ -157,13 +164,13 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
 
     @app.get("/v1/models")
     async def models():
-        return {"object": "list", "data": [_model_card(server)]}
+        return {"object": "list", "data": [_model_card(server, i) for i in _model_ids(server)]}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str):
-        if model_id != server.model_id:
+        if model_id not in _model_ids(server):
             raise APIError(404, f"The model '{model_id}' does not exist", param="model", code="model_not_found")
-        return _model_card(server)
+        return _model_card(server, model_id)
 
     @app.get("/")
     async def page():
@@ -174,7 +181,7 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
         """What the web page needs to know: the model, the slots, the context, whether a key is needed."""
         server.require()
         return {"model": server.model_id, "parallel": server.engine.parallel, "n_ctx": server.llm.n_ctx,
-                "api_key_required": bool(config.api_key)}
+                "api_key_required": bool(config.api_key), "image_model": server.sd_model_id}
 
     @app.middleware("http")
     async def no_cache_page(request: Request, call_next):
@@ -185,6 +192,7 @@ def create_app(config: "ServerConfig | str", wait: bool = False, **options) -> F
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     openai_routes.register(app, server)
+    image_routes.register(app, server)
     return app
 
 
@@ -195,8 +203,12 @@ def _train_context(path: str) -> int:
     return int(meta.get(f"{meta.get('general.architecture', '')}.context_length") or 4096)
 
 
-def _model_card(server: Server) -> dict:
-    return {"id": server.model_id, "object": "model", "created": server.created, "owned_by": "quanta"}
+def _model_ids(server: Server) -> list:
+    return [server.model_id] + ([server.sd_model_id] if server.sd_model_id else [])
+
+
+def _model_card(server: Server, model_id: str) -> dict:
+    return {"id": model_id, "object": "model", "created": server.created, "owned_by": "quanta"}
 
 
 def _metrics_text(server: Server) -> str:

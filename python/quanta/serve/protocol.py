@@ -149,3 +149,33 @@ class TokenizeRequest(_Body):
 
 class DetokenizeRequest(_Body):
     tokens: List[int]
+
+
+MAX_IMAGES = 4  # images per request: each is a whole sampling run
+
+
+class ImageRequest(_Body):
+    """OpenAI's images.generate body plus the Stable Diffusion settings people know from A1111."""
+    prompt: str = Field(min_length=1)
+    model: Optional[str] = None
+    n: int = Field(default=1, ge=1, le=MAX_IMAGES)
+    size: str = "512x512"
+    response_format: Literal["b64_json", "url"] = "b64_json"
+    user: Optional[str] = None
+    quality: Optional[str] = None  # accepted and ignored, as OpenAI's other models do
+    style: Optional[str] = None
+    negative_prompt: str = ""
+    steps: int = Field(default=20, ge=1, le=150)
+    cfg_scale: float = Field(default=7.0, ge=0, le=30)
+    sampler: str = "euler_a"
+    scheduler: str = "discrete"
+    seed: Optional[int] = Field(default=None, ge=0, le=2**63 - 1)
+    clip_skip: Optional[int] = Field(default=None, ge=1)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, v):
+        parts = v.lower().split("x")
+        if len(parts) != 2 or not all(p.isdigit() and 0 < int(p) <= 2048 for p in parts):
+            raise ValueError(f"size must be 'WIDTHxHEIGHT' with each side 1..2048, not {v!r}")
+        return v

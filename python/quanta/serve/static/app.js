@@ -372,8 +372,44 @@
     }
     props = answer;
     el.modelName.textContent = props.model;
+    $("tab-images").hidden = !props.image_model;
     el.serverInfo.textContent = props.parallel + " slots, " + props.n_ctx + " tokens of context (shared)";
     if (!el.error.hidden && /API key/.test(el.errorText.textContent)) clearError();
+  }
+
+  // The image tab: one POST /v1/images/generations per click; the PNG shows above the form, newest first.
+  async function generateImage(event) {
+    event.preventDefault();
+    const prompt = $("image-prompt").value.trim();
+    if (!prompt) return;
+    const button = $("image-generate");
+    const body = { prompt: prompt, n: 1, size: $("image-size").value.trim() || "512x512",
+                   steps: Number($("image-steps").value) || 20, negative_prompt: $("image-negative").value };
+    const seed = $("image-seed").value.trim();
+    if (seed !== "") body.seed = Number(seed);
+    button.disabled = true;
+    button.textContent = "Generating\u2026";
+    clearError();
+    try {
+      const response = await fetch("v1/images/generations", { method: "POST", headers: headers(true),
+                                                               body: JSON.stringify(body) });
+      if (!response.ok) throw await errorOf(response);
+      const answer = await response.json();
+      const figure = document.createElement("figure");
+      const img = document.createElement("img");
+      img.src = "data:image/png;base64," + answer.data[0].b64_json;
+      img.alt = prompt;
+      img.dataset.testid = "image";
+      const caption = document.createElement("figcaption");
+      caption.textContent = prompt + " (" + body.size + ", " + body.steps + " steps)";
+      figure.append(img, caption);
+      $("images").prepend(figure);
+    } catch (e) {
+      showError(e.message);
+    } finally {
+      button.disabled = false;
+      button.textContent = "Generate";
+    }
   }
 
   function setSettingsOpen(open) {
@@ -797,6 +833,8 @@
         }
       });
     }
+
+    $("image-form").addEventListener("submit", generateImage);
 
     loadSettings();
     renderAll();
