@@ -8,7 +8,6 @@ tensor names, and the few places where the stored numbers differ from transforme
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Optional
 
 import numpy as np
 
+from .json_file import read_json
 from ..errors import FormatError, ModelError, UnsupportedError
 
 
@@ -74,15 +74,9 @@ _SKIPPED = re.compile(r"(^|\.)(vision_tower|vision_model|multi_modal_projector)\
 
 
 def read_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not path.exists():
+    config = read_json(folder / "config.json")
+    if config is None:
         raise FormatError(f"{folder}: no config.json (not a Hugging Face model folder)")
-    try:
-        config = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{path}: corrupt JSON: {e}") from None
-    if not isinstance(config, dict):
-        raise FormatError(f"{path}: not a JSON object")
     return config
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 from quanta.errors import FormatError, ModelError, UnsupportedError
 
+from .json_file import read_json
+
 # tokenizer.ggml.token_type values (SentencePiece's piece types use the same numbers).
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -52,9 +54,9 @@ def tokenizer_metadata(folder: "str | Path", vocab_size: int) -> list[tuple[str,
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 1:
         raise ValueError(f"vocab_size must be a positive int, not {vocab_size!r}")
 
-    config = _read_json(folder / "tokenizer_config.json") or {}
+    config = read_json(folder / "tokenizer_config.json") or {}
     tokenizer_json_path = folder / "tokenizer.json"
-    tj = _read_json(tokenizer_json_path)
+    tj = read_json(tokenizer_json_path)
     if tj is not None and not isinstance(tj.get("model"), dict):
         raise FormatError(f"{tokenizer_json_path}: not a Hugging Face tokenizers file (no 'model' object)")
     spm_path = folder / "tokenizer.model"
@@ -68,7 +70,7 @@ def tokenizer_metadata(folder: "str | Path", vocab_size: int) -> list[tuple[str,
     else:
         raise UnsupportedError(f"{folder}: no tokenizer found (neither tokenizer.json nor tokenizer.model)")
 
-    vocab.apply_folder_settings(config, _read_json(folder / "config.json") or {}, folder)
+    vocab.apply_folder_settings(config, read_json(folder / "config.json") or {}, folder)
     vocab.pad_to(vocab_size, folder)
     return vocab.metadata(_chat_template(config, folder))
 
@@ -215,17 +217,6 @@ def _fill_gaps(tokens: list[str | None]) -> None:
 
 # ---- files ---------------------------------------------------------------------------------------------------
 
-def _read_json(path: Path):
-    if not path.is_file():
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: expected a JSON object, found {type(data).__name__}")
-    return data
 
 
 def _token_content(value) -> str | None:
@@ -247,7 +238,7 @@ def _chat_template(config: dict, folder: Path) -> str | None:
     jinja = folder / "chat_template.jinja"
     if jinja.is_file():
         return jinja.read_text(encoding="utf-8")
-    extra = _read_json(folder / "chat_template.json")
+    extra = read_json(folder / "chat_template.json")
     if extra and isinstance(extra.get("chat_template"), str):
         return extra["chat_template"]
     return None
@@ -487,7 +478,7 @@ def _from_sentencepiece(path: Path, config: dict, folder: Path) -> _Vocab:
 
     # Tokens Hugging Face adds on top: added_tokens.json (text -> id) and tokenizer_config's added_tokens_decoder.
     added_entries = []
-    extra = _read_json(folder / "added_tokens.json") or {}
+    extra = read_json(folder / "added_tokens.json") or {}
     for text, i in extra.items():
         if isinstance(text, str) and isinstance(i, int) and not isinstance(i, bool):
             added_entries.append((i, text, False))

@@ -30,7 +30,6 @@ Safetensors only: a component with only pickle weights (.bin, .ckpt, .pt) is a F
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -39,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .json_file import read_json
 from ..errors import FormatError, ModelError, UnsupportedError
 from ..threads import threads
 from .mixtures import FILE_TYPES, file_type_metadata, fit_row
@@ -65,14 +65,9 @@ def is_diffusers_folder(folder: "str | os.PathLike[str]") -> bool:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
+    data = read_json(path)
+    if data is None:
         raise FormatError(f"{path}: missing (a diffusers Stable Diffusion pipeline needs it)")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise FormatError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise FormatError(f"{path}: not a JSON object")
     return data
 
 
