@@ -47,6 +47,14 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def sigint_default():
+    """preexec_fn for a child that is sent SIGINT: a shell running tests in the background (CI under nohup or
+    `&`) starts them with SIGINT ignored, which Python and the child inherit, so Ctrl-C would do nothing."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def require_tool(name):
     """A path to `name`; in CI a missing tool fails the test, elsewhere it skips."""
     path = shutil.which(name)

@@ -23,6 +23,7 @@ import quanta
 from quanta import _core
 from quanta.converter.mixtures import FILE_TYPES, tensor_types
 
+from conftest import sigint_default
 from divergence import kld
 from hf_checkpoints import ARCHS
 from test_tokenizer import CORPUS
@@ -461,7 +462,8 @@ def test_cli_progress_and_signals_leave_no_partial_file(big_checkpoint, tmp_path
     out = tmp_path / "m.gguf"
     for sig in (signal.SIGINT, signal.SIGTERM):
         proc = subprocess.Popen([sys.executable, "-m", "quanta", "convert", str(big_checkpoint), str(out),
-                                 "--type", "q4_k_m", "--threads", "1"], stderr=subprocess.PIPE, text=True)
+                                 "--type", "q4_k_m", "--threads", "1"], stderr=subprocess.PIPE, text=True,
+                                preexec_fn=sigint_default)
         deadline = time.monotonic() + 60
         while not any(tmp_path.iterdir()) and time.monotonic() < deadline:  # the temporary file appears
             time.sleep(0.01)

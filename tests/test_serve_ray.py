@@ -32,6 +32,7 @@ openai = pytest.importorskip("openai")
 
 from quanta.serve import create_app  # noqa: E402
 from quanta.serve.ray import REPLICA_HEADER, deployment  # noqa: E402
+from conftest import sigint_default  # noqa: E402
 from serving import free_port, wait_healthy  # noqa: E402
 
 SERVER = dict(parallel=2, ctx_size=1024, max_queue=8)  # and 1 thread per replica (cores_per_replica=1)
@@ -63,7 +64,8 @@ def test_launcher(qwen_path, tmp_path):
     log = open(tmp_path / "launcher.log", "w+")
     proc = subprocess.Popen([sys.executable, "-m", "quanta.serve.ray", "-m", qwen_path, "--replicas", "1",
                              "--cores-per-replica", "1", "-np", "1", "-c", "256", "--port", str(port),
-                             "--address", "local"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                             "--address", "local"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=sigint_default)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc, 90)
