@@ -23,6 +23,19 @@ std::vector<float> default_betas() {
 
 const char* kClipEmbedding = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight";
 
+// One run of a part with one f32 input: its graph built for `shape`, fed `src`, the output returned.
+template <typename Build>
+std::vector<float> run_once(const SdModel& m, const Shape& shape, const char* name, const float* src, Build build) {
+    PartRunner r(m);
+    Tensor* in = r.input(DType::F32, shape, name);
+    Tensor* out = build(r.builder(), in);
+    r.finish(out);
+    r.set(in, src);
+    std::vector<float> result((size_t)out->n_elements());
+    r.run(result.data());
+    return result;
+}
+
 }  // namespace
 
 SdConfig SdConfig::from_gguf(const gguf::File& file) {
@@ -139,26 +152,14 @@ void UNetRunner::run(const float* x, const float* t, const float* context, float
 }
 
 std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h) {
-    PartRunner r(m);
-    Tensor* in = r.input(DType::F32, {w, h, m.vae.latent_channels, 1}, "latents");
-    Tensor* out = build_vae_decoder(r.builder(), m.vae, m.config.vae_groups, in);
-    r.finish(out);
-    r.set(in, z);
-    std::vector<float> pixels((size_t)out->n_elements());
-    r.run(pixels.data());
-    return pixels;
+    return run_once(m, {w, h, m.vae.latent_channels, 1}, "latents", z,
+                    [&](BlockBuilder& bb, Tensor* in) { return build_vae_decoder(bb, m.vae, m.config.vae_groups, in); });
 }
 
 std::vector<float> encode_image(const SdModel& m, const float* pixels, int64_t w, int64_t h) {
     if (!m.vae.has_encoder()) fail(ErrorKind::Model, m.file->label() + ": the file has no VAE encoder");
-    PartRunner r(m);
-    Tensor* in = r.input(DType::F32, {w, h, 3, 1}, "pixels");
-    Tensor* out = build_vae_encoder(r.builder(), m.vae, m.config.vae_groups, in);
-    r.finish(out);
-    r.set(in, pixels);
-    std::vector<float> z((size_t)out->n_elements());
-    r.run(z.data());
-    return z;
+    return run_once(m, {w, h, 3, 1}, "pixels", pixels,
+                    [&](BlockBuilder& bb, Tensor* in) { return build_vae_encoder(bb, m.vae, m.config.vae_groups, in); });
 }
 
 }  // namespace quanta::models

@@ -84,17 +84,15 @@ class Diffusion:
         if not 0 <= int(seed) <= _MAX_SEED:
             raise ValueError(f"seed must be in 0..{_MAX_SEED}")
         clip_skip = 1 if clip_skip is None else int(clip_skip)
+        f = self.config["downscale"]
+        shape = (1, self.config["latent_channels"], height // f, width // f)  # the latents'
         noise = None
         if latents is not None:
             noise = np.ascontiguousarray(latents, dtype=np.float32)
-            f = self.config["downscale"]
-            want = (1, self.config["latent_channels"], height // f, width // f)
-            if noise.shape != want:
-                raise ValueError(f"latents must have shape {want} for a {width}x{height} image, not {noise.shape}")
+            if noise.shape != shape:
+                raise ValueError(f"latents must have shape {shape} for a {width}x{height} image, not {noise.shape}")
         step_callback = None
         if callback is not None:
-            shape = (1, self.config["latent_channels"], height // self.config["downscale"],
-                     width // self.config["downscale"])
             step_callback = lambda step, total, x: callback(step, total, np.asarray(x).reshape(shape))  # noqa: E731
         pixels = self._generator.generate(prompt, negative_prompt, int(width), int(height), int(steps),
                                           float(cfg_scale), sampler, scheduler, int(seed), clip_skip, noise,
