@@ -47,6 +47,23 @@ def rng():
     return np.random.default_rng(1234)
 
 
+def results_in_threads(fn, n=4):
+    """fn() run on n threads at once; their results, in thread order (for thread-safety tests)."""
+    import threading
+
+    results = [None] * n
+
+    def work(k):
+        results[k] = fn()
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def sigint_default():
     """preexec_fn for a child that is sent SIGINT: a shell running tests in the background (CI under nohup or
     `&`) starts them with SIGINT ignored, which Python and the child inherit, so Ctrl-C would do nothing."""

@@ -4,7 +4,6 @@ the real 49408-token CLIP vocabulary (tests/clip_vocab.py). SD1's pipelines pad 
 with "!". Every expected id comes from the Hugging Face tokenizer."""
 
 import random
-import threading
 import unicodedata
 
 import pytest
@@ -12,6 +11,7 @@ import pytest
 import quanta
 from quanta import _core
 from clip_vocab import clip_tokenizer, merges, vocab
+from conftest import results_in_threads
 
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 PADS = {"sd1": EOS, "sd2": "!"}
@@ -193,17 +193,7 @@ def test_encode_is_thread_safe(clip_files):
     ours, _ = clip_files["sd2"]
     texts = _fuzz_strings(50, seed=3)
     expected = [ours.encode(t) for t in texts]
-    results = [None] * 4
-
-    def work(k):
-        results[k] = [ours.encode(t) for t in texts]
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(r == expected for r in results)
+    assert all(r == expected for r in results_in_threads(lambda: [ours.encode(t) for t in texts]))
 
 
 def _tiny_tokens():

@@ -8,7 +8,6 @@ tokenizer with HF's NFC normalizer put back; on text that is already NFC both re
 
 import copy
 import os
-import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from transformers import AutoTokenizer
 
 import quanta
 from quanta import _core
+from conftest import results_in_threads
 
 CORPUS = [
     "",
@@ -265,17 +265,7 @@ def test_qwen_and_gemma_specifics(qwen, gemma):
 def test_encode_is_thread_safe(pair):
     text = "\n".join(CORPUS) * 3
     expected = pair.ours.encode(text)
-    results = [None] * 4
-
-    def work(k):
-        results[k] = pair.ours.encode(text)
-
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert all(r == expected for r in results)
+    assert all(r == expected for r in results_in_threads(lambda: pair.ours.encode(text)))
 
 
 def test_100kb_encodes_well_under_a_second(pair):
