@@ -7,8 +7,6 @@
 #pragma once
 
 #include <atomic>
-#include <map>
-#include <string>
 #include <vector>
 
 #include "core/host_buffer.h"
@@ -35,7 +33,6 @@ private:
     size_t scratch_per_thread_ = 0;
     std::vector<uint8_t> shared_;  // work memory all threads of a node share
     std::atomic<bool> bad_row_id_{false};
-    std::map<std::string, std::pair<double, int>> profile_;  // QUANTA_PROFILE: seconds and runs by op
 };
 
 }  // namespace quanta::cpu
