@@ -110,7 +110,12 @@ VaeAttention bind_vae_attention(const Binder& b, const std::string& p, int64_t c
 // ---- graphs ---------------------------------------------------------------------
 
 Tensor* BlockBuilder::weight(Weight w) {
-    return g.external(w->type, Shape(w->ne, w->ne + std::max(1, w->n_dims)), weights_ + w->offset, w->name);
+    const char* data = weights_ + w->offset;
+    if (moved_) {
+        const auto it = moved_->find(w);
+        if (it != moved_->end()) data = it->second;
+    }
+    return g.external(w->type, Shape(w->ne, w->ne + std::max(1, w->n_dims)), data, w->name);
 }
 
 Tensor* BlockBuilder::linear(Tensor* x, const Linear& l) {

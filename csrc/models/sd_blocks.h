@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/graph.h"
@@ -80,11 +81,17 @@ SpatialTransformer bind_spatial_transformer(const Binder& b, const std::string& 
                                             int64_t context_dim);
 VaeAttention bind_vae_attention(const Binder& b, const std::string& prefix, int64_t c);
 
+// Weights whose data lives outside the file's placed tensor data (LoRA-merged
+// copies, sd_lora.h): the backend address of each.
+using MovedWeights = std::unordered_map<Weight, const char*>;
+
 // Builds the blocks into a graph. `weights` is the file's tensor data as
-// placed on the backend: a weight lives at weights + its offset.
+// placed on the backend: a weight lives at weights + its offset, unless
+// `moved` gives it another address.
 class BlockBuilder {
 public:
-    BlockBuilder(Graph& g, const char* weights) : g(g), weights_(weights) {}
+    BlockBuilder(Graph& g, const char* weights, const MovedWeights* moved = nullptr)
+        : g(g), weights_(weights), moved_(moved) {}
 
     Tensor* weight(Weight w);
     Tensor* linear(Tensor* x, const Linear& l);
@@ -106,6 +113,7 @@ public:
 
 private:
     const char* weights_;
+    const MovedWeights* moved_;
 };
 
 }  // namespace quanta::models

@@ -85,7 +85,8 @@ SdConfig SdConfig::from_gguf(const gguf::File& file) {
     return c;
 }
 
-std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend) {
+std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend,
+                                       const std::vector<LoraPatch>& loras) {
     QUANTA_CHECK_ARG(backend != nullptr, "SdModel::load: no backend");
     auto m = std::make_shared<SdModel>();
     m->config = SdConfig::from_gguf(*file);
@@ -100,6 +101,7 @@ std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::sh
         fail(ErrorKind::Model, file->label() + ": the UNet takes " + std::to_string(m->unet.conv_in.c_in()) +
                                    " channels but the VAE's latents have " + std::to_string(m->vae.latent_channels));
     m->weight_memory = backend->place(file->tensor_data(), file->tensor_data_size());
+    m->lora = merge_loras(*file, *backend, loras);
     m->file = std::move(file);
     m->backend = std::move(backend);
     return m;

@@ -13,6 +13,7 @@
 #include "core/backend.h"
 #include "gguf/reader.h"
 #include "models/clip_text.h"
+#include "models/sd_lora.h"
 #include "models/unet.h"
 #include "models/vae.h"
 
@@ -44,18 +45,20 @@ struct SdModel {
     UNetWeights unet;
     VaeWeights vae;
     std::unique_ptr<Buffer> weight_memory;
+    MergedWeights lora;  // the weights LoRA patches changed, read in place of the file's
 
     // Image sizes must be multiples of this: the VAE's factor times the UNet's
     // 2^downsamples, so every skip connection meets a tensor of its own size.
     int size_multiple() const { return vae.downscale << unet.n_downsamples; }
 
-    static std::shared_ptr<SdModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
+    static std::shared_ptr<SdModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend,
+                                         const std::vector<LoraPatch>& loras = {});
 };
 
 // One graph on the model's backend with its arena: build, then run any number of times.
 class PartRunner {
 public:
-    explicit PartRunner(const SdModel& m) : m_(m), bb_(graph_, m.weight_memory->base()) {}
+    explicit PartRunner(const SdModel& m) : m_(m), bb_(graph_, m.weight_memory->base(), &m.lora.addresses) {}
     BlockBuilder& builder() { return bb_; }
     Tensor* input(DType type, const Shape& ne, const std::string& name) { return graph_.input(type, ne, name); }
     void finish(Tensor* out);  // marks the output and prepares the graph

@@ -52,17 +52,37 @@ F32Array new_array(std::vector<py::ssize_t> shape, const std::vector<float>& dat
     return out;
 }
 
+// (target, source, down (rank, row), up (out, rank), scale) tuples, as python/quanta/lora.py reads them.
+std::vector<models::LoraPatch> lora_patches(const py::list& loras) {
+    std::vector<models::LoraPatch> patches;
+    for (const py::handle& item : loras) {
+        const auto [target, source, down, up, scale] =
+            item.cast<std::tuple<std::string, std::string, F32Array, F32Array, float>>();
+        QUANTA_CHECK_ARG(down.ndim() == 2 && up.ndim() == 2 && up.shape(1) == down.shape(0),
+                         "LoRA module '" + source + "': down must be (rank, inputs) and up (outputs, rank)");
+        models::LoraPatch p{target, source, down.shape(0), {}, {}, scale};
+        p.down.assign(down.data(), down.data() + down.size());
+        p.up.assign(up.data(), up.data() + up.size());
+        patches.push_back(std::move(p));
+    }
+    return patches;
+}
+
 }  // namespace
 
 void bind_sd(py::module_& m) {
     py::class_<SdModel, std::shared_ptr<SdModel>>(m, "SdModel")
-        .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads) {
+        .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads,
+                         const py::list& loras) {
                  BackendOptions options;
                  options.n_threads = n_threads;
-                 return SdModel::load(std::move(file), backends::make_backend(device, options));
+                 std::vector<models::LoraPatch> patches = lora_patches(loras);
+                 py::gil_scoped_release release;
+                 return SdModel::load(std::move(file), backends::make_backend(device, options), patches);
              }),
-             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0,
-             py::call_guard<py::gil_scoped_release>())
+             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0, py::arg("loras") = py::list(),
+             "loras: (target tensor, LoRA module, down (rank, inputs), up (outputs, rank), scale) tuples merged "
+             "into the weights at load")
         .def_property_readonly("config", [](const SdModel& s) { return config_dict(s); })
         .def_property_readonly("n_threads", [](const SdModel& s) { return s.backend->n_threads(); })
         .def("encode_text",

@@ -24,10 +24,28 @@ def register(sub) -> None:
                    help="sigma schedule: discrete (diffusers' default spacing) or karras")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: random, printed)")
     p.add_argument("--clip-skip", type=int, default=None, help="CLIP layers to skip, A1111's way (1 = last layer)")
+    p.add_argument("--lora", action="append", default=[], type=_lora_arg, metavar="PATH[:WEIGHT]",
+                   help="a LoRA safetensors file (kohya or diffusers) merged at load with WEIGHT (default 1); "
+                        "repeatable")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core)")
     p.add_argument("-o", "--output", default="output.png", help="the PNG to write (default output.png)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_sample)
+
+
+def _lora_arg(text: str) -> tuple:
+    """PATH or PATH:WEIGHT (the last colon, so a path may hold colons)."""
+    import argparse
+    import math
+
+    path, _, weight = text.rpartition(":")
+    try:
+        value = float(weight)
+    except ValueError:
+        return text, 1.0
+    if not path or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not PATH or PATH:WEIGHT")
+    return path, value
 
 
 class _StepBar:
@@ -61,7 +79,7 @@ def _cmd_sample(args) -> int:
 
     n_threads = cli_threads(args.threads)
     t0 = time.perf_counter()
-    sd = Diffusion(args.model, n_threads=n_threads)
+    sd = Diffusion(args.model, n_threads=n_threads, loras=args.lora)
     if not args.quiet:
         c = sd.config
         print(f"quanta: loaded {args.model} ({c['version']}, {c['prediction_type']}) in "

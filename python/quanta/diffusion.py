@@ -7,6 +7,7 @@ writes the generation parameters the way A1111 does, so the PNGs read back in to
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from typing import Callable, Optional
@@ -15,6 +16,7 @@ import numpy as np
 
 from . import _core
 from .gguf import GGUF
+from .lora import lora_patches
 from .threads import threads
 
 __all__ = ["Diffusion", "SAMPLERS", "SCHEDULERS"]
@@ -33,14 +35,21 @@ class Diffusion:
     >>> sd.sample("a lighthouse at dusk, oil painting", steps=20, seed=42).save("out.png")
 
     The weights stay memory-mapped; each part's activations are planned once per image size and freed when that
-    part is done. n_threads: CPU threads (None or 0: every core this process may use).
+    part is done. n_threads: CPU threads (None or 0: every core this process may use). loras: (path, weight)
+    pairs of LoRA safetensors files (kohya's or diffusers' format), merged into the weights at load: the weights
+    they change are copied, the rest stay mapped (quanta/lora.py).
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", n_threads: Optional[int] = None):
+    def __init__(self, path: "str | os.PathLike[str]", n_threads: Optional[int] = None, loras=()):
         self.path = os.fspath(path)
         n_threads = threads(n_threads)
         self._gguf = GGUF(self.path)
-        self._model = _core.SdModel(self._gguf._file, device="cpu", n_threads=n_threads)
+        patches = []
+        for lora, weight in loras:
+            if not math.isfinite(float(weight)):
+                raise ValueError(f"LoRA weight {weight!r} for {lora} is not a finite number")
+            patches += lora_patches(lora, float(weight), self._gguf)
+        self._model = _core.SdModel(self._gguf._file, device="cpu", n_threads=n_threads, loras=patches)
         self._generator = _core.ImageGenerator(self._model)
         self.last_seed: Optional[int] = None  # the seed of the last sample(), drawn at random when none was given
 
