@@ -50,9 +50,10 @@ def _redraw(model) -> None:
                 p.normal_(0, 0.05)
 
 
-def write_sd15_pipeline(out: "str | os.PathLike[str]", seed: int = 0, dtype: str = "float16") -> dict:
-    """Builds the SD1.5-shaped pipeline and saves it into `out` (replaced if it exists). Returns the parameter
-    count of each component."""
+def write_sd15_pipeline(out: "str | os.PathLike[str]", seed: int = 0, dtype: str = "float16", unet: dict = UNET,
+                        vae: dict = VAE, clip: dict = CLIP) -> dict:
+    """Builds the SD1.5-shaped pipeline (or one of other sizes: unet, vae, clip configs) and saves it into `out`
+    (replaced if it exists). Returns the parameter count of each component."""
     import torch
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
@@ -63,11 +64,11 @@ def write_sd15_pipeline(out: "str | os.PathLike[str]", seed: int = 0, dtype: str
     if out.exists():
         shutil.rmtree(out)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**UNET).eval()
+    unet = UNet2DConditionModel(**unet).eval()
     _redraw(unet)
-    vae = AutoencoderKL(**VAE).eval()
+    vae = AutoencoderKL(**vae).eval()
     _redraw(vae)
-    text_encoder = CLIPTextModel(CLIPTextConfig(**CLIP)).eval()
+    text_encoder = CLIPTextModel(CLIPTextConfig(**clip)).eval()
     counts = {name: sum(p.numel() for p in m.parameters())
               for name, m in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))}
     with tempfile.TemporaryDirectory() as tok:

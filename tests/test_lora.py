@@ -1,5 +1,5 @@
 """LoRA in quanta.Diffusion and `quanta sample --lora` against diffusers' own LoRA loading: random LoRAs for the
-tiny SD1-like and SD2-like pipelines, in kohya's format (built here by kohya's documented naming, with LoCon's
+tiny SD1-like and SD2-like pipelines, in kohya's format (tests/lora_files.py: kohya's documented naming, with LoCon's
 convolution LoRAs on the resnets and samplers), peft's (made by peft, saved by diffusers' save_lora_weights with
 its adapter metadata: lora_alpha, an alpha_pattern) and diffusers' older lora.down/lora.up names, on the UNet and
 the text encoder. diffusers loads each file (load_lora_weights) and fuses it (fuse_lora(lora_scale=w)); quanta
@@ -7,7 +7,6 @@ merges the same file at load with loras=[(path, w)]. At f32 the text encoder, th
 diffusers'; on a q8_0 file the image stays close to the f32 one. Files that do not fit raise typed errors naming
 the tensor."""
 
-import re
 import subprocess
 import sys
 
@@ -17,15 +16,12 @@ import torch
 from safetensors.numpy import save_file
 
 import quanta
+from lora_files import LOCON, factors, kohya_lora
 from sd_pipelines import load_pipeline
 
 PROMPT, NEGATIVE = "A red cube on a wooden table, studio light", "blurry, low quality"
 W, H = 48, 32
 RANK = 4
-# kohya's LoRA modules (Transformer2DModel's linears and 1x1 convolutions) and LoCon's (resnets, samplers).
-KOHYA_UNET = re.compile(r"(attentions\.\d+\.(proj_in|proj_out|transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|"
-                        r"to_out\.0)|ff\.net\.(0\.proj|2)))|resnets\.\d+\.(conv1|conv2|time_emb_proj|conv_shortcut)|"
-                        r"(down|up)samplers\.0\.conv)$")
 PEFT_UNET = ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1",
              "conv2", "conv_shortcut", "time_emb_proj"]
 PEFT_TEXT = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
@@ -38,35 +34,6 @@ def transformers_takes_peft_0_21(monkeypatch):
     import transformers.integrations.peft as integration
 
     monkeypatch.setattr(integration, "MIN_PEFT_VERSION", "0.21.0")
-
-
-def factors(rng, module, rank):
-    """Random (down, up) for a torch Linear or Conv2d, as LoRA shapes them (a convolution's down is a KxK
-    convolution, its up 1x1), sized so the update is a fair fraction of the weight's effect."""
-    if isinstance(module, torch.nn.Conv2d):
-        down_shape, up_shape = (rank, module.in_channels, *module.kernel_size), (module.out_channels, rank, 1, 1)
-    else:
-        down_shape, up_shape = (rank, module.in_features), (module.out_features, rank)
-    fan_in = int(np.prod(down_shape[1:]))
-    down = rng.standard_normal(down_shape) / np.sqrt(fan_in)
-    up = rng.standard_normal(up_shape) * 0.5 / np.sqrt(rank)
-    return down.astype(np.float16), up.astype(np.float16)  # kohya's files are usually f16
-
-
-def kohya_lora(pipe, path, seed=0, rank=RANK, alpha=RANK / 2):
-    """A kohya LoRA + LoCon file for `pipe`: lora_unet_<diffusers path, '_' for '.'>, lora_te_text_model_<...>."""
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    modules = [("lora_unet_", n, m) for n, m in pipe.unet.named_modules() if KOHYA_UNET.search(n)]
-    modules += [("lora_te_text_model_", n.removeprefix("text_model."), m)
-                for n, m in pipe.text_encoder.named_modules()
-                if isinstance(m, torch.nn.Linear) and ".layers." in n]
-    for prefix, name, module in modules:
-        key = prefix + name.replace(".", "_")
-        tensors[key + ".lora_down.weight"], tensors[key + ".lora_up.weight"] = factors(rng, module, rank)
-        tensors[key + ".alpha"] = np.array(alpha, dtype=np.float32)
-    save_file(tensors, str(path))
-    return path
 
 
 def peft_lora(folder, out_dir, seed=0, old_names=False):
@@ -110,7 +77,7 @@ def peft_lora(folder, out_dir, seed=0, old_names=False):
 
 def make_lora(fmt, kind, sd_pipeline, sd_diffusers, tmp_path, seed=0):
     if fmt == "kohya":
-        return kohya_lora(sd_diffusers(kind), tmp_path / f"kohya-{kind}-{seed}.safetensors", seed)
+        return kohya_lora(sd_diffusers(kind), tmp_path / f"kohya-{kind}-{seed}.safetensors", LOCON, RANK, seed=seed)
     out = tmp_path / f"{fmt}-{kind}-{seed}"
     return peft_lora(sd_pipeline(kind), out, seed, old_names=fmt == "diffusers-old")
 
