@@ -8,20 +8,27 @@ The pipeline is a mid-size SD1-like one (bench/sd_pipeline.py with SD1.5's width
 the transformer blocks' linears (to_q/to_k/to_v/to_out.0, ff.net.0.proj, ff.net.2) and the text encoder, at
 rank --rank, alpha rank / 2, weight 1.
 
-    python bench/lora_bench.py --threads 2                 # makes the files under --workdir on first use
-    python bench/lora_bench.py --threads 2 --rank 128 --reps 2
+    python bench/lora_bench.py --threads 1 --reps 4          # makes the files under --workdir on first use
+    python bench/lora_bench.py --threads 1 --reps 4 --rank 128
 
-Each config runs in a fresh process, one after another: f32+lora (the reference image), q8_0 (no LoRA: the
-speed to match), q8_0+lora (merged at load). s/step is the mean of steps 2..N from the step callbacks; load
-is quanta.Diffusion(...) including the merge; RSS after load and the peak (VmHWM) are the child's. Image
-error: max |difference| and PSNR of the [0, 1] image against f32+lora, same latents (seeded), CFG 7, euler.
+Each config runs once in a fresh process for its image, load time and memory: f32+lora (the reference
+image), q8_0 (no LoRA), q8_0+lora (merged at load). Load is quanta.Diffusion(...) including the merge; RSS after
+load and the peak (VmHWM) are the child's. Image error: max |difference| and PSNR of the [0, 1] image against
+f32+lora, same latents, CFG 7, euler, --steps steps. Speed is measured apart, in one process holding the q8_0
+configs at once: --reps rounds, each sampling 3 steps with every config in turn, so a busy machine slows them
+alike; s/step is the median wall time of the steps after the first of each image, and CPU s/step the median of
+the process's CPU time over those steps (all threads), which other processes on a shared machine disturb far less
+than wall time: at --threads 1, where no thread waits at a barrier, it is the work a step costs.
+
+The alternative to merging, the low-rank products as extra matmuls in the graph (y = W x + scale * up (down x),
+the factors kept in f32), was measured with a prototype that is not merged (branch issue13-lora-runtime-proto:
+QUANTA_LORA_RUNTIME=1, and a q8_0+lora-runtime config here); bench/README.md has both.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
@@ -76,34 +83,56 @@ def status_mb(key: str) -> float:
     raise RuntimeError(f"no {key} in /proc/self/status")
 
 
-def child(config: str, workdir: Path, rank: int, size: int, steps: int, threads: int) -> dict:
+def load(config: str, p: dict, threads: int):
     import quanta
 
-    p = paths(workdir, rank)
     kind, _, lora = config.partition("+")
-    t0 = time.perf_counter()
     sd = quanta.Diffusion(p[kind], n_threads=threads, loras=[(p["lora"], 1.0)] if lora else ())
-    load = time.perf_counter() - t0
-    rss_load = status_mb("VmRSS")
+    return sd
+
+
+def sample(sd, size: int, steps: int):
     f = sd.config["downscale"]
     latents = np.random.default_rng(0).standard_normal((1, 4, size // f, size // f)).astype(np.float32)
-    marks = []
+    marks = []  # (wall, CPU seconds of the whole process) after each step
     image = sd.sample(PROMPT, width=size, height=size, steps=steps, cfg_scale=7.0, sampler="euler", latents=latents,
-                      output_type="np", callback=lambda step, total, x: marks.append(time.perf_counter()))
-    np.save(workdir / f"image-{config}-r{rank}.npy", image)
-    intervals = np.diff(marks)
-    return {"config": config, "load_s": load, "s_per_step": float(intervals.mean()), "rss_after_load_mb": rss_load,
-            "peak_rss_mb": status_mb("VmHWM")}
+                      output_type="np",
+                      callback=lambda step, total, x: marks.append((time.perf_counter(), time.process_time())))
+    return image, np.array(marks)
 
 
-def run_child(config, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", config, "--workdir", str(args.workdir),
+def child(config: str, args) -> dict:
+    p = paths(args.workdir, args.rank)
+    t0 = time.perf_counter()
+    sd = load(config, p, args.threads)
+    load_s = time.perf_counter() - t0
+    rss_load = status_mb("VmRSS")
+    image, _ = sample(sd, args.size, args.steps)
+    np.save(args.workdir / f"image-{config}-r{args.rank}.npy", image)
+    return {"config": config, "load_s": load_s, "rss_after_load_mb": rss_load, "peak_rss_mb": status_mb("VmHWM")}
+
+
+def speed(configs: list, args) -> dict:
+    """config -> [wall seconds, CPU seconds] of every step after the first of each image, the configs taking
+    turns."""
+    p = paths(args.workdir, args.rank)
+    models = {c: load(c, p, args.threads) for c in configs}
+    steps = {c: [] for c in configs}
+    for rep in range(args.reps):
+        for c in configs[rep % len(configs):] + configs[:rep % len(configs)]:
+            _, marks = sample(models[c], args.size, 3)
+            steps[c] += np.diff(marks, axis=0).tolist()
+    return steps
+
+
+def run_child(what: str, args):
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", what, "--workdir", str(args.workdir),
            "--rank", str(args.rank), "--size", str(args.size), "--steps", str(args.steps), "--threads",
-           str(args.threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+           str(args.threads), "--reps", str(args.reps), "--configs", args.configs]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(MARK)]
     if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{config} failed:\n{proc.stdout}{proc.stderr}")
+        raise SystemExit(f"{what} failed:\n{proc.stdout}{proc.stderr}")
     return json.loads(lines[-1][len(MARK):])
 
 
@@ -112,37 +141,37 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/lora_bench"))
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=5, help="steps of the images compared (default 5)")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reps", type=int, default=1, help="runs of each config; the best s/step is kept")
+    ap.add_argument("--reps", type=int, default=5, help="speed rounds, 3 steps per config each (default 5)")
     ap.add_argument("--configs", default=",".join(CONFIGS))
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    configs = args.configs.split(",")
     if args.child:
-        r = child(args.child, args.workdir, args.rank, args.size, args.steps, args.threads)
-        print(MARK + json.dumps(r), flush=True)
+        result = speed([c for c in configs if c.startswith("q8_0")], args) if args.child == "speed" else \
+            child(args.child, args)
+        print(MARK + json.dumps(result), flush=True)
         return
     prepare(args.workdir, args.rank)
-    configs = args.configs.split(",")
-    best = {}
-    for _ in range(args.reps):
-        for c in configs:
-            r = run_child(c, args)
-            print(f"{c}: {r['s_per_step']:.3f} s/step, load {r['load_s']:.2f} s, RSS after load "
-                  f"{r['rss_after_load_mb']:.0f} MB, peak {r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
-            if c not in best or r["s_per_step"] < best[c]["s_per_step"]:
-                best[c] = r
-    ref = np.load(args.workdir / f"image-f32+lora-r{args.rank}.npy").astype(np.float64)
-    print(f"| config | s/step {args.size}² | load s | RSS after load MB | peak RSS MB | max abs error | PSNR dB |")
-    print("|---|---|---|---|---|---|---|")
+    runs = {}
     for c in configs:
-        r = best[c]
+        runs[c] = r = run_child(c, args)
+        print(f"{c}: load {r['load_s']:.2f} s, RSS after load {r['rss_after_load_mb']:.0f} MB, peak "
+              f"{r['peak_rss_mb']:.0f} MB", file=sys.stderr, flush=True)
+    steps = run_child("speed", args)
+    ref = np.load(args.workdir / f"image-f32+lora-r{args.rank}.npy").astype(np.float64)
+    print(f"| config (rank {args.rank}, {args.threads} threads) | s/step {args.size}², median | CPU s/step, median | "
+          "load s | RSS after load MB | peak RSS MB | max abs error | PSNR dB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for c in configs:
+        r = runs[c]
         image = np.load(args.workdir / f"image-{c}-r{args.rank}.npy").astype(np.float64)
-        err = np.abs(image - ref).max()
         mse = np.mean((image - ref) ** 2)
         psnr = "exact" if mse == 0 else f"{10 * np.log10(1 / mse):.1f}"
-        print(f"| {c} | {r['s_per_step']:.3f} | {r['load_s']:.2f} | {r['rss_after_load_mb']:.0f} | "
-              f"{r['peak_rss_mb']:.0f} | {err:.4f} | {psnr} |")
+        wall, cpu = (f"{x:.3f}" for x in np.median(steps[c], axis=0)) if c in steps else ("—", "—")
+        print(f"| {c} | {wall} | {cpu} | {r['load_s']:.2f} | {r['rss_after_load_mb']:.0f} | "
+              f"{r['peak_rss_mb']:.0f} | {np.abs(image - ref).max():.4f} | {psnr} |")
 
 
 if __name__ == "__main__":

@@ -131,6 +131,21 @@ def test_two_loras_add_up(sd_pipeline, sd_diffusers, sd_gguf, tmp_path):
         close(o, r, 1e-5)
 
 
+def test_bf16_files_read_as_their_values(sd_diffusers, sd_gguf, tmp_path):
+    from safetensors.numpy import load_file
+    from safetensors.torch import save_file as save_torch
+
+    lora = load_file(str(kohya_lora(sd_diffusers("sd1"), tmp_path / "f16.safetensors", LOCON, RANK)))
+    bf16 = {k: torch.from_numpy(v.astype(np.float32)).to(torch.bfloat16) for k, v in lora.items()}
+    save_torch(bf16, str(tmp_path / "bf16.safetensors"))
+    save_file({k: v.float().numpy() for k, v in bf16.items()}, str(tmp_path / "f32.safetensors"))
+    x, t = np.ones((1, 4, 8, 8), np.float32), np.array([500.0], np.float32)
+    ctx = np.ones((1, 77, 32), np.float32)
+    a, b = (quanta.Diffusion(sd_gguf("sd1"), loras=[(tmp_path / f, 1.0)])._model.unet(x, t, ctx)
+            for f in ("bf16.safetensors", "f32.safetensors"))
+    assert np.array_equal(a, b)
+
+
 def reference_image(pipe, noise):
     from diffusers import EulerDiscreteScheduler
 

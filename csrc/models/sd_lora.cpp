@@ -6,6 +6,7 @@
 #include <map>
 
 #include "base/error.h"
+#include "core/threadpool.h"
 #include "quant/dequantize.h"
 #include "quant/quantize.h"
 
@@ -50,18 +51,21 @@ std::vector<float> low_rank_sum(Backend& backend, const Target& t) {
     return sum;
 }
 
-// W + delta in W's own type: the file's rows (ne[0] long) dequantized, added, quantized back.
-std::vector<uint8_t> merged_bytes(const gguf::TensorInfo& w, std::vector<float>& delta) {
+// W + delta in W's own type: the file's rows (ne[0] long) dequantized, added,
+// quantized back, the rows shared among the pool's threads.
+std::vector<uint8_t> merged_bytes(ThreadPool& pool, const gguf::TensorInfo& w, std::vector<float>& delta) {
     const int64_t n = w.ne[0];
     const size_t row_size = row_bytes(w.type, n);
-    std::vector<float> base((size_t)n);
     std::vector<uint8_t> out(w.nbytes);
-    for (int64_t r = 0; r < w.n_rows(); ++r) {
-        dequantize_row(w.type, w.data + r * row_size, base.data(), n);
-        float* row = delta.data() + r * n;
-        for (int64_t i = 0; i < n; ++i) row[i] += base[i];
-        quantize_row(w.type, row, out.data() + r * row_size, n);
-    }
+    pool.run([&](int ith, int nth) {
+        std::vector<float> base((size_t)n);
+        for (int64_t r = ith; r < w.n_rows(); r += nth) {
+            dequantize_row(w.type, w.data + r * row_size, base.data(), n);
+            float* row = delta.data() + r * n;
+            for (int64_t i = 0; i < n; ++i) row[i] += base[i];
+            quantize_row(w.type, row, out.data() + r * row_size, n);
+        }
+    });
     return out;
 }
 
@@ -108,10 +112,11 @@ MergedWeights merge_loras(const gguf::File& file, Backend& backend, const std::v
         total += (t.w->nbytes + kAlign - 1) / kAlign * kAlign;
     }
     merged.memory = backend.alloc(total);
+    ThreadPool pool(backend.n_threads());
     size_t i = 0;
     for (const auto& [name, t] : targets) {
         std::vector<float> w = low_rank_sum(backend, t);
-        const std::vector<uint8_t> bytes = merged_bytes(*t.w, w);
+        const std::vector<uint8_t> bytes = merged_bytes(pool, *t.w, w);
         char* at = merged.memory->base() + offsets[i++];
         backend.write(at, bytes.data(), bytes.size());
         merged.addresses[t.w] = at;
