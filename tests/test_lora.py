@@ -33,7 +33,7 @@ def transformers_takes_peft_0_21(monkeypatch):
     which no index here has yet; it loads plain LoRA with 0.21, which the text encoder comparisons check."""
     import transformers.integrations.peft as integration
 
-    monkeypatch.setattr(integration, "MIN_PEFT_VERSION", "0.21.0")
+    monkeypatch.setattr(integration, "MIN_PEFT_VERSION", "0.21.0", raising=False)
 
 
 def peft_lora(folder, out_dir, seed=0, old_names=False):
@@ -244,6 +244,8 @@ def test_bad_files_and_weights(sd_gguf, tmp_path):
                                                     TO_Q + ".lora_up.weight": np.ones((32, 2))})
     with pytest.raises(ValueError, match="not a finite number"):
         quanta.Diffusion(sd_gguf("sd1"), loras=[(good, float("nan"))])
+    with pytest.raises(TypeError, match=r"\(path, weight\) pairs"):
+        quanta.Diffusion(sd_gguf("sd1"), loras=[str(good)])
 
 
 # ---- quanta sample --lora ---------------------------------------------------------------------------------------

@@ -45,7 +45,10 @@ class Diffusion:
         n_threads = threads(n_threads)
         self._gguf = GGUF(self.path)
         patches = []
-        for lora, weight in loras:
+        for item in loras:
+            if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                raise TypeError(f"loras must hold (path, weight) pairs, not {item!r}")
+            lora, weight = item
             if not math.isfinite(float(weight)):
                 raise ValueError(f"LoRA weight {weight!r} for {lora} is not a finite number")
             patches += lora_patches(lora, float(weight), self._gguf)
