@@ -36,11 +36,26 @@ Linear bind_linear(const Binder& b, const std::string& prefix, int64_t in, int64
 
 Conv bind_conv(const Binder& b, const std::string& prefix, int64_t c_in, int64_t c_out, int k) {
     Conv c;
-    c.w = b.get(prefix + "weight", {k, k, c_in, c_out});
-    if (!plain_float(c.w->type))
-        fail(ErrorKind::Unsupported, b.file().label() + ": convolution '" + prefix + "weight' is " +
-                                         type_name(c.w->type) + "; quanta runs f32, f16 and bf16 convolutions");
-    c.b = b.get(prefix + "bias", {c.c_out()});
+    const std::string name = prefix + "weight";
+    const gguf::TensorInfo* t = b.file().find_tensor(name);
+    c.kernel = k;
+    if (t && t->n_dims <= 2) {  // kernel rows
+        c.w = b.get(name, {c_in * k * k, c_out});
+        require(c.w->ne[0] % (k * k) == 0, b, "convolution '" + name + "' has rows of " +
+                                                  std::to_string(c.w->ne[0]) + ", not Cin x " + std::to_string(k) +
+                                                  " x " + std::to_string(k));
+        c.in = c.w->ne[0] / (k * k);
+        c.out = c.w->ne[1];
+    } else {
+        c.w = b.get(name, {k, k, c_in, c_out});
+        if (!plain_float(c.w->type))
+            fail(ErrorKind::Unsupported, b.file().label() + ": convolution '" + name + "' is " +
+                                             type_name(c.w->type) + " in 4-D; quantized kernels are stored as rows " +
+                                             "[KW * KH * Cin, Cout]");
+        c.in = c.w->ne[2];
+        c.out = c.w->ne[3];
+    }
+    c.b = b.get(prefix + "bias", {c.out});
     return c;
 }
 

@@ -22,11 +22,15 @@ struct Linear {  // w [in, out] any type; b [out] or null
     int64_t in() const { return w->ne[0]; }
     int64_t out() const { return w->ne[1]; }
 };
-struct Conv {  // w [K, K, Cin, Cout] f32/f16/bf16; b [Cout]
+// w [K, K, Cin, Cout] f32/f16/bf16, or any type as kernel rows [K * K * Cin, Cout]
+// (quantized files: GGUF's blocks run along a tensor's first dimension); b [Cout].
+struct Conv {
     Weight w = nullptr, b = nullptr;
-    int k() const { return (int)w->ne[0]; }
-    int64_t c_in() const { return w->ne[2]; }
-    int64_t c_out() const { return w->ne[3]; }
+    int kernel = 0;
+    int64_t in = 0, out = 0;
+    int k() const { return kernel; }
+    int64_t c_in() const { return in; }
+    int64_t c_out() const { return out; }
 };
 
 // Where a resnet block's pieces sit under its prefix.

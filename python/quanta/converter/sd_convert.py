@@ -308,14 +308,28 @@ _QUANTIZED = re.compile(
 
 
 def sd_tensor_type(file_type: str, name: str, shape: tuple) -> str:
-    """The stored type of tensor `name` (GGUF name, numpy shape) in a `file_type` Stable Diffusion file."""
+    """The stored type of tensor `name` (GGUF name, numpy shape) in a `file_type` Stable Diffusion file. In the
+    quantized types the UNet's convolutions are quantized too, as rows of Cin * KH * KW (see stored_shape), each
+    to the type whose block fits its row (q4_k's fallback for SD1.5's 320- and 640-channel rows is q5_0); the
+    rest (the VAE, whose convolutions make the pixels, conv_in's 36-long rows, norms and biases) stays f16/f32."""
     if len(shape) < 2 or file_type == "f32" or name.endswith("embeddings.position_embedding.weight"):
         return "f32"
     if file_type == "f16":
         return "f16"
     if len(shape) == 2 and _QUANTIZED.match(name):
         return fit_row(_QUANT_BASE[file_type], int(shape[-1]))
+    if len(shape) == 4 and name.startswith(UNET):
+        return fit_row(_QUANT_BASE[file_type], int(np.prod(shape[1:])))
     return "f16"
+
+
+def stored_shape(stored_type: str, shape: tuple) -> tuple:
+    """A quantized convolution [Cout, Cin, KH, KW] is stored as its kernel rows [Cout, Cin * KH * KW]: GGUF's
+    blocks run along the first dimension, which is KW for a 4-D kernel. (ggml and so stable-diffusion.cpp read
+    only float convolutions; quanta's conv2d takes either form.)"""
+    if len(shape) == 4 and stored_type not in ("f32", "f16", "bf16"):
+        return (shape[0], int(np.prod(shape[1:])))
+    return shape
 
 
 # ---- metadata --------------------------------------------------------------------------------------------------
@@ -494,7 +508,7 @@ def _natural(name: str) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
 
 
-def _component_jobs(pipe: Pipeline, component: str, source: SafetensorsSource) -> list:
+def _component_jobs(pipe: Pipeline, component: str, source: SafetensorsSource, file_type: str) -> list:
     folder = pipe.folder / component
     unknown, jobs = [], []
     n = pipe.unet.get("layers_per_block", 2)
@@ -523,7 +537,9 @@ def _component_jobs(pipe: Pipeline, component: str, source: SafetensorsSource) -
         if ldm is None:
             unknown.append(name)
             continue
-        jobs.append(TensorJob(prefix + ldm, shape, None, _reshaped_reader(source, name, shape),
+        stored = sd_tensor_type(file_type, prefix + ldm, shape)
+        shape = stored_shape(stored, shape)
+        jobs.append(TensorJob(prefix + ldm, shape, stored, _reshaped_reader(source, name, shape),
                               release=lambda name=name: source.release(name)))
     if unknown:
         more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
@@ -603,7 +619,7 @@ def convert_sd(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", typ
             ignore = _clip_ignored if component == "text_encoder" else None
             source = SafetensorsSource(path, files=_weight_files(path), ignore=ignore)
             sources.append(source)
-            jobs += _component_jobs(pipe, component, source)
+            jobs += _component_jobs(pipe, component, source, type)
         by_name = {}
         for job in jobs:
             if job.name in by_name:
@@ -612,8 +628,6 @@ def convert_sd(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", typ
         n_vocab = _check_tensors(pipe, by_name)
         order = {UNET: 0, VAE: 1, CLIP: 2}
         jobs.sort(key=lambda j: (next(v for k, v in order.items() if j.name.startswith(k)), _natural(j.name)))
-        for job in jobs:
-            job.type = sd_tensor_type(type, job.name, job.shape)
         metadata = _metadata(pipe, type, [j.type for j in jobs], n_vocab)
         write_gguf(out, metadata, jobs, progress, n_threads)
     finally:
