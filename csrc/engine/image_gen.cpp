@@ -53,6 +53,7 @@ Image ImageGenerator::generate(const ImageRequest& r) const {
         std::vector<float> uncond = embed(r.negative_prompt, r.clip_skip);
         context.insert(context.begin(), uncond.begin(), uncond.end());
     }
+    m.release(models::SdPart::TextEncoder);
 
     std::vector<float> x = r.latents;
     if (x.empty()) {
@@ -81,9 +82,11 @@ Image ImageGenerator::generate(const ImageRequest& r) const {
             if (r.callback) r.callback(i + 1, sampler.steps(), x.data(), n);
         }
     }
+    m.release(models::SdPart::UNet);
 
     for (float& v : x) v /= m.config.latent_scale;
     const std::vector<float> planes = models::decode_latents(m, x.data(), w, h);
+    m.release(models::SdPart::Vae);
     Image img;
     img.width = r.width;
     img.height = r.height;

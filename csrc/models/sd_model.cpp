@@ -1,6 +1,7 @@
 // Loading a Stable Diffusion file and running its parts (sd_model.h).
 #include "models/sd_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -19,6 +20,25 @@ std::vector<float> default_betas() {
         betas[i] = (float)(s * s);
     }
     return betas;
+}
+
+// Each SdPart's tensor names begin with (the LDM checkpoint's prefixes).
+const char* const kPartPrefix[] = {"cond_stage_model.", "model.diffusion_model.", "first_stage_model."};
+
+// The byte ranges of the tensors under `prefix`, in file order, adjacent ones merged.
+std::vector<std::pair<const uint8_t*, size_t>> tensor_ranges(const gguf::File& file, const std::string& prefix) {
+    std::vector<const gguf::TensorInfo*> ts;
+    for (const gguf::TensorInfo& t : file.tensors())
+        if (t.name.compare(0, prefix.size(), prefix) == 0) ts.push_back(&t);
+    std::sort(ts.begin(), ts.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+    std::vector<std::pair<const uint8_t*, size_t>> out;
+    for (const gguf::TensorInfo* t : ts) {
+        if (!out.empty() && out.back().first + out.back().second + file.alignment() >= t->data)
+            out.back().second = (size_t)(t->data + t->nbytes - out.back().first);
+        else
+            out.push_back({t->data, t->nbytes});
+    }
+    return out;
 }
 
 const char* kClipEmbedding = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight";
@@ -100,9 +120,14 @@ std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::sh
         fail(ErrorKind::Model, file->label() + ": the UNet takes " + std::to_string(m->unet.conv_in.c_in()) +
                                    " channels but the VAE's latents have " + std::to_string(m->vae.latent_channels));
     m->weight_memory = backend->place(file->tensor_data(), file->tensor_data_size());
+    for (int p = 0; p < 3; ++p) m->part_bytes[p] = tensor_ranges(*file, kPartPrefix[p]);
     m->file = std::move(file);
     m->backend = std::move(backend);
     return m;
+}
+
+void SdModel::release(SdPart part) const {
+    for (auto [begin, bytes] : part_bytes[(int)part]) file->drop_pages(begin, bytes);
 }
 
 void PartRunner::finish(Tensor* out) {

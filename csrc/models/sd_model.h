@@ -36,6 +36,9 @@ struct SdConfig {
     static SdConfig from_gguf(const gguf::File& file);
 };
 
+// The three parts, whose tensors sit under their own name prefix.
+enum class SdPart { TextEncoder, UNet, Vae };
+
 struct SdModel {
     std::shared_ptr<gguf::File> file;
     std::shared_ptr<Backend> backend;
@@ -44,10 +47,16 @@ struct SdModel {
     UNetWeights unet;
     VaeWeights vae;
     std::unique_ptr<Buffer> weight_memory;
+    std::vector<std::pair<const uint8_t*, size_t>> part_bytes[3];  // per SdPart: merged tensor byte ranges
 
     // Image sizes must be multiples of this: the VAE's factor times the UNet's
     // 2^downsamples, so every skip connection meets a tensor of its own size.
     int size_multiple() const { return vae.downscale << unet.n_downsamples; }
+
+    // Drops the part's weight pages from memory once it is done (the file stays
+    // mapped; the next image reads them back from the page cache), so that at
+    // most one part's weights are resident with its activations.
+    void release(SdPart part) const;
 
     static std::shared_ptr<SdModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
 };
