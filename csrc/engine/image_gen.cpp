@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "base/error.h"
+#include "models/vae_tiles.h"
 #include "sample/diffusion_sampler.h"
 
 namespace quanta::engine {
@@ -20,6 +21,10 @@ void ImageGenerator::check(const ImageRequest& r) const {
                              std::to_string(model_->vae.downscale) + " times its UNet's " +
                              std::to_string(f / model_->vae.downscale) + ")");
     QUANTA_CHECK_ARG(r.steps >= 1, "steps must be at least 1");
+    const int64_t f_vae = model_->vae.downscale, min_tile = models::kVaeMinTile * f_vae;
+    QUANTA_CHECK_ARG(r.vae_tile == 0 || (r.vae_tile >= min_tile && r.vae_tile % f_vae == 0),
+                     "vae_tile_size " + std::to_string(r.vae_tile) + " must be a multiple of " + std::to_string(f_vae) +
+                         " from " + std::to_string(min_tile) + " (or tiling off)");
     QUANTA_CHECK_ARG(r.cfg_scale >= 0 && r.cfg_scale <= 100, "cfg_scale must be in [0, 100]");
     const int n_layers = (int)model_->clip.layers.size();
     QUANTA_CHECK_ARG(r.clip_skip >= 1 && r.clip_skip <= n_layers,
@@ -85,7 +90,7 @@ Image ImageGenerator::generate(const ImageRequest& r) const {
     m.release(models::SdPart::UNet);
 
     for (float& v : x) v /= m.config.latent_scale;
-    const std::vector<float> planes = models::decode_latents(m, x.data(), w, h);
+    const std::vector<float> planes = models::decode_latents(m, x.data(), w, h, r.vae_tile / m.vae.downscale);
     m.release(models::SdPart::Vae);
     Image img;
     img.width = r.width;

@@ -142,7 +142,7 @@ Tensor* BlockBuilder::conv(Tensor* x, const Conv& c, int stride, int pad, int pa
 
 Tensor* BlockBuilder::group_norm(Tensor* x, const Affine& a, int n_groups, float eps) {
     const int64_t c = a.w->ne[0];
-    Tensor* y = g.group_norm(x, n_groups, eps);
+    Tensor* y = tap ? tap->normalize(g, x, n_groups, eps) : g.group_norm(x, n_groups, eps);
     return g.add(g.mul(y, g.reshape(weight(a.w), {1, 1, c, 1})), g.reshape(weight(a.b), {1, 1, c, 1}));
 }
 

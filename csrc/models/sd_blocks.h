@@ -84,6 +84,16 @@ SpatialTransformer bind_spatial_transformer(const Binder& b, const std::string& 
                                             int64_t context_dim);
 VaeAttention bind_vae_attention(const Binder& b, const std::string& prefix, int64_t c);
 
+// Where a graph's group norms take their statistics from. Without one, each
+// norm uses its own input's; a tiled VAE decode (vae_tiles.h) sets one to
+// measure every norm's statistics in a tile or to impose the whole image's.
+class GroupNormTap {
+public:
+    virtual ~GroupNormTap() = default;
+    // The graph's next group norm, of x: x normalized, before the affine.
+    virtual Tensor* normalize(Graph& g, Tensor* x, int n_groups, float eps) = 0;
+};
+
 // Builds the blocks into a graph. `weights` is the file's tensor data as
 // placed on the backend: a weight lives at weights + its offset.
 class BlockBuilder {
@@ -107,6 +117,7 @@ public:
     Tensor* to_image(Tensor* t, int64_t w, int64_t h);
 
     Graph& g;
+    GroupNormTap* tap = nullptr;
 
 private:
     const char* weights_;

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "base/error.h"
+#include "models/vae_tiles.h"
 
 namespace quanta::models {
 namespace {
@@ -130,15 +131,15 @@ void SdModel::release(SdPart part) const {
     for (auto [begin, bytes] : part_bytes[(int)part]) file->drop_pages(begin, bytes);
 }
 
-void PartRunner::finish(Tensor* out) {
-    out_ = out;
-    graph_.mark_output(out);
+void PartRunner::finish(const std::vector<Tensor*>& outs) {
+    out_ = outs.at(0);
+    for (Tensor* t : outs) graph_.mark_output(t);
     arena_ = m_.backend->prepare(graph_);
 }
 
 void PartRunner::run(float* out) {
-    m_.backend->compute(graph_);
-    m_.backend->get_tensor(out_, out, out_->n_bytes());
+    compute();
+    get(out_, out);
 }
 
 std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids, int n_layers) {
@@ -176,7 +177,8 @@ void UNetRunner::run(const float* x, const float* t, const float* context, float
     r_.run(out);
 }
 
-std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h) {
+std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h, int64_t tile) {
+    if (tile > 0 && (w > tile || h > tile)) return decode_latents_tiled(m, z, w, h, tile);
     return run_once(m, {w, h, m.vae.latent_channels, 1}, "latents", z,
                     [&](BlockBuilder& bb, Tensor* in) { return build_vae_decoder(bb, m.vae, m.config.vae_groups, in); });
 }

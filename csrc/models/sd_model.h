@@ -67,9 +67,12 @@ public:
     explicit PartRunner(const SdModel& m) : m_(m), bb_(graph_, m.weight_memory->base()) {}
     BlockBuilder& builder() { return bb_; }
     Tensor* input(DType type, const Shape& ne, const std::string& name) { return graph_.input(type, ne, name); }
-    void finish(Tensor* out);  // marks the output and prepares the graph
+    void finish(Tensor* out) { finish(std::vector<Tensor*>{out}); }
+    void finish(const std::vector<Tensor*>& outs);  // marks the outputs and prepares the graph
     void set(Tensor* t, const void* src) { m_.backend->set_tensor(t, src, t->n_bytes()); }
-    void run(float* out);      // computes and copies the output out
+    void run(float* out);  // computes and copies the first output out
+    void compute() { m_.backend->compute(graph_); }
+    void get(const Tensor* t, float* dst) { m_.backend->get_tensor(t, dst, t->n_bytes()); }
 
 private:
     const SdModel& m_;
@@ -96,7 +99,8 @@ private:
 };
 
 // Unscaled latents [w, h, c] -> pixels [w * f, h * f, 3] in about [-1, 1].
-std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h);
+// tile > 0: in tiles of tile x tile latents (vae_tiles.h) where the latents are larger.
+std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h, int64_t tile = 0);
 // Pixels [W, H, 3] in [-1, 1] -> the latent distribution's mean (unscaled).
 std::vector<float> encode_image(const SdModel& m, const float* pixels, int64_t w, int64_t h);
 

@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "engine/image_gen.h"
 #include "models/sd_model.h"
+#include "models/vae_tiles.h"
 
 namespace quanta::bindings {
 namespace {
@@ -93,17 +94,21 @@ void bind_sd(py::module_& m) {
              },
              py::arg("x"), py::arg("t"), py::arg("context"), "the UNet's prediction for latents (N, C, h, w)")
         .def("decode",
-             [](const SdModel& s, F32Array z) {
+             [](const SdModel& s, F32Array z, int64_t tile) {
                  check_shape(z, "latents", {1, (py::ssize_t)s.vae.latent_channels, -1, -1});
+                 QUANTA_CHECK_ARG(tile == 0 || tile >= models::kVaeMinTile,
+                                  "tile must be 0 (none) or at least " + std::to_string(models::kVaeMinTile) + " latents");
                  std::vector<float> out;
                  {
                      py::gil_scoped_release release;
-                     out = models::decode_latents(s, z.data(), z.shape(3), z.shape(2));
+                     out = models::decode_latents(s, z.data(), z.shape(3), z.shape(2), tile);
                  }
                  const py::ssize_t f = s.vae.downscale;
                  return new_array({1, 3, z.shape(2) * f, z.shape(3) * f}, out);
              },
-             py::arg("z"), "the VAE decoder: unscaled latents (1, C, h, w) -> pixels (1, 3, H, W) in about [-1, 1]")
+             py::arg("z"), py::arg("tile") = 0,
+             "the VAE decoder: unscaled latents (1, C, h, w) -> pixels (1, 3, H, W) in about [-1, 1]; tile > 0: "
+             "in windows of at most tile x tile latents where the latents are larger")
         .def("encode",
              [](const SdModel& s, F32Array pixels) {
                  check_shape(pixels, "image", {1, 3, -1, -1});
@@ -130,7 +135,7 @@ void bind_sd(py::module_& m) {
         .def("generate",
              [](const engine::ImageGenerator& g, const std::string& prompt, const std::string& negative, int width,
                 int height, int steps, float cfg_scale, const std::string& sampler, const std::string& scheduler,
-                uint64_t seed, int clip_skip, std::optional<F32Array> latents, py::object callback) {
+                uint64_t seed, int clip_skip, std::optional<F32Array> latents, py::object callback, int vae_tile) {
                  engine::ImageRequest r;
                  r.prompt = prompt;
                  r.negative_prompt = negative;
@@ -142,6 +147,7 @@ void bind_sd(py::module_& m) {
                  r.scheduler = scheduler;
                  r.seed = seed;
                  r.clip_skip = clip_skip;
+                 r.vae_tile = vae_tile;
                  if (latents) r.latents.assign(latents->data(), latents->data() + latents->size());
                  if (!callback.is_none()) {
                      // Runs on this thread between steps, with the GIL taken back for the call.
@@ -161,7 +167,7 @@ void bind_sd(py::module_& m) {
              },
              py::arg("prompt"), py::arg("negative_prompt"), py::arg("width"), py::arg("height"), py::arg("steps"),
              py::arg("cfg_scale"), py::arg("sampler"), py::arg("scheduler"), py::arg("seed"), py::arg("clip_skip"),
-             py::arg("latents"), py::arg("callback"),
+             py::arg("latents"), py::arg("callback"), py::arg("vae_tile") = engine::kAutoVaeTile,
              "one image: float32 (height, width, 3) in [0, 1]");
 }
 

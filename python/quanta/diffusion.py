@@ -64,7 +64,8 @@ class Diffusion:
     def sample(self, prompt: str, negative_prompt: str = "", width: int = 512, height: int = 512, steps: int = 20,
                cfg_scale: float = 7.0, sampler: str = "euler_a", scheduler: str = "discrete",
                seed: Optional[int] = None, clip_skip: Optional[int] = None, latents=None,
-               callback: Optional[Callable[[int, int, np.ndarray], None]] = None, output_type: str = "pil"):
+               callback: Optional[Callable[[int, int, np.ndarray], None]] = None, output_type: str = "pil",
+               vae_tiling: Optional[bool] = None, vae_tile_size: int = 512):
         """One image for `prompt`.
 
         cfg_scale: classifier-free guidance (the unconditional pass is skipped at <= 1, as diffusers does).
@@ -74,6 +75,9 @@ class Diffusion:
         latents: unscaled standard-normal noise (1, C, height/f, width/f), scaled by the sampler's initial sigma
         as diffusers does. callback(step, steps, latents) runs after every step. output_type: "pil" for a
         PIL.Image whose info["parameters"] holds the settings, "np" for float32 (height, width, 3) in [0, 1].
+        vae_tiling: None (automatic) or True: the VAE decodes in tiles of vae_tile_size pixels where the image is
+        larger, so that a 1024x1024 decode needs a 512x512 one's memory, with the result of one pass up to about
+        1/255 (csrc/models/vae_tiles.h); False: one pass at any size.
         """
         if output_type not in ("pil", "np"):
             raise ValueError(f"output_type must be 'pil' or 'np', not {output_type!r}")
@@ -91,12 +95,13 @@ class Diffusion:
             noise = np.ascontiguousarray(latents, dtype=np.float32)
             if noise.shape != shape:
                 raise ValueError(f"latents must have shape {shape} for a {width}x{height} image, not {noise.shape}")
+        tile = 0 if vae_tiling is False else int(vae_tile_size)
         step_callback = None
         if callback is not None:
             step_callback = lambda step, total, x: callback(step, total, np.asarray(x).reshape(shape))  # noqa: E731
         pixels = self._generator.generate(prompt, negative_prompt, int(width), int(height), int(steps),
                                           float(cfg_scale), sampler, scheduler, int(seed), clip_skip, noise,
-                                          step_callback)
+                                          step_callback, tile)
         self.last_seed = int(seed)
         if output_type == "np":
             return pixels
