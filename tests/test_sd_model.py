@@ -51,11 +51,14 @@ def test_text_encoder_equals_transformers(kind, skip, sd_diffusers, sd_gguf):
     close(ours, ref, 1e-5)
 
 
+# 16 x 24 latents: not square, so width and height are kept apart; 56 x 40: 4480 tokens at batch 2, so the
+# feed-forward runs in two unequal runs of tokens (4096 and 384).
+@pytest.mark.parametrize("size", [(16, 24), (40, 56)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_unet_equals_diffusers_for_a_batch_of_two(kind, sd_diffusers, sd_gguf):
+def test_unet_equals_diffusers_for_a_batch_of_two(kind, size, sd_diffusers, sd_gguf):
     pipe, m = sd_diffusers(kind), load(sd_gguf(kind))
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 4, 16, 24, generator=g)  # not square: width and height kept apart
+    x = torch.randn(2, 4, *size, generator=g)
     t = torch.tensor([999.0, 421.5])
     ctx = torch.randn(2, 77, m.config["context_dim"], generator=g)
     with torch.no_grad():

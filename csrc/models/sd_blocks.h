@@ -111,6 +111,8 @@ public:
     // Multi-head attention of tokens x [C, T, N] over ctx [Cc, Tc, N].
     Tensor* attention(Tensor* x, Tensor* ctx, const Attention& a);
     Tensor* spatial_transformer(Tensor* x, Tensor* context, const SpatialTransformer& t, int n_groups);
+    // GEGLU feed-forward of tokens x [C, T, N], a few thousand tokens at a time.
+    Tensor* feed_forward(Tensor* x, const TransformerBlock& b);
     Tensor* vae_attention(Tensor* x, const VaeAttention& a, int n_groups);
     // [W, H, C, N] <-> [C, W * H, N].
     Tensor* to_tokens(Tensor* x);
