@@ -26,6 +26,7 @@ from pathlib import Path
 from clip_vocab import clip_tokenizer
 
 KINDS = ("sd1", "sd2")
+LDM_KINDS = ("sd1-ldm", "sd2-ldm")
 
 # What each kind is built from (also what the tests compare metadata against).
 CONFIGS = {
@@ -62,6 +63,42 @@ CONFIGS = {
                                          set_alpha_to_one=False, prediction_type="v_prediction")),
         pad_token="!",
     ),
+    # What an original-layout (LDM) file must be to convert without a config: the facts its weights cannot show
+    # follow SD 1.x/2.x (8 UNet heads at every level in SD1, 64-wide heads in SD2 and in CLIP, 32 groups in every
+    # norm, SD's schedule and latent scale). tests/ldm_checkpoints.py writes them as single files.
+    "sd1-ldm": dict(
+        unet=dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+                  cross_attention_dim=64, attention_head_dim=8, norm_num_groups=32),
+        vae=dict(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
+                 down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                 latent_channels=4, norm_num_groups=32, sample_size=16, scaling_factor=0.18215),
+        clip=dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=1,
+                  hidden_act="quick_gelu", layer_norm_eps=1e-5, vocab_size=49408, max_position_embeddings=77,
+                  projection_dim=64, bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
+        scheduler=("PNDMScheduler", dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                         num_train_timesteps=1000, steps_offset=1, skip_prk_steps=True,
+                                         set_alpha_to_one=False, prediction_type="epsilon")),
+        pad_token="<|endoftext|>",
+    ),
+    "sd2-ldm": dict(
+        unet=dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(64, 128), layers_per_block=1,
+                  down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+                  cross_attention_dim=64, attention_head_dim=(1, 2), use_linear_projection=True,
+                  upcast_attention=True, norm_num_groups=32),
+        vae=dict(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
+                 down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                 latent_channels=4, norm_num_groups=32, sample_size=16, scaling_factor=0.18215),
+        clip=dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=1,
+                  hidden_act="gelu", layer_norm_eps=1e-5, vocab_size=49408, max_position_embeddings=77,
+                  projection_dim=64, bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
+        scheduler=("DDIMScheduler", dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                         num_train_timesteps=1000, steps_offset=1, clip_sample=False,
+                                         set_alpha_to_one=False, prediction_type="v_prediction")),
+        pad_token="!",
+    ),
 }
 
 
@@ -89,7 +126,7 @@ def build_pipeline(kind: str, tokenizer_folder: "str | os.PathLike[str]", seed: 
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if kind not in CONFIGS:
-        raise ValueError(f"unknown pipeline kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise ValueError(f"unknown pipeline kind {kind!r}; choose one of {', '.join(CONFIGS)}")
     cfg = CONFIGS[kind]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**cfg["unet"]).eval()
@@ -160,7 +197,7 @@ def load_pipeline(folder: "str | os.PathLike[str]"):
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("kind", choices=KINDS)
+    p.add_argument("kind", choices=list(CONFIGS))
     p.add_argument("out", help="folder to write")
     args = p.parse_args()
     print(write_pipeline(args.out, args.kind))
