@@ -174,3 +174,74 @@ def write_ldm(path: "str | os.PathLike[str]", pipe, text: str = "hf", dtype: str
                for k, v in ldm_state_dict(pipe, text).items()}
     save_file(tensors, str(path), metadata={"format": "pt"})
     return tensors
+
+
+# ---- stable-diffusion.cpp's GGUF files --------------------------------------------------------------------------
+
+_HF = "cond_stage_model.transformer.text_model."
+
+
+def _sdcpp_name(name: str) -> "str | None":
+    """The name stable-diffusion.cpp's convert gives LDM tensor `name` (None: not written), as measured on
+    stable-diffusion-cpp-python 0.4.7: OpenCLIP's tower under Hugging Face's names with q/k/v kept stacked."""
+    import re
+
+    if name.startswith(("model.diffusion_model.", "first_stage_model.", _HF)) or name == "alphas_cumprod":
+        return None if name.endswith("position_ids") else name
+    if name.startswith("cond_stage_model.transformer."):  # older SD1 files: without text_model.
+        return None if name.endswith("position_ids") else _HF + name[len("cond_stage_model.transformer."):]
+    p = "cond_stage_model.model."
+    fixed = {"token_embedding.weight": "embeddings.token_embedding.weight",
+             "positional_embedding": "embeddings.position_embedding.weight", "text_projection": "text_projection",
+             "ln_final.weight": "final_layer_norm.weight", "ln_final.bias": "final_layer_norm.bias"}
+    if name.startswith(p) and name[len(p):] in fixed:
+        return _HF + fixed[name[len(p):]]
+    m = re.match(re.escape(p) + r"transformer\.resblocks\.(\d+)\.(.+)$", name)
+    if not m:
+        return None
+    rest = m.group(2)
+    for a, b in (("attn.in_proj_", "self_attn.in_proj."), ("attn.out_proj.", "self_attn.out_proj."),
+                 ("ln_1.", "layer_norm1."), ("ln_2.", "layer_norm2."), ("mlp.c_fc.", "mlp.fc1."),
+                 ("mlp.c_proj.", "mlp.fc2.")):
+        if rest.startswith(a):
+            return f"{_HF}encoder.layers.{m.group(1)}.{b}{rest[len(a):]}"
+    return None
+
+
+def _sdcpp_type(name: str, shape: tuple, file_type: str):
+    """stable-diffusion.cpp 0.4.7's stored type: biases, the CLIP embeddings and the UNet's time embedding stay
+    f32; at f16 everything else is f16; at q8_0 matrices and norm scales whose rows fill 32-blocks are q8_0 and
+    convolutions keep f32."""
+    from gguf import GGMLQuantizationType as T
+
+    if name.endswith(".bias") or "embedding" in name or ".time_embed." in name:
+        return T.F32
+    if file_type == "f16":
+        return T.F16
+    return T.Q8_0 if len(shape) <= 2 and shape[-1] % 32 == 0 else T.F32
+
+
+def write_sdcpp_gguf(path: "str | os.PathLike[str]", tensors: dict, file_type: str = "f16") -> list:
+    """Writes LDM `tensors` ({name: array}) the way stable-diffusion.cpp's convert writes them: no metadata, its
+    names and types (see _sdcpp_name, _sdcpp_type). Returns the names written."""
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), arch="unused")
+    writer.kv_data[0].clear()  # no key/value metadata at all, as stable-diffusion.cpp writes
+    names = []
+    for name, value in tensors.items():
+        out = _sdcpp_name(name)
+        if out is None:
+            continue
+        value = np.asarray(value, dtype=np.float32)
+        kind = _sdcpp_type(out, value.shape, file_type)
+        if kind == gguf.GGMLQuantizationType.Q8_0:
+            writer.add_tensor(out, gguf.quants.quantize(value, kind), raw_dtype=kind)
+        else:
+            writer.add_tensor(out, value.astype(np.float16 if kind == gguf.GGMLQuantizationType.F16 else np.float32))
+        names.append(out)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return names
