@@ -208,17 +208,20 @@ def _sdcpp_name(name: str) -> "str | None":
     return None
 
 
-def _sdcpp_type(name: str, shape: tuple, file_type: str):
-    """stable-diffusion.cpp 0.4.7's stored type: biases, the CLIP embeddings and the UNet's time embedding stay
-    f32; at f16 everything else is f16; at q8_0 matrices and norm scales whose rows fill 32-blocks are q8_0 and
-    convolutions keep f32."""
+def _sdcpp_type(name: str, value: np.ndarray, file_type: str):
+    """stable-diffusion.cpp 0.4.7's stored type, as measured from f32 and f16 sources: biases become f32; the CLIP
+    embeddings and the UNet's time embedding keep the source's type; at f16 everything else is f16; at q8_0
+    matrices and norm scales whose rows fill 32-blocks are q8_0 and convolutions keep the source's type."""
     from gguf import GGMLQuantizationType as T
 
-    if name.endswith(".bias") or "embedding" in name or ".time_embed." in name:
+    source = T.F16 if value.dtype == np.float16 else T.F32
+    if name.endswith(".bias"):
         return T.F32
+    if "embedding" in name or ".time_embed." in name:
+        return source
     if file_type == "f16":
         return T.F16
-    return T.Q8_0 if len(shape) <= 2 and shape[-1] % 32 == 0 else T.F32
+    return T.Q8_0 if value.ndim <= 2 and value.shape[-1] % 32 == 0 else source
 
 
 def write_sdcpp_gguf(path: "str | os.PathLike[str]", tensors: dict, file_type: str = "f16") -> list:
@@ -233,8 +236,8 @@ def write_sdcpp_gguf(path: "str | os.PathLike[str]", tensors: dict, file_type: s
         out = _sdcpp_name(name)
         if out is None:
             continue
+        kind = _sdcpp_type(out, value, file_type)
         value = np.asarray(value, dtype=np.float32)
-        kind = _sdcpp_type(out, value.shape, file_type)
         if kind == gguf.GGMLQuantizationType.Q8_0:
             writer.add_tensor(out, gguf.quants.quantize(value, kind), raw_dtype=kind)
         else:
