@@ -50,7 +50,8 @@ def _unet_names(config: dict) -> dict:
 
 
 _UNET_RESNET = (("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("norm2.", "out_layers.0."),
-                ("conv2.", "out_layers.3."), ("time_emb_proj.", "emb_layers.1."), ("conv_shortcut.", "skip_connection."))
+                ("conv2.", "out_layers.3."), ("time_emb_proj.", "emb_layers.1."),
+                ("conv_shortcut.", "skip_connection."))
 _VAE_RESNET = (("conv_shortcut.", "nin_shortcut."),)
 _VAE_ATTENTION = (("group_norm.", "norm."), ("to_q.", "q."), ("to_k.", "k."), ("to_v.", "v."),
                   ("to_out.0.", "proj_out."))

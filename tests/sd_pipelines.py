@@ -8,6 +8,8 @@ the real CLIP vocabulary (tests/clip_vocab.py), for the converter and the diffus
 - "sd2": SD 2.x-like. v-prediction, DDIM scheduler, GELU CLIP of another width (48), linear proj_in/proj_out,
   upcast_attention, heads per level (2, 4) with channels (32, 64): head dims 16, one resnet per level, attention
   at both levels, 32 groups, a 3-block VAE (downscale 4), pads with "!".
+- "sd1-ldm", "sd2-ldm" (LDM_KINDS): the same kinds made to follow what SD 1.x/2.x are where an original-layout
+  single file cannot say (see _variant below), for tests/test_ldm_checkpoint.py.
 
 Weights are diffusers' and transformers' own random init under torch.manual_seed(seed), with the UNet's and the
 VAE's weights redrawn at a scale that keeps them away from both zero and saturation (see _redraw).
@@ -63,43 +65,33 @@ CONFIGS = {
                                          set_alpha_to_one=False, prediction_type="v_prediction")),
         pad_token="!",
     ),
-    # What an original-layout (LDM) file must be to convert without a config: the facts its weights cannot show
-    # follow SD 1.x/2.x (8 UNet heads at every level in SD1, 64-wide heads in SD2 and in CLIP, 32 groups in every
-    # norm, SD's schedule and latent scale). tests/ldm_checkpoints.py writes them as single files.
-    "sd1-ldm": dict(
-        unet=dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-                  down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                  up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-                  cross_attention_dim=64, attention_head_dim=8, norm_num_groups=32),
-        vae=dict(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                 down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                 latent_channels=4, norm_num_groups=32, sample_size=16, scaling_factor=0.18215),
-        clip=dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=1,
-                  hidden_act="quick_gelu", layer_norm_eps=1e-5, vocab_size=49408, max_position_embeddings=77,
-                  projection_dim=64, bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
-        scheduler=("PNDMScheduler", dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                         num_train_timesteps=1000, steps_offset=1, skip_prk_steps=True,
-                                         set_alpha_to_one=False, prediction_type="epsilon")),
-        pad_token="<|endoftext|>",
-    ),
-    "sd2-ldm": dict(
-        unet=dict(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(64, 128), layers_per_block=1,
-                  down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-                  up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-                  cross_attention_dim=64, attention_head_dim=(1, 2), use_linear_projection=True,
-                  upcast_attention=True, norm_num_groups=32),
-        vae=dict(in_channels=3, out_channels=3, block_out_channels=(32, 64), layers_per_block=1,
-                 down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                 latent_channels=4, norm_num_groups=32, sample_size=16, scaling_factor=0.18215),
-        clip=dict(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=1,
-                  hidden_act="gelu", layer_norm_eps=1e-5, vocab_size=49408, max_position_embeddings=77,
-                  projection_dim=64, bos_token_id=49406, eos_token_id=49407, pad_token_id=1),
-        scheduler=("DDIMScheduler", dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                         num_train_timesteps=1000, steps_offset=1, clip_sample=False,
-                                         set_alpha_to_one=False, prediction_type="v_prediction")),
-        pad_token="!",
-    ),
 }
+
+
+def _variant(base: dict, **changes) -> dict:
+    """`base` with some keys of its unet/vae/clip/scheduler configs (or its pad token) replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = {**base[key], **value} if isinstance(value, dict) else value
+    return out
+
+
+# What an original-layout (LDM) file must be to convert without a config: the facts its weights cannot show follow
+# SD 1.x/2.x (8 UNet heads at every level in SD1, 64-wide heads in SD2 and in CLIP, 32 groups in every norm, SD's
+# schedule and latent scale). tests/ldm_checkpoints.py writes them as single files.
+_LDM_CLIP = dict(hidden_size=64, intermediate_size=96, num_attention_heads=1, projection_dim=64)
+CONFIGS["sd1-ldm"] = _variant(
+    CONFIGS["sd1"],
+    unet=dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=64, norm_num_groups=32,
+              down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+              up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")),
+    vae=dict(norm_num_groups=32), clip=dict(_LDM_CLIP, num_hidden_layers=2))
+CONFIGS["sd2-ldm"] = _variant(
+    CONFIGS["sd2"],
+    unet=dict(block_out_channels=(64, 128), cross_attention_dim=64, attention_head_dim=(1, 2)),
+    vae=dict(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+             up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16),
+    clip=dict(_LDM_CLIP, num_hidden_layers=3))
 
 
 def _redraw(model, std: float) -> None:

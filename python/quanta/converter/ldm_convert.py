@@ -36,7 +36,8 @@ from .clip_vocab import N_VOCAB, tokenizer_metadata
 from .progress import ProgressArg
 from .safetensors_source import SafetensorsSource
 from .sd_convert import (CLIP, UNET, VAE, SdFacts, betas, check_prediction_argument, check_sd_type, clip_name,
-                         file_metadata, in_file_order, reshaped_reader, set_types)
+                         file_metadata, in_file_order, refuse_unknown, require_tensors, reshaped_reader,
+                         set_types)
 from .stream import TensorJob, write_gguf
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
@@ -142,13 +143,6 @@ def _openclip_jobs(st: SafetensorsSource, path: Path) -> list:
     return jobs
 
 
-def refuse_unknown(unknown: list, path: Path, part: str) -> None:
-    if unknown:
-        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-        raise ModelError(f"{path}: tensor '{unknown[0]}'{more} has no place in a Stable Diffusion 1.x/2.x {part} "
-                         f"({', '.join(unknown[:8])})")
-
-
 def _jobs(src: _Source, path: Path) -> tuple:
     """(version, jobs) for every tensor the GGUF file will hold."""
     st = src.st
@@ -193,20 +187,14 @@ def _jobs(src: _Source, path: Path) -> tuple:
     return ("sd2" if openclip else "sd1"), jobs
 
 
-def _require(by_name: dict, path: Path, names: list) -> None:
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ModelError(f"{path}: the checkpoint lacks tensor '{missing[0]}'{more} (as named in the GGUF file)")
-
-
 def require_parts(by_name: dict, path: Path) -> None:
     """The tensors of the GGUF file to be (by_name: GGUF name -> job) include each part's ends."""
-    _require(by_name, path, [UNET + n for n in ("input_blocks.0.0.weight", "time_embed.0.weight", "out.2.weight")]
-             + [VAE + n for n in ("encoder.conv_in.weight", "decoder.conv_out.weight", "quant_conv.weight",
-                                  "post_quant_conv.weight")]
-             + [CLIP + n for n in ("embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
-                                   "final_layer_norm.weight", "encoder.layers.0.self_attn.q_proj.weight")])
+    names = [UNET + n for n in ("input_blocks.0.0.weight", "time_embed.0.weight", "out.2.weight")]
+    names += [VAE + n for n in ("encoder.conv_in.weight", "decoder.conv_out.weight", "quant_conv.weight",
+                                "post_quant_conv.weight")]
+    names += [CLIP + n for n in ("embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
+                                 "final_layer_norm.weight", "encoder.layers.0.self_attn.q_proj.weight")]
+    require_tensors(by_name, path, names)
 
 
 def unet_level_channels(by_name: dict, path: Path) -> list:
@@ -217,7 +205,7 @@ def unet_level_channels(by_name: dict, path: Path) -> list:
     per_level = downsamplers[0] if downsamplers else 1
     levels = len(downsamplers) + 1
     first = [f"{UNET}input_blocks.{1 + i * per_level}.0.out_layers.3.weight" for i in range(levels)]
-    _require(by_name, path, first)
+    require_tensors(by_name, path, first)
     return [int(by_name[n].shape[0]) for n in first]
 
 

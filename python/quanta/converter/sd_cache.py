@@ -41,10 +41,11 @@ def diffusion_gguf(src: "str | os.PathLike[str]") -> Path:
         refuse_pickle(path)
         if not path.is_file():
             raise FormatError(f"{path}: no such file")
-        convert = lambda out: convert_ldm(path, out, type=file_float_type(path), progress=sys.stderr.isatty(),  # noqa: E731
-                                          n_threads=0)
+        def convert(out):
+            convert_ldm(path, out, type=file_float_type(path), progress=sys.stderr.isatty())
     elif path.is_file() and is_sdcpp_file(GGUF(path)):
-        convert = lambda out: convert_sdcpp(path, out, progress=sys.stderr.isatty())  # noqa: E731
+        def convert(out):
+            convert_sdcpp(path, out, progress=sys.stderr.isatty())
     else:
         return path
     out = cached_conversion(path)

@@ -568,18 +568,24 @@ def _component_jobs(pipe: Pipeline, component: str, source: SafetensorsSource) -
             continue
         jobs.append(TensorJob(prefix + ldm, shape, None, reshaped_reader(source, name, shape),
                               release=lambda name=name: source.release(name)))
-    if unknown:
-        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-        raise ModelError(f"{folder}: tensor '{unknown[0]}'{more} has no place in a Stable Diffusion 1.x/2.x "
-                         f"{component} ({', '.join(unknown[:8])})")
+    refuse_unknown(unknown, folder, component)
     return jobs
 
 
-def _require(jobs: dict, folder: Path, names: list) -> None:
+def refuse_unknown(unknown: list, where: Path, part: str) -> None:
+    """A ModelError naming the tensors of `part` that have no place in an SD 1.x/2.x model, if any."""
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise ModelError(f"{where}: tensor '{unknown[0]}'{more} has no place in a Stable Diffusion 1.x/2.x "
+                         f"{part} ({', '.join(unknown[:8])})")
+
+
+def require_tensors(jobs: dict, where: Path, names: list) -> None:
+    """A ModelError naming the first of `names` (GGUF names) that `jobs` lacks."""
     missing = [n for n in names if n not in jobs]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ModelError(f"{folder}: the checkpoint lacks tensor '{missing[0]}'{more} (as named in the GGUF file)")
+        raise ModelError(f"{where}: the checkpoint lacks tensor '{missing[0]}'{more} (as named in the GGUF file)")
 
 
 def _check_tensors(pipe: Pipeline, jobs: dict) -> int:
@@ -593,7 +599,7 @@ def _check_tensors(pipe: Pipeline, jobs: dict) -> int:
     for i in range(levels):
         need += [f"{UNET}input_blocks.{1 + i * (n + 1) + j}.0.in_layers.2.weight" for j in range(n)]
         need += [f"{UNET}output_blocks.{i * (n + 1) + j}.0.in_layers.2.weight" for j in range(n + 1)]
-    _require(jobs, pipe.folder / "unet", need)
+    require_tensors(jobs, pipe.folder / "unet", need)
     n_vae = len(vae.get("block_out_channels") or ()) or 1
     v_layers = vae.get("layers_per_block", 1)
     need = [VAE + s for s in ("encoder.conv_in.weight", "encoder.conv_out.weight", "decoder.conv_in.weight",
@@ -602,12 +608,12 @@ def _check_tensors(pipe: Pipeline, jobs: dict) -> int:
     for i in range(n_vae):
         need += [f"{VAE}encoder.down.{i}.block.{j}.conv1.weight" for j in range(v_layers)]
         need += [f"{VAE}decoder.up.{i}.block.{j}.conv1.weight" for j in range(v_layers + 1)]
-    _require(jobs, pipe.folder / "vae", need)
+    require_tensors(jobs, pipe.folder / "vae", need)
     layers = _scalar(text, "num_hidden_layers", 12, int)
     need = [CLIP + s for s in ("embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
                                "final_layer_norm.weight")]
     need += [f"{CLIP}encoder.layers.{i}.self_attn.q_proj.weight" for i in range(layers)]
-    _require(jobs, pipe.folder / "text_encoder", need)
+    require_tensors(jobs, pipe.folder / "text_encoder", need)
     extra = sorted({int(m.group(1)) for m in (re.match(re.escape(CLIP) + r"encoder\.layers\.(\d+)\.", k)
                                               for k in jobs) if m} - set(range(layers)))
     if extra:

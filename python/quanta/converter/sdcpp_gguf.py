@@ -26,9 +26,9 @@ from pathlib import Path
 from ..errors import ModelError
 from ..gguf import GGUF
 from .clip_vocab import tokenizer_metadata
-from .ldm_convert import UNET_NAME, VAE_NAME, refuse_unknown, require_parts, sd_facts
+from .ldm_convert import UNET_NAME, VAE_NAME, require_parts, sd_facts
 from .progress import ProgressArg
-from .sd_convert import CLIP, UNET, VAE, clip_name, file_metadata, in_file_order
+from .sd_convert import CLIP, UNET, VAE, clip_name, file_metadata, in_file_order, refuse_unknown
 from .stream import TensorJob, write_gguf
 
 _STACKED = re.compile(re.escape(CLIP) + r"encoder\.layers\.(\d+)\.self_attn\.in_proj\.(weight|bias)$")
