@@ -79,6 +79,7 @@ SdConfig SdConfig::from_gguf(const gguf::File& file) {
     if (prediction != "epsilon" && prediction != "v_prediction")
         fail(ErrorKind::Unsupported, file.label() + ": prediction type '" + prediction + "' (epsilon or v_prediction)");
     c.v_prediction = prediction == "v_prediction";
+    if (!md.find("prediction_type")) c.prediction_source = c.version == "sd1" ? "default" : "guessed";
     c.latent_scale = md.real("latent_scale", 0.18215f);
     for (double b : md.numbers("scheduler.betas")) {
         if (!(b > 0 && b < 1)) fail(ErrorKind::Model, file.label() + ": sd.scheduler.betas must lie in (0, 1)");
@@ -106,10 +107,17 @@ SdConfig SdConfig::from_gguf(const gguf::File& file) {
     return c;
 }
 
-std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend) {
+std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend,
+                                       const std::string& prediction_type) {
     QUANTA_CHECK_ARG(backend != nullptr, "SdModel::load: no backend");
+    QUANTA_CHECK_ARG(prediction_type.empty() || prediction_type == "epsilon" || prediction_type == "v_prediction",
+                     "prediction_type must be epsilon or v_prediction, not '" + prediction_type + "'");
     auto m = std::make_shared<SdModel>();
     m->config = SdConfig::from_gguf(*file);
+    if (!prediction_type.empty()) {
+        m->config.v_prediction = prediction_type == "v_prediction";
+        m->config.prediction_source = "argument";
+    }
     const Binder b(*file);
     m->clip = ClipTextWeights::bind(b, m->config.clip_heads, m->config.clip_activation, m->config.clip_norm_eps);
     m->unet = UNetWeights::bind(b, m->config.unet_heads, m->config.unet_head_dim);
@@ -124,11 +132,26 @@ std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::sh
     for (int p = 0; p < 3; ++p) m->part_bytes[p] = tensor_ranges(*file, kPartPrefix[p]);
     m->file = std::move(file);
     m->backend = std::move(backend);
+    if (m->config.prediction_source == "guessed") m->config.v_prediction = v_prediction_score(*m) < -1.0;
     return m;
 }
 
 void SdModel::release(SdPart part) const {
     for (auto [begin, bytes] : part_bytes[(int)part]) file->drop_pages(begin, bytes);
+}
+
+double v_prediction_score(const SdModel& m) {
+    // 8x8 latents as stable-diffusion.cpp uses, or the smallest size the UNet's downsamplers allow.
+    const int64_t side = std::max<int64_t>(8, m.size_multiple() / m.vae.downscale);
+    UNetRunner unet(m, side, side, 1);
+    // A context of identical tokens: cross-attention gives the same whatever their number (it uses 2).
+    std::vector<float> x(unet.latent_floats(), 0.5f), out(x.size());
+    std::vector<float> context((size_t)(m.unet.context_dim * m.clip.n_ctx), 0.5f);
+    const float t = 999.0f;
+    unet.run(x.data(), &t, context.data(), out.data());
+    double sum = 0;
+    for (size_t i = 0; i < x.size(); ++i) sum += (double)out[i] - x[i];
+    return sum / (double)x.size();
 }
 
 void PartRunner::finish(const std::vector<Tensor*>& outs) {

@@ -21,6 +21,10 @@ namespace quanta::models {
 struct SdConfig {
     std::string version;      // "sd1" or "sd2"
     bool v_prediction = false;
+    // Where v_prediction comes from: "metadata" (sd.prediction_type), "argument" (SdModel::load's caller),
+    // "default" (an SD1 file without the key: epsilon, as every SD1 model is) or "guessed" (an SD2 file
+    // without it: SdModel::load runs stable-diffusion.cpp's test, guess_v_prediction).
+    std::string prediction_source = "metadata";
     float latent_scale = 0.18215f;
     std::vector<float> betas;  // the training noise schedule
     int steps_offset = 1;
@@ -58,7 +62,9 @@ struct SdModel {
     // most one part's weights are resident with its activations.
     void release(SdPart part) const;
 
-    static std::shared_ptr<SdModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
+    // prediction_type: "epsilon" or "v_prediction" overrides the file's; "" keeps it (or guesses, see SdConfig).
+    static std::shared_ptr<SdModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend,
+                                         const std::string& prediction_type = "");
 };
 
 // One graph on the model's backend with its arena: build, then run any number of times.
@@ -97,6 +103,11 @@ private:
     PartRunner r_;
     Tensor *x_, *t_, *context_;
 };
+
+// stable-diffusion.cpp's test for an SD2 file that does not say what its UNet predicts: one UNet pass on
+// constant latents (0.5, 8x8) and context (0.5) at t = 999; a v-prediction UNet's output is then far below its
+// input (mean(out - x) < -1), an eps-prediction UNet's is not. Returns that mean.
+double v_prediction_score(const SdModel& m);
 
 // Unscaled latents [w, h, c] -> pixels [w * f, h * f, 3] in about [-1, 1].
 // tile > 0: in tiles of tile x tile latents (vae_tiles.h) where the latents are larger.

@@ -21,6 +21,7 @@ py::dict config_dict(const SdModel& m) {
     py::dict d;
     d["version"] = c.version;
     d["prediction_type"] = c.v_prediction ? "v_prediction" : "epsilon";
+    d["prediction_source"] = c.prediction_source;
     d["latent_scale"] = c.latent_scale;
     d["steps_offset"] = c.steps_offset;
     d["betas"] = c.betas;
@@ -57,12 +58,13 @@ F32Array new_array(std::vector<py::ssize_t> shape, const std::vector<float>& dat
 
 void bind_sd(py::module_& m) {
     py::class_<SdModel, std::shared_ptr<SdModel>>(m, "SdModel")
-        .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads) {
+        .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads,
+                         const std::string& prediction_type) {
                  BackendOptions options;
                  options.n_threads = n_threads;
-                 return SdModel::load(std::move(file), backends::make_backend(device, options));
+                 return SdModel::load(std::move(file), backends::make_backend(device, options), prediction_type);
              }),
-             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0,
+             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0, py::arg("prediction_type") = "",
              py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("config", [](const SdModel& s) { return config_dict(s); })
         .def_property_readonly("n_threads", [](const SdModel& s) { return s.backend->n_threads(); })

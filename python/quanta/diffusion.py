@@ -27,20 +27,30 @@ _MAX_SEED = 2**63 - 1
 
 
 class Diffusion:
-    """A loaded Stable Diffusion 1.x/2.x pipeline (one GGUF file from `quanta convert`).
+    """A loaded Stable Diffusion 1.x/2.x pipeline: a GGUF file from `quanta convert`, a GGUF file from
+    stable-diffusion.cpp, or an original-layout single file (.safetensors, as A1111 reads them). The last two are
+    converted once into the cache at their own types and loaded from there (quanta/converter/sd_cache.py).
 
     >>> sd = quanta.Diffusion("sd15-q8_0.gguf")
     >>> sd.sample("a lighthouse at dusk, oil painting", steps=20, seed=42).save("out.png")
 
     The weights stay memory-mapped; each part's activations are planned once per image size and freed when that
-    part is done. n_threads: CPU threads (None or 0: every core this process may use).
+    part is done. n_threads: CPU threads (None or 0: every core this process may use). prediction_type:
+    "epsilon" or "v_prediction" overrides the file's; files that do not say (single files and
+    stable-diffusion.cpp's of SD2) are otherwise guessed as stable-diffusion.cpp does (config["prediction_source"]).
     """
 
-    def __init__(self, path: "str | os.PathLike[str]", n_threads: Optional[int] = None):
+    def __init__(self, path: "str | os.PathLike[str]", n_threads: Optional[int] = None,
+                 prediction_type: Optional[str] = None):
+        from .converter.sd_cache import diffusion_gguf
+        from .converter.sd_convert import check_prediction_argument
+
         self.path = os.fspath(path)
         n_threads = threads(n_threads)
-        self._gguf = GGUF(self.path)
-        self._model = _core.SdModel(self._gguf._file, device="cpu", n_threads=n_threads)
+        check_prediction_argument(prediction_type)
+        self._gguf = GGUF(diffusion_gguf(self.path))
+        self._model = _core.SdModel(self._gguf._file, device="cpu", n_threads=n_threads,
+                                    prediction_type=prediction_type or "")
         self._generator = _core.ImageGenerator(self._model)
         self.last_seed: Optional[int] = None  # the seed of the last sample(), drawn at random when none was given
 
