@@ -8,6 +8,8 @@ the real CLIP vocabulary (tests/clip_vocab.py), for the converter and the diffus
 - "sd2": SD 2.x-like. v-prediction, DDIM scheduler, GELU CLIP of another width (48), linear proj_in/proj_out,
   upcast_attention, heads per level (2, 4) with channels (32, 64): head dims 16, one resnet per level, attention
   at both levels, 32 groups, a 3-block VAE (downscale 4), pads with "!".
+- "sd1_inpaint": "sd1" with a 9-channel UNet (latents, mask, masked-image latents), saved as a
+  StableDiffusionInpaintPipeline, as SD 1.5 inpainting is.
 
 Weights are diffusers' and transformers' own random init under torch.manual_seed(seed), with the UNet's and the
 VAE's weights redrawn at a scale that keeps them away from both zero and saturation (see _redraw).
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from clip_vocab import clip_tokenizer
 
-KINDS = ("sd1", "sd2")
+KINDS = ("sd1", "sd2")  # the text-to-image kinds; CONFIGS also has "sd1_inpaint"
 
 # What each kind is built from (also what the tests compare metadata against).
 CONFIGS = {
@@ -63,6 +65,7 @@ CONFIGS = {
         pad_token="!",
     ),
 }
+CONFIGS["sd1_inpaint"] = dict(CONFIGS["sd1"], unet=dict(CONFIGS["sd1"]["unet"], in_channels=9), inpainting=True)
 
 
 def _redraw(model, std: float) -> None:
@@ -85,11 +88,11 @@ def build_pipeline(kind: str, tokenizer_folder: "str | os.PathLike[str]", seed: 
     """The `kind` pipeline in memory (fp32, CPU); its tokenizer reads vocab.json/merges.txt from `tokenizer_folder`."""
     import diffusers
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if kind not in CONFIGS:
-        raise ValueError(f"unknown pipeline kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise ValueError(f"unknown pipeline kind {kind!r}; choose one of {', '.join(CONFIGS)}")
     cfg = CONFIGS[kind]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**cfg["unet"]).eval()
@@ -100,7 +103,8 @@ def build_pipeline(kind: str, tokenizer_folder: "str | os.PathLike[str]", seed: 
     scheduler_class, scheduler_config = cfg["scheduler"]
     scheduler = getattr(diffusers, scheduler_class)(**scheduler_config)
     tokenizer = clip_tokenizer(tokenizer_folder, pad_token=cfg["pad_token"])
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+    pipeline_class = StableDiffusionInpaintPipeline if cfg.get("inpainting") else StableDiffusionPipeline
+    return pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
 
@@ -121,7 +125,7 @@ def write_pipeline(folder: "str | os.PathLike[str]", kind: str, seed: int = 0) -
     with tempfile.TemporaryDirectory() as tok:
         pipe = build_pipeline(kind, tok, seed)
         pipe.save_pretrained(str(folder), safe_serialization=True)
-    if kind == "sd1":
+    if kind.startswith("sd1"):
         _legacy_layout(folder, CONFIGS[kind])
     return folder
 
@@ -150,17 +154,17 @@ def _legacy_layout(folder: Path, cfg: dict) -> None:
 
 
 def load_pipeline(folder: "str | os.PathLike[str]"):
-    """The saved pipeline back as a diffusers StableDiffusionPipeline (fp32, CPU, no safety checker)."""
+    """The saved pipeline back as the diffusers pipeline class it was saved as (fp32, CPU, no safety checker)."""
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
-    return StableDiffusionPipeline.from_pretrained(str(folder), dtype=torch.float32, safety_checker=None,
-                                                   requires_safety_checker=False)
+    return DiffusionPipeline.from_pretrained(str(folder), dtype=torch.float32, safety_checker=None,
+                                             requires_safety_checker=False)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("kind", choices=KINDS)
+    p.add_argument("kind", choices=tuple(CONFIGS))
     p.add_argument("out", help="folder to write")
     args = p.parse_args()
     print(write_pipeline(args.out, args.kind))
