@@ -113,6 +113,20 @@ def test_low_strength_stays_near_the_init_image(sd_gguf):
 # ---- inpainting -----------------------------------------------------------------
 
 
+def test_a_9_channel_unet_converts_and_equals_diffusers(sd_diffusers, sd_gguf):
+    pipe, sd = sd_diffusers("sd1_inpaint"), quanta.Diffusion(sd_gguf("sd1_inpaint"))
+    assert sd.config["inpainting"] and sd.config["latent_channels"] == 4
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 9, 16, 24, generator=g)
+    t = torch.tensor([999.0, 321.0])
+    ctx = torch.randn(2, 77, sd.config["context_dim"], generator=g)
+    with torch.no_grad():
+        ref = pipe.unet(x, t, encoder_hidden_states=ctx).sample.numpy()
+    got = sd._model.unet(x.numpy(), t.numpy(), ctx.numpy())
+    assert got.shape == (2, 4, 16, 24)
+    assert np.abs(got - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
 @pytest.mark.parametrize("kind", ["sd1", "sd2", "sd1_inpaint"])
 @pytest.mark.parametrize("sampler, strength", [(("euler", "discrete"), 1.0), (("dpmpp_2m", "karras"), 0.75),
                                                (("ddim", "discrete"), 0.6)])
