@@ -103,7 +103,8 @@ class Diffusion:
         if seed is None:
             seed = secrets.randbelow(_MAX_SEED - count + 1)
         if not 0 <= int(seed) <= _MAX_SEED - (count - 1):
-            raise ValueError(f"seed must be in 0..{_MAX_SEED} (with batch_size {count}: up to {_MAX_SEED - count + 1})")
+            batch_note = f" (image i of the batch uses seed + i, up to {_MAX_SEED})" if count > 1 else ""
+            raise ValueError(f"seed must be in 0..{_MAX_SEED - count + 1}{batch_note}")
         clip_skip = 1 if clip_skip is None else int(clip_skip)
         pixels_in = None if init_image is None else _rgb_pixels(init_image)
         width, height = _size(width, height, pixels_in)
