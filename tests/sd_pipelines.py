@@ -10,6 +10,8 @@ the real CLIP vocabulary (tests/clip_vocab.py), for the converter and the diffus
   at both levels, 32 groups, a 3-block VAE (downscale 4), pads with "!".
 - "sd1-ldm", "sd2-ldm" (LDM_KINDS): the same kinds made to follow what SD 1.x/2.x are where an original-layout
   single file cannot say (see _variant below), for tests/test_ldm_checkpoint.py.
+- "sd1_inpaint": "sd1" with a 9-channel UNet (latents, mask, masked-image latents), saved as a
+  StableDiffusionInpaintPipeline, as SD 1.5 inpainting is.
 
 Weights are diffusers' and transformers' own random init under torch.manual_seed(seed), with the UNet's and the
 VAE's weights redrawn at a scale that keeps them away from both zero and saturation (see _redraw).
@@ -27,7 +29,7 @@ from pathlib import Path
 
 from clip_vocab import clip_tokenizer
 
-KINDS = ("sd1", "sd2")
+KINDS = ("sd1", "sd2")  # the text-to-image kinds; CONFIGS also has "sd1_inpaint"
 LDM_KINDS = ("sd1-ldm", "sd2-ldm")
 
 # What each kind is built from (also what the tests compare metadata against).
@@ -66,6 +68,7 @@ CONFIGS = {
         pad_token="!",
     ),
 }
+CONFIGS["sd1_inpaint"] = dict(CONFIGS["sd1"], unet=dict(CONFIGS["sd1"]["unet"], in_channels=9), inpainting=True)
 
 
 def _variant(base: dict, **changes) -> dict:
@@ -114,7 +117,7 @@ def build_pipeline(kind: str, tokenizer_folder: "str | os.PathLike[str]", seed: 
     """The `kind` pipeline in memory (fp32, CPU); its tokenizer reads vocab.json/merges.txt from `tokenizer_folder`."""
     import diffusers
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if kind not in CONFIGS:
@@ -129,7 +132,8 @@ def build_pipeline(kind: str, tokenizer_folder: "str | os.PathLike[str]", seed: 
     scheduler_class, scheduler_config = cfg["scheduler"]
     scheduler = getattr(diffusers, scheduler_class)(**scheduler_config)
     tokenizer = clip_tokenizer(tokenizer_folder, pad_token=cfg["pad_token"])
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+    pipeline_class = StableDiffusionInpaintPipeline if cfg.get("inpainting") else StableDiffusionPipeline
+    return pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
 
@@ -150,7 +154,7 @@ def write_pipeline(folder: "str | os.PathLike[str]", kind: str, seed: int = 0) -
     with tempfile.TemporaryDirectory() as tok:
         pipe = build_pipeline(kind, tok, seed)
         pipe.save_pretrained(str(folder), safe_serialization=True)
-    if kind == "sd1":
+    if kind.startswith("sd1"):
         _legacy_layout(folder, CONFIGS[kind])
     return folder
 
@@ -179,12 +183,12 @@ def _legacy_layout(folder: Path, cfg: dict) -> None:
 
 
 def load_pipeline(folder: "str | os.PathLike[str]"):
-    """The saved pipeline back as a diffusers StableDiffusionPipeline (fp32, CPU, no safety checker)."""
+    """The saved pipeline back as the diffusers pipeline class it was saved as (fp32, CPU, no safety checker)."""
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
-    return StableDiffusionPipeline.from_pretrained(str(folder), dtype=torch.float32, safety_checker=None,
-                                                   requires_safety_checker=False)
+    return DiffusionPipeline.from_pretrained(str(folder), dtype=torch.float32, safety_checker=None,
+                                             requires_safety_checker=False)
 
 
 def main() -> None:

@@ -125,9 +125,12 @@ std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::sh
     if (m->unet.context_dim != m->clip.n_embd)
         fail(ErrorKind::Model, file->label() + ": the UNet attends to " + std::to_string(m->unet.context_dim) +
                                    "-wide text embeddings but the text encoder is " + std::to_string(m->clip.n_embd) + " wide");
-    if (m->unet.conv_in.c_in() != m->vae.latent_channels)
+    const int64_t c = m->vae.latent_channels;
+    if ((m->unet.conv_in.c_in() != c && !m->has_inpainting_unet()) || m->unet.conv_out.c_out() != c)
         fail(ErrorKind::Model, file->label() + ": the UNet takes " + std::to_string(m->unet.conv_in.c_in()) +
-                                   " channels but the VAE's latents have " + std::to_string(m->vae.latent_channels));
+                                   " channels and predicts " + std::to_string(m->unet.conv_out.c_out()) +
+                                   ", but the VAE's latents have " + std::to_string(c) + " (a UNet takes " +
+                                   std::to_string(c) + ", or " + std::to_string(2 * c + 1) + " to inpaint)");
     m->weight_memory = backend->place(file->tensor_data(), file->tensor_data_size());
     for (int p = 0; p < 3; ++p) m->part_bytes[p] = tensor_ranges(*file, kPartPrefix[p]);
     m->file = std::move(file);

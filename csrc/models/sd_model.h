@@ -56,6 +56,8 @@ struct SdModel {
     // Image sizes must be multiples of this: the VAE's factor times the UNet's
     // 2^downsamples, so every skip connection meets a tensor of its own size.
     int size_multiple() const { return vae.downscale << unet.n_downsamples; }
+    // An inpainting UNet takes the latents, the latent mask and the masked image's latents: 2 c + 1 channels.
+    bool has_inpainting_unet() const { return unet.conv_in.c_in() == 2 * vae.latent_channels + 1; }
 
     // Drops the part's weight pages from memory once it is done (the file stays
     // mapped; the next image reads them back from the page cache), so that at
@@ -95,7 +97,8 @@ std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids
 class UNetRunner {
 public:
     UNetRunner(const SdModel& m, int64_t w, int64_t h, int64_t n);
-    // x [w, h, c, n], t [n], context [context_dim, n_ctx, n] -> out like x.
+    // x [w, h, c, n], t [n], context [context_dim, n_ctx, n] -> out [w, h, latent c, n] (c is 2 latent c + 1
+    // for an inpainting UNet).
     void run(const float* x, const float* t, const float* context, float* out);
     size_t latent_floats() const { return (size_t)x_->n_elements(); }
 
