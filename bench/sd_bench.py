@@ -24,8 +24,10 @@ original-layout safetensors file, bench/sd_to_ldm.py, weights kept f16), sdcpp-q
 stable-diffusion.cpp at load, its `wtype`). Not run by default: sdcpp-TYPE for any other wtype it takes (q4_0,
 q4_k, ...); sdcpp-gguf-f16, sdcpp-gguf-q8_0, sdcpp-gguf-q4_k_m: quanta's own GGUF of that type, which
 stable-diffusion.cpp loads as it is (quanta writes its tensor names; the metadata it ignores), so both engines
-run the very same weights; and a "+fa" suffix (flash_attn=True) or "+direct" (direct convolutions in the UNet
-and VAE) on any sdcpp config. Missing files under --workdir are made first (the pipeline, the GGUFs, the LDM file).
+run the very same weights (its f16 file only: ggml reads float convolutions, and quanta's q8_0 and q4_k_m files
+quantize the UNet's); and a "+fa" suffix (flash_attn=True), "+direct" (direct convolutions in the UNet and VAE)
+or "+tile" (its VAE tiling, which 1024x1024 needs to fit) on any sdcpp config. quanta tiles its VAE past 512 px
+by itself. Missing files under --workdir are made first (the pipeline, the GGUFs, the LDM file).
 
 stable-diffusion.cpp: `CMAKE_ARGS="-DGGML_NATIVE=ON" pip install stable-diffusion-cpp-python` (a CPU build, no
 other flags needed; 0.4.7 built in about 4 minutes on two cores here).
@@ -127,7 +129,7 @@ def run_sdcpp(kind, paths, size, steps, threads, rec):
 
     def progress(step, total, seconds):
         # Sampling reports (step, steps); keep the first report of each step (nothing else in a txt2img run
-        # reports `steps` as its total unless VAE tiling is on, which it is not here).
+        # reports `steps` as its total, except VAE tiling, whose reports come after the last step's).
         if total == steps and 1 <= step <= steps and step not in seen:
             seen.add(step)
             rec["marks"].append(time.perf_counter())
@@ -135,7 +137,7 @@ def run_sdcpp(kind, paths, size, steps, threads, rec):
     start = time.perf_counter()
     images = sd.generate_image(PROMPT, negative_prompt="", width=size, height=size, cfg_scale=CFG,
                                sample_method="euler", scheduler="discrete", sample_steps=steps, seed=SEED,
-                               progress_callback=progress)
+                               vae_tiling="tile" in flags, progress_callback=progress)
     if not images:
         raise RuntimeError("stable-diffusion.cpp returned no image")
     return load, start, {"stable-diffusion-cpp-python": version("stable-diffusion-cpp-python")}
@@ -145,11 +147,11 @@ def check_config(config: str) -> None:
     engine, _, kind = config.partition("-")
     base, *flags = kind.split("+")
     ok = {"quanta": kind in QUANTA_TYPES, "diffusers": kind == "fp32",
-          "sdcpp": bool(base) and set(flags) <= {"fa", "direct"} and
+          "sdcpp": bool(base) and set(flags) <= {"fa", "direct", "tile"} and
           (not base.startswith("gguf-") or base[5:] in QUANTA_TYPES)}.get(engine, False)
     if not ok:
         raise SystemExit(f"unknown config {config!r}: quanta-{{{','.join(QUANTA_TYPES)}}}, diffusers-fp32, "
-                         "sdcpp-WTYPE or sdcpp-gguf-TYPE, optionally +fa / +direct")
+                         "sdcpp-WTYPE or sdcpp-gguf-TYPE, optionally +fa / +direct / +tile")
 
 
 def child(config, workdir, size, steps, threads):

@@ -8,6 +8,10 @@ the real CLIP vocabulary (tests/clip_vocab.py), for the converter and the diffus
 - "sd2": SD 2.x-like. v-prediction, DDIM scheduler, GELU CLIP of another width (48), linear proj_in/proj_out,
   upcast_attention, heads per level (2, 4) with channels (32, 64): head dims 16, one resnet per level, attention
   at both levels, 32 groups, a 3-block VAE (downscale 4), pads with "!".
+- "sd1-ldm", "sd2-ldm" (LDM_KINDS): the same kinds made to follow what SD 1.x/2.x are where an original-layout
+  single file cannot say (see _variant below), for tests/test_ldm_checkpoint.py.
+- "sd1_inpaint": "sd1" with a 9-channel UNet (latents, mask, masked-image latents), saved as a
+  StableDiffusionInpaintPipeline, as SD 1.5 inpainting is.
 
 Weights are diffusers' and transformers' own random init under torch.manual_seed(seed), with the UNet's and the
 VAE's weights redrawn at a scale that keeps them away from both zero and saturation (see _redraw).
@@ -25,7 +29,8 @@ from pathlib import Path
 
 from clip_vocab import clip_tokenizer
 
-KINDS = ("sd1", "sd2")
+KINDS = ("sd1", "sd2")  # the text-to-image kinds; CONFIGS also has "sd1_inpaint"
+LDM_KINDS = ("sd1-ldm", "sd2-ldm")
 
 # What each kind is built from (also what the tests compare metadata against).
 CONFIGS = {
@@ -63,6 +68,33 @@ CONFIGS = {
         pad_token="!",
     ),
 }
+CONFIGS["sd1_inpaint"] = dict(CONFIGS["sd1"], unet=dict(CONFIGS["sd1"]["unet"], in_channels=9), inpainting=True)
+
+
+def _variant(base: dict, **changes) -> dict:
+    """`base` with some keys of its unet/vae/clip/scheduler configs (or its pad token) replaced."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = {**base[key], **value} if isinstance(value, dict) else value
+    return out
+
+
+# What an original-layout (LDM) file must be to convert without a config: the facts its weights cannot show follow
+# SD 1.x/2.x (8 UNet heads at every level in SD1, 64-wide heads in SD2 and in CLIP, 32 groups in every norm, SD's
+# schedule and latent scale). tests/ldm_checkpoints.py writes them as single files.
+_LDM_CLIP = dict(hidden_size=64, intermediate_size=96, num_attention_heads=1, projection_dim=64)
+CONFIGS["sd1-ldm"] = _variant(
+    CONFIGS["sd1"],
+    unet=dict(block_out_channels=(32, 64), layers_per_block=1, cross_attention_dim=64, norm_num_groups=32,
+              down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+              up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")),
+    vae=dict(norm_num_groups=32), clip=dict(_LDM_CLIP, num_hidden_layers=2))
+CONFIGS["sd2-ldm"] = _variant(
+    CONFIGS["sd2"],
+    unet=dict(block_out_channels=(64, 128), cross_attention_dim=64, attention_head_dim=(1, 2)),
+    vae=dict(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+             up_block_types=("UpDecoderBlock2D",) * 2, sample_size=16),
+    clip=dict(_LDM_CLIP, num_hidden_layers=3))
 
 
 def _redraw(model, std: float) -> None:
@@ -85,11 +117,11 @@ def build_pipeline(kind: str, tokenizer_folder: "str | os.PathLike[str]", seed: 
     """The `kind` pipeline in memory (fp32, CPU); its tokenizer reads vocab.json/merges.txt from `tokenizer_folder`."""
     import diffusers
     import torch
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import AutoencoderKL, StableDiffusionInpaintPipeline, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     if kind not in CONFIGS:
-        raise ValueError(f"unknown pipeline kind {kind!r}; choose one of {', '.join(KINDS)}")
+        raise ValueError(f"unknown pipeline kind {kind!r}; choose one of {', '.join(CONFIGS)}")
     cfg = CONFIGS[kind]
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**cfg["unet"]).eval()
@@ -100,7 +132,8 @@ def build_pipeline(kind: str, tokenizer_folder: "str | os.PathLike[str]", seed: 
     scheduler_class, scheduler_config = cfg["scheduler"]
     scheduler = getattr(diffusers, scheduler_class)(**scheduler_config)
     tokenizer = clip_tokenizer(tokenizer_folder, pad_token=cfg["pad_token"])
-    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+    pipeline_class = StableDiffusionInpaintPipeline if cfg.get("inpainting") else StableDiffusionPipeline
+    return pipeline_class(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
 
@@ -121,7 +154,7 @@ def write_pipeline(folder: "str | os.PathLike[str]", kind: str, seed: int = 0) -
     with tempfile.TemporaryDirectory() as tok:
         pipe = build_pipeline(kind, tok, seed)
         pipe.save_pretrained(str(folder), safe_serialization=True)
-    if kind == "sd1":
+    if kind.startswith("sd1"):
         _legacy_layout(folder, CONFIGS[kind])
     return folder
 
@@ -150,17 +183,17 @@ def _legacy_layout(folder: Path, cfg: dict) -> None:
 
 
 def load_pipeline(folder: "str | os.PathLike[str]"):
-    """The saved pipeline back as a diffusers StableDiffusionPipeline (fp32, CPU, no safety checker)."""
+    """The saved pipeline back as the diffusers pipeline class it was saved as (fp32, CPU, no safety checker)."""
     import torch
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
-    return StableDiffusionPipeline.from_pretrained(str(folder), dtype=torch.float32, safety_checker=None,
-                                                   requires_safety_checker=False)
+    return DiffusionPipeline.from_pretrained(str(folder), dtype=torch.float32, safety_checker=None,
+                                             requires_safety_checker=False)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("kind", choices=KINDS)
+    p.add_argument("kind", choices=list(CONFIGS))
     p.add_argument("out", help="folder to write")
     args = p.parse_args()
     print(write_pipeline(args.out, args.kind))

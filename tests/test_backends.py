@@ -58,6 +58,10 @@ def cases(g, rng):
         "concat": g.concat(x, x, 1),
         "attention": g.attention(*map(g.constant, attention_arrays(rng)), 0.125),
         "group_norm": g.group_norm(image, 4, 1e-5),
+        # the moments of a window of an image normalized by given moments ([N=2, groups=4, (mean, var)])
+        "group_moments": g.group_moments(
+            g.group_norm(image, 4, 1e-5, g.constant(np.abs(rng.standard_normal((2, 4, 2), dtype=np.float32)))),
+            g.constant(np.array([1, 0, 3, 2], dtype=np.int32)), 4, 2),
         "layer_norm": g.layer_norm(x, 1e-5),
         "upsample": g.upsample(image, 2),
         "gelu_erf": g.gelu_erf(x),

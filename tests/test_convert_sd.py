@@ -151,11 +151,13 @@ _QUANTIZED = re.compile(r"(transformer_blocks\.\d+\.(attn[12]\.to_(q|k|v|out\.0)
 
 
 def expected_type(file_type, name, shape):
+    """The README's contract for tensor `name` of numpy shape `shape` (as diffusers has it)."""
     if len(shape) == 1 or name.endswith("position_embedding.weight") or file_type == "f32":
         return T.F32
-    if file_type == "f16" or len(shape) == 4 or not _QUANTIZED.search(name):
+    unet_conv = len(shape) == 4 and name.startswith("model.diffusion_model.")
+    if file_type == "f16" or not (unet_conv or (len(shape) == 2 and _QUANTIZED.search(name))):
         return T.F16
-    row = shape[-1]
+    row = int(np.prod(shape[1:]))
     if file_type == "q8_0":
         return T.Q8_0 if row % 32 == 0 else T.F16
     return T.Q4_K if row % 256 == 0 else T.Q5_0 if row % 32 == 0 else T.F16
@@ -169,16 +171,22 @@ def test_types_follow_the_contract(kind, file_type, sd_gguf):
     got = read_tensors(path)
     assert sorted(got) == sorted(ref)
     for name, (_, t, shape) in got.items():
-        assert t == expected_type(file_type, name, shape), (name, shape, t)
+        ref_shape = ref[name][2]
+        assert t == expected_type(file_type, name, ref_shape), (name, ref_shape, t)
+        # quantized convolutions are stored as their kernel rows [Cout, Cin * KH * KW]
+        flat = len(ref_shape) == 4 and t not in (T.F32, T.F16)
+        assert tuple(shape) == ((ref_shape[0], int(np.prod(ref_shape[1:]))) if flat else tuple(ref_shape)), name
     kinds = {t for _, t, _ in got.values()}
     if file_type != "f16":
         quantized = T.Q8_0 if file_type == "q8_0" else T.Q5_0  # tiny rows: q4_k falls back to q5_0
         assert quantized in kinds
         # CLIP's fc2 reads 37 values per row: no q8_0/q5_0 block fits, f16 instead
         assert got["cond_stage_model.transformer.text_model.encoder.layers.0.mlp.fc2.weight"][1] == T.F16
-        # SD1's proj_in is a 1x1 convolution (f16), SD2's a linear (quantized)
-        assert got["model.diffusion_model.input_blocks.1.1.proj_in.weight"][1] == (T.F16 if kind == "sd1"
-                                                                                   else quantized)
+        # SD1's proj_in is a 1x1 convolution, SD2's a linear: both quantized
+        assert got["model.diffusion_model.input_blocks.1.1.proj_in.weight"][1] == quantized
+        # conv_in's rows (4 channels x 3 x 3 = 36) fit no block; the VAE stays f16
+        assert got["model.diffusion_model.input_blocks.0.0.weight"][1] == T.F16
+        assert got["first_stage_model.decoder.conv_in.weight"][1] == T.F16
     md = quanta.GGUF(path).metadata
     assert md["general.file_type"] == {"f16": 1, "q8_0": 7, "q4_k_m": 15}[file_type]
     assert ("general.quantization_version" in md) == (file_type != "f16")
@@ -186,10 +194,12 @@ def test_types_follow_the_contract(kind, file_type, sd_gguf):
     f = quanta.GGUF(path)
     tol = {"f16": 1e-3, "q8_0": 1e-2, "q4_k_m": 8e-2}[file_type]
     for name in ("model.diffusion_model.middle_block.1.transformer_blocks.0.attn1.to_q.weight",
-                 "model.diffusion_model.input_blocks.0.0.weight",
+                 "model.diffusion_model.input_blocks.0.0.weight", "model.diffusion_model.out.2.weight",
+                 "model.diffusion_model.input_blocks.1.0.in_layers.2.weight",
                  "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight"):
         a, b = f.tensor(name), ref[name][0]
-        assert a.shape == b.shape
+        assert a.size == b.size
+        a = a.reshape(b.shape)
         assert np.abs(a - b).max() <= tol * np.abs(b).max(), name
 
 
@@ -204,6 +214,13 @@ def test_q4_k_is_used_where_rows_fill_a_block():
         == "f16"
     assert sd_tensor_type("q4_k_m", "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight",
                           (49408, 768)) == "f16"
+    # SD1.5's convolutions: rows of 1280 x 9 fill q4_k's blocks, 320 x 9 and 640 x 9 take q5_0, conv_in stays f16
+    conv = "model.diffusion_model.input_blocks.8.0.in_layers.2.weight"
+    assert sd_tensor_type("q4_k_m", conv, (1280, 1280, 3, 3)) == "q4_k"
+    assert sd_tensor_type("q4_k_m", conv, (320, 320, 3, 3)) == "q5_0"
+    assert sd_tensor_type("q8_0", conv, (640, 640, 3, 3)) == "q8_0"
+    assert sd_tensor_type("q8_0", "model.diffusion_model.input_blocks.0.0.weight", (320, 4, 3, 3)) == "f16"
+    assert sd_tensor_type("q8_0", "first_stage_model.decoder.up.0.block.0.conv1.weight", (128, 128, 3, 3)) == "f16"
 
 
 # ---- errors ----------------------------------------------------------------------------------------------------

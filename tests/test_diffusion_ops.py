@@ -72,6 +72,37 @@ def test_group_norm_eps_and_affine(cpu_level, rng, eps):
     assert np.abs(other_eps - ref).max() > 1e-2
 
 
+def test_group_moments_of_a_window_match_numpy(cpu_level, rng):
+    # A 2-image, 12-channel image in 3 groups; the window x in [1, 4), y in [2, 5) of 2-pixel units.
+    x = image(rng, (2, 12, 11, 9), offset=4.0, spread=2.0)
+    window = np.array([1, 2, 4, 5], dtype=np.int32)
+    g = _core.Graph()
+    (m,) = run(g, [g.group_moments(g.constant(x), g.constant(window), 3, 2)])
+    assert m.shape == (2, 3, 3)  # numpy order: [N, groups, (count, mean, m2)]
+    part = x[:, :, 4:10, 2:8].reshape(2, 3, -1).astype(np.float64)  # y 4..10 clamps to the 11 rows, x 2..8
+    np.testing.assert_array_equal(m[..., 0], part.shape[-1])
+    np.testing.assert_allclose(m[..., 1], part.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(m[..., 2], ((part - part.mean(-1, keepdims=True)) ** 2).sum(-1), rtol=1e-5)
+    # A window past the image is clamped to it: nothing is read outside.
+    (m,) = run(g := _core.Graph(), [g.group_moments(g.constant(x), g.constant(np.array([3, 0, 99, 99], np.int32)),
+                                                    3, 2)])
+    np.testing.assert_array_equal(m[..., 0], 4 * 3 * 11)  # x 6..9, every row, 4 channels a group
+
+
+def test_group_norm_by_given_moments(cpu_level, rng):
+    """Normalizing by the moments of the whole image, given, is what a tiled VAE decode does with one tile."""
+    whole = image(rng, (1, 8, 10, 12), offset=1.0, spread=2.0)
+    tile = whole[:, :, :, 4:]
+    groups = whole.reshape(1, 2, -1).astype(np.float64)
+    moments = np.stack([groups.mean(-1), groups.var(-1)], axis=-1).astype(np.float32)  # [N, groups, 2]
+    g = _core.Graph()
+    (y,) = run(g, [g.group_norm(g.constant(np.ascontiguousarray(tile)), 2, 1e-5, g.constant(moments))])
+    np.testing.assert_allclose(y, group_norm64(whole, 2, 1e-5)[:, :, :, 4:], rtol=1e-5, atol=1e-5)
+    g = _core.Graph()
+    with pytest.raises(ValueError, match="moments"):
+        g.group_norm(g.constant(tile.copy()), 2, 1e-5, g.constant(moments[:, :1]))
+
+
 def test_group_norm_of_a_strided_view(cpu_level, rng):
     # Stored (N, H, C, W); permuted to [W, H, C, N] its rows are contiguous but its channel planes are not.
     stored = image(rng, (2, 5, 8, 7), offset=2.0)

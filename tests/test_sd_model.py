@@ -51,11 +51,14 @@ def test_text_encoder_equals_transformers(kind, skip, sd_diffusers, sd_gguf):
     close(ours, ref, 1e-5)
 
 
+# 16 x 24 latents: not square, so width and height are kept apart; 56 x 40: 4480 tokens at batch 2, so the
+# feed-forward runs in two unequal runs of tokens (4096 and 384).
+@pytest.mark.parametrize("size", [(16, 24), (40, 56)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_unet_equals_diffusers_for_a_batch_of_two(kind, sd_diffusers, sd_gguf):
+def test_unet_equals_diffusers_for_a_batch_of_two(kind, size, sd_diffusers, sd_gguf):
     pipe, m = sd_diffusers(kind), load(sd_gguf(kind))
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 4, 16, 24, generator=g)  # not square: width and height kept apart
+    x = torch.randn(2, 4, *size, generator=g)
     t = torch.tensor([999.0, 421.5])
     ctx = torch.randn(2, 77, m.config["context_dim"], generator=g)
     with torch.no_grad():
@@ -74,6 +77,22 @@ def test_vae_decoder_and_encoder_equal_diffusers(kind, sd_diffusers, sd_gguf):
         ref_mean = pipe.vae.encode(image).latent_dist.mean.numpy()
     close(m.decode(z.numpy()), ref_pixels, 1e-5)
     close(m.encode(image.numpy()), ref_mean, 1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_tiled_vae_decode_equals_diffusers_one_pass(kind, sd_diffusers, sd_gguf):
+    """Tiles of 32 and 48 latents (3 and 2 windows a side, with halos) over 80 x 96 latents: the pixels equal a
+    one-pass decode by diffusers within 2/255 everywhere, tile edges included, since every group norm uses the
+    whole image's statistics (each window's own would differ by several /255, see csrc/models/vae_tiles.h)."""
+    pipe, m = sd_diffusers(kind), load(sd_gguf(kind))
+    z = torch.randn(1, 4, 80, 96, generator=torch.Generator().manual_seed(5)) / 0.18215
+    with torch.no_grad():
+        ref = pipe.vae.decode(z).sample.clamp(-1, 1).numpy()
+    for tile in (32, 48):
+        tiled = np.clip(m.decode(z.numpy(), tile), -1, 1)
+        assert np.abs(tiled - ref).max() / 2 <= 2 / 255, tile
+    with pytest.raises(ValueError, match="at least 32 latents"):
+        m.decode(z.numpy(), 16)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -131,10 +131,17 @@ Tensor* Graph::concat(Tensor* a, Tensor* b, int dim) {
     return node(Op::Concat, {a, b}, [&](Tensor& t) { t.i[0] = dim; });
 }
 
-Tensor* Graph::group_norm(Tensor* x, int n_groups, float eps) {
-    return node(Op::GroupNorm, {x}, [&](Tensor& t) {
+Tensor* Graph::group_norm(Tensor* x, int n_groups, float eps, Tensor* moments) {
+    return node(Op::GroupNorm, {x, moments}, [&](Tensor& t) {
         t.i[0] = n_groups;
         t.f[0] = eps;
+    });
+}
+
+Tensor* Graph::group_moments(Tensor* x, Tensor* window, int n_groups, int scale) {
+    return node(Op::GroupMoments, {x, window}, [&](Tensor& t) {
+        t.i[0] = n_groups;
+        t.i[1] = scale;
     });
 }
 

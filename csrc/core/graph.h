@@ -78,7 +78,12 @@ public:
     // split), a [1, 1, C, 1] pair for group_norm, [ne0] for layer_norm.
     // Each image's channels in n_groups groups, each normalized over its W x H x C/n_groups
     // values: (x - mean) / sqrt(var + eps), the biased variance, as torch's group_norm.
-    Tensor* group_norm(Tensor* x, int n_groups, float eps);
+    // moments (f32 [2, n_groups, N], or null): each group's mean and variance to
+    // normalize by instead of its own (a tiled image's statistics, from group_moments).
+    Tensor* group_norm(Tensor* x, int n_groups, float eps, Tensor* moments = nullptr);
+    // [3, n_groups, N]: the count, mean and sum of squared deviations of each
+    // group's values in the window (i32 [4]: x0, y0, x1, y1, times `scale` pixels).
+    Tensor* group_moments(Tensor* x, Tensor* window, int n_groups, int scale);
     // (x - mean) / sqrt(var + eps) along rows.
     Tensor* layer_norm(Tensor* x, float eps);
     // Nearest neighbour: [W, H, C, N] -> [W * factor, H * factor, C, N].

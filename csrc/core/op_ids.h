@@ -28,6 +28,7 @@ enum class Op : int32_t {
     Attention,  // softmax(q . k * f[0]) . v over the KV cells each query token lists (src[3])
     // Diffusion (Stable Diffusion's UNet, VAE and CLIP text encoder):
     GroupNorm,  // src[0] [W, H, C, N] normalized per image over each of i[0] channel groups, eps f[0]
+                // (with src[1]: by the given mean and variance of each group instead of its own)
     LayerNorm,  // (src[0] - mean) / sqrt(var + f[0]) along rows
     Upsample,   // nearest neighbour: W and H of src[0] times i[0]
     GeluErf,    // exact gelu, x * Phi(x)
@@ -36,6 +37,7 @@ enum class Op : int32_t {
     TimestepEmbedding,  // sinusoids of the timesteps src[0] (f32 [n]) -> [i[0], n]
     Conv2d,     // 2-d convolution of images src[0] with kernels src[1], plus bias src[2]
     DenseAttention,  // softmax(q . k * f[0]) . v over every key, per head (diffusion's self- and cross-attention)
+    GroupMoments,    // count, mean and squared deviations of each of i[0] channel groups of src[0] in a window src[1]
     Count
 };
 

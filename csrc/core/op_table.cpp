@@ -243,16 +243,44 @@ void shape_concat(Tensor& n) {
     n.n_dims = std::max({a->n_dims, b->n_dims, dim + 1});
 }
 
-// x f32 [W, H, C, N]; i[0] groups split C.
-void shape_group_norm(Tensor& n) {
+void check_groups(const Tensor& n, const char* op) {
     const Tensor* x = n.src[0];
-    check_f32(x, "group_norm");
-    check_rows_contiguous(x, "group_norm");
+    check_f32(x, op);
+    check_rows_contiguous(x, op);
     QUANTA_CHECK_ARG(n.i[0] >= 1 && x->ne[2] % n.i[0] == 0,
-                     "group_norm: " + std::to_string(n.i[0]) + " groups do not split the " + std::to_string(x->ne[2]) +
-                         " channels (ne[2]) of " + x->describe());
+                     std::string(op) + ": " + std::to_string(n.i[0]) + " groups do not split the " +
+                         std::to_string(x->ne[2]) + " channels (ne[2]) of " + x->describe());
+}
+
+// x f32 [W, H, C, N]; i[0] groups split C; moments (optional) f32 [2, groups, N]: each group's mean and variance.
+void shape_group_norm(Tensor& n) {
+    check_groups(n, "group_norm");
+    const Tensor *x = n.src[0], *m = n.src[1];
+    if (m) {
+        check_f32(m, "group_norm moments");
+        QUANTA_CHECK_ARG(m->is_contiguous() && m->ne[0] == 2 && m->ne[1] == n.i[0] && m->ne[2] == x->ne[3] &&
+                             m->ne[3] == 1,
+                         "group_norm: moments " + m->describe() + " must be [2, " + std::to_string(n.i[0]) + ", " +
+                             std::to_string(x->ne[3]) + "] (mean and variance per group and image)");
+    }
     n.type = DType::F32;
     same_shape_as(n, x);
+}
+
+// x f32 [W, H, C, N]; window i32 [4]: x0, y0, x1, y1 in units of i[1] pixels (clamped to the image)
+// -> f32 [3, groups, N]: the count, mean and sum of squared deviations of each group's values in the window.
+void shape_group_moments(Tensor& n) {
+    check_groups(n, "group_moments");
+    const Tensor *x = n.src[0], *w = n.src[1];
+    QUANTA_CHECK_ARG(w->type == DType::I32 && w->is_contiguous() && w->n_elements() == 4,
+                     "group_moments: window " + w->describe() + " must be i32 [4] (x0, y0, x1, y1)");
+    QUANTA_CHECK_ARG(n.i[1] >= 1, "group_moments: the window's scale must be at least 1");
+    n.type = DType::F32;
+    n.n_dims = 3;
+    n.ne[0] = 3;
+    n.ne[1] = n.i[0];
+    n.ne[2] = x->ne[3];
+    n.ne[3] = 1;
 }
 
 void shape_upsample(Tensor& n) {
@@ -378,9 +406,9 @@ std::vector<float> normalized(const std::vector<float>& v, float eps) {
     return out;
 }
 
-// Each group gathered whole, normalized, and scattered back.
+// Each group gathered whole, normalized (by its own moments or the given ones), and scattered back.
 bool ref_group_norm(const Tensor& d) {
-    const Tensor* x = d.src[0];
+    const Tensor *x = d.src[0], *m = d.src[1];
     const int64_t per_group = x->ne[2] / d.i[0];
     for (int64_t i3 = 0; i3 < d.ne[3]; ++i3)
         for (int64_t c0 = 0; c0 < d.ne[2]; c0 += per_group) {
@@ -388,11 +416,41 @@ bool ref_group_norm(const Tensor& d) {
             for (int64_t i2 = c0; i2 < c0 + per_group; ++i2)
                 for (int64_t i1 = 0; i1 < d.ne[1]; ++i1)
                     for (int64_t i0 = 0; i0 < d.ne[0]; ++i0) v.push_back(load_float(x->type, at(x, i0, i1, i2, i3)));
-            const std::vector<float> y = normalized(v, d.f[0]);
+            std::vector<float> y = normalized(v, d.f[0]);
+            if (m) {
+                const float* mv = static_cast<const float*>(m->data) + (i3 * d.i[0] + c0 / per_group) * 2;
+                const double s = 1.0 / std::sqrt((double)mv[1] + (double)d.f[0]);
+                for (size_t k = 0; k < v.size(); ++k) y[k] = (float)((v[k] - (double)mv[0]) * s);
+            }
             size_t k = 0;
             for (int64_t i2 = c0; i2 < c0 + per_group; ++i2)
                 for (int64_t i1 = 0; i1 < d.ne[1]; ++i1)
                     for (int64_t i0 = 0; i0 < d.ne[0]; ++i0) store_float(d.type, at(&d, i0, i1, i2, i3), y[k++]);
+        }
+    return true;
+}
+
+// Two passes in double over each group's values inside the window.
+bool ref_group_moments(const Tensor& d) {
+    const Tensor* x = d.src[0];
+    const int32_t* win = static_cast<const int32_t*>(d.src[1]->data);
+    const int64_t s = d.i[1], per_group = x->ne[2] / d.i[0];
+    const int64_t x0 = std::clamp<int64_t>(win[0] * s, 0, x->ne[0]), x1 = std::clamp<int64_t>(win[2] * s, x0, x->ne[0]);
+    const int64_t y0 = std::clamp<int64_t>(win[1] * s, 0, x->ne[1]), y1 = std::clamp<int64_t>(win[3] * s, y0, x->ne[1]);
+    for (int64_t i3 = 0; i3 < x->ne[3]; ++i3)
+        for (int64_t g = 0; g < d.i[0]; ++g) {
+            std::vector<double> v;
+            for (int64_t i2 = g * per_group; i2 < (g + 1) * per_group; ++i2)
+                for (int64_t i1 = y0; i1 < y1; ++i1)
+                    for (int64_t i0 = x0; i0 < x1; ++i0) v.push_back(load_float(x->type, at(x, i0, i1, i2, i3)));
+            double mean = 0, m2 = 0;
+            for (double e : v) mean += e;
+            mean = v.empty() ? 0 : mean / (double)v.size();
+            for (double e : v) m2 += (e - mean) * (e - mean);
+            float* out = static_cast<float*>(d.data) + (i3 * d.i[0] + g) * 3;
+            out[0] = (float)v.size();
+            out[1] = (float)mean;
+            out[2] = (float)m2;
         }
     return true;
 }
@@ -670,7 +728,7 @@ constexpr OpInfo kOps[kOpCount] = {
     /* SetRows */ {"set_rows", 3, 3, shape_set_rows, ref_set_rows},
     /* Concat  */ {"concat", 2, 2, shape_concat, ref_concat},
     /* Attention */ {"attention", 4, 4, shape_attention, ref_attention},
-    /* GroupNorm */ {"group_norm", 1, 1, shape_group_norm, ref_group_norm},
+    /* GroupNorm */ {"group_norm", 1, 2, shape_group_norm, ref_group_norm},
     /* LayerNorm */ {"layer_norm", 1, 1, shape_unary, ref_layer_norm},
     /* Upsample  */ {"upsample", 1, 1, shape_upsample, ref_upsample},
     /* GeluErf   */ {"gelu_erf", 1, 1, shape_unary, ref_unary},
@@ -679,6 +737,7 @@ constexpr OpInfo kOps[kOpCount] = {
     /* TimestepEmbedding */ {"timestep_embedding", 1, 1, shape_timestep_embedding, ref_timestep_embedding},
     /* Conv2d  */ {"conv2d", 2, 3, shape_conv2d, ref_conv2d},
     /* DenseAttention */ {"dense_attention", 3, 3, shape_dense_attention, ref_dense_attention},
+    /* GroupMoments */ {"group_moments", 2, 2, shape_group_moments, ref_group_moments},
 };
 
 }  // namespace

@@ -19,6 +19,7 @@
 //   Conv2d   i[0] stride, i[1] zero padding before and i[2] after (both dimensions alike),
 //            i[3] kernel width, i[4] kernel height
 //   DenseAttention f[0] scale of q.k
+//   GroupMoments i[0] n_groups, i[1] the window's scale (x's pixels per window unit)
 #pragma once
 
 #include "core/tensor.h"

@@ -142,11 +142,38 @@ void group_norm(const Tensor& dst, const OpContext& c) {
     for (int64_t task = begin; task < end; ++task) {
         const int64_t c0 = task % groups * per_group, i3 = task / groups;
         Moments m;
-        for_each_group_run(dst, c0, c0 + per_group, i3,
-                           [&](const float* x, float*, int64_t n) { m.merge(moments_of(*c.k, x, n)); });
+        if (const Tensor* given = dst.src[1]) {
+            const float* mv = static_cast<const float*>(given->data) + task * 2;
+            m = {1.0, mv[0], mv[1]};
+        } else {
+            for_each_group_run(dst, c0, c0 + per_group, i3,
+                               [&](const float* x, float*, int64_t n) { m.merge(moments_of(*c.k, x, n)); });
+        }
         const NormParams p = norm_params(m, dst.f[0]);
         for_each_group_run(dst, c0, c0 + per_group, i3,
                            [&](const float* x, float* y, int64_t n) { c.k->normalize(y, x, p.mean, p.s, p.shift, n); });
+    }
+}
+
+// Threads take (image, group) pairs, merging the moments of each channel's rows in the window.
+void group_moments(const Tensor& dst, const OpContext& c) {
+    const Tensor* x = dst.src[0];
+    const int32_t* win = static_cast<const int32_t*>(dst.src[1]->data);
+    const int64_t groups = dst.i[0], per_group = x->ne[2] / groups, s = dst.i[1];
+    const int64_t x0 = std::clamp<int64_t>(win[0] * s, 0, x->ne[0]), x1 = std::clamp<int64_t>(win[2] * s, x0, x->ne[0]);
+    const int64_t y0 = std::clamp<int64_t>(win[1] * s, 0, x->ne[1]), y1 = std::clamp<int64_t>(win[3] * s, y0, x->ne[1]);
+    int64_t begin, end;
+    split(groups * x->ne[3], c, &begin, &end);
+    for (int64_t task = begin; task < end; ++task) {
+        const int64_t c0 = task % groups * per_group, i3 = task / groups;
+        Moments m;
+        for (int64_t ch = c0; ch < c0 + per_group; ++ch)
+            for (int64_t i1 = y0; i1 < y1 && x1 > x0; ++i1)
+                m.merge(moments_of(*c.k, reinterpret_cast<const float*>(at(x, x0, i1, ch, i3)), x1 - x0));
+        float* out = static_cast<float*>(dst.data) + task * 3;
+        out[0] = (float)m.n;
+        out[1] = (float)m.mean;
+        out[2] = (float)m.m2;
     }
 }
 
@@ -592,6 +619,7 @@ constexpr CpuKernel kKernels[kOpCount] = {
     /* TimestepEmbedding */ {timestep_embedding, nullptr, nullptr, nullptr},
     /* Conv2d  */ {conv2d, nullptr, conv2d_scratch_floats, conv2d_shared_bytes},
     /* DenseAttention */ {dense_attention, nullptr, dense_attention_scratch_floats, nullptr},
+    /* GroupMoments */ {group_moments, nullptr, nullptr, nullptr},
 };
 
 }  // namespace

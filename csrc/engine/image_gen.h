@@ -1,9 +1,14 @@
-// Text to image: the Stable Diffusion pipeline over a loaded model. The
-// prompt and negative prompt are tokenized and encoded, the sampler walks its
-// steps with the UNet (conditional and unconditional passes in one batch-2
-// graph under classifier-free guidance, one pass when cfg_scale <= 1), and the
-// VAE decodes the final latents. Everything runs in C++; the front ends only
-// convert the pixels.
+// Text to image, image to image and inpainting: the Stable Diffusion pipeline
+// over a loaded model. The prompt and negative prompt are tokenized and
+// encoded, the sampler walks its steps with the UNet (for a batch of B images,
+// the unconditional and conditional passes in one batch-2B graph under
+// classifier-free guidance, one batch-B pass when cfg_scale <= 1), and the VAE
+// decodes the final latents. With an init image the run starts part way, from
+// the image's latents noised to that step (diffusers' img2img); with a mask
+// too, only the masked part is repainted (latent blending for a 4-channel
+// UNet, the mask and masked image as extra input channels for a 9-channel
+// inpainting UNet). Everything runs in C++; the front ends only convert the
+// pixels.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +21,10 @@
 
 namespace quanta::engine {
 
+// The VAE decodes in tiles of this many pixels where the image is larger (a
+// 512x512 decode's activations, 0.67 GB for SD's 128-channel top level).
+constexpr int kAutoVaeTile = 512;
+
 struct ImageRequest {
     std::string prompt, negative_prompt;
     int width = 512, height = 512;
@@ -23,11 +32,19 @@ struct ImageRequest {
     float cfg_scale = 7.0f;
     std::string sampler = "euler_a";     // euler, euler_a, ddim, dpmpp_2m, lcm
     std::string scheduler = "discrete";  // discrete, karras
-    uint64_t seed = 0;
+    uint64_t seed = 0;  // image i of a batch draws from seed + i, so it equals a batch of one at that seed
     int clip_skip = 1;  // A1111's convention: 1 = the last layer, 2 = the penultimate
-    // Unit-variance initial noise [c, h, w] (h, w the latent size); empty: drawn from the seed.
+    int vae_tile = kAutoVaeTile;  // pixels per VAE tile side, a multiple of the VAE's factor; 0: never tiled
+    int batch_size = 1;
+    // Unit-variance noise [batch_size, c, h, w] (h, w the latent size); empty: drawn from the seeds.
     std::vector<float> latents;
-    // Called after every step with the current latents [c, h, w] (n floats).
+    // img2img: height x width x 3 in [0, 1] (Image's layout); empty: text to image.
+    std::vector<float> init_image;
+    double strength = 0.75;  // with init_image: the last int(steps * strength) steps run
+    // Inpainting, with init_image: height x width, the pixels >= 0.5 are repainted. Empty: all of them.
+    std::vector<float> mask;
+    // Called after every step with the current latents [batch_size, c, h, w] (n floats); steps is the
+    // number of steps that run (fewer than `steps` for img2img).
     std::function<void(int step, int steps, const float* latents, size_t n)> callback;
 };
 
@@ -42,8 +59,8 @@ public:
     const models::SdModel& model() const { return *model_; }
     const text::ClipTokenizer& tokenizer() const { return *tokenizer_; }
 
-    // Checks the whole request (InvalidArgument naming the field) before any work.
-    Image generate(const ImageRequest& request) const;
+    // batch_size images. Checks the whole request (InvalidArgument naming the field) before any work.
+    std::vector<Image> generate(const ImageRequest& request) const;
 
 private:
     void check(const ImageRequest& r) const;

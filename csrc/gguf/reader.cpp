@@ -225,6 +225,14 @@ std::shared_ptr<File> File::from_bytes(const void* data, size_t size, const std:
     return f;
 }
 
+void File::drop_pages(const uint8_t* begin, size_t bytes) const {
+    if (!mapping_ || bytes == 0) return;
+    static const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = (uintptr_t)begin / page * page, hi = ((uintptr_t)begin + bytes + page - 1) / page * page;
+    // Advice only: where the kernel declines, the pages simply stay.
+    madvise((void*)lo, hi - lo, MADV_DONTNEED);
+}
+
 File::~File() {
     if (mapping_) munmap(mapping_, size_);
 }

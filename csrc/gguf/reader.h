@@ -55,6 +55,12 @@ public:
     const uint8_t* tensor_data() const { return bytes_ + data_offset_; }
     size_t tensor_data_size() const { return tensors_.empty() ? 0 : size_ - data_offset_; }
 
+    // Lets the kernel drop the mapped pages of tensor bytes [begin, begin + bytes)
+    // (rounded out to whole pages) from this process's memory; touching them
+    // again reads them back from the page cache or the file. The bytes never
+    // change. A no-op for from_bytes copies.
+    void drop_pages(const uint8_t* begin, size_t bytes) const;
+
     const std::vector<KeyValue>& metadata() const { return kv_; }
     const Value* find(const std::string& key) const;
     const std::vector<TensorInfo>& tensors() const { return tensors_; }

@@ -2,6 +2,7 @@
 // graph of each block, written as diffusers' forward passes read.
 #include "models/sd_blocks.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/error.h"
@@ -36,11 +37,26 @@ Linear bind_linear(const Binder& b, const std::string& prefix, int64_t in, int64
 
 Conv bind_conv(const Binder& b, const std::string& prefix, int64_t c_in, int64_t c_out, int k) {
     Conv c;
-    c.w = b.get(prefix + "weight", {k, k, c_in, c_out});
-    if (!plain_float(c.w->type))
-        fail(ErrorKind::Unsupported, b.file().label() + ": convolution '" + prefix + "weight' is " +
-                                         type_name(c.w->type) + "; quanta runs f32, f16 and bf16 convolutions");
-    c.b = b.get(prefix + "bias", {c.c_out()});
+    const std::string name = prefix + "weight";
+    const gguf::TensorInfo* t = b.file().find_tensor(name);
+    c.kernel = k;
+    if (t && t->n_dims <= 2) {  // kernel rows
+        c.w = b.get(name, {c_in * k * k, c_out});
+        require(c.w->ne[0] % (k * k) == 0, b, "convolution '" + name + "' has rows of " +
+                                                  std::to_string(c.w->ne[0]) + ", not Cin x " + std::to_string(k) +
+                                                  " x " + std::to_string(k));
+        c.in = c.w->ne[0] / (k * k);
+        c.out = c.w->ne[1];
+    } else {
+        c.w = b.get(name, {k, k, c_in, c_out});
+        if (!plain_float(c.w->type))
+            fail(ErrorKind::Unsupported, b.file().label() + ": convolution '" + name + "' is " +
+                                             type_name(c.w->type) + " in 4-D; quantized kernels are stored as rows " +
+                                             "[KW * KH * Cin, Cout]");
+        c.in = c.w->ne[2];
+        c.out = c.w->ne[3];
+    }
+    c.b = b.get(prefix + "bias", {c.out});
     return c;
 }
 
@@ -132,7 +148,7 @@ Tensor* BlockBuilder::conv(Tensor* x, const Conv& c, int stride, int pad, int pa
 
 Tensor* BlockBuilder::group_norm(Tensor* x, const Affine& a, int n_groups, float eps) {
     const int64_t c = a.w->ne[0];
-    Tensor* y = g.group_norm(x, n_groups, eps);
+    Tensor* y = tap ? tap->normalize(g, x, n_groups, eps) : g.group_norm(x, n_groups, eps);
     return g.add(g.mul(y, g.reshape(weight(a.w), {1, 1, c, 1})), g.reshape(weight(a.b), {1, 1, c, 1}));
 }
 
@@ -172,6 +188,25 @@ Tensor* BlockBuilder::attention(Tensor* x, Tensor* ctx, const Attention& a) {
     return linear(g.reshape(o, {inner, x->ne[1], x->ne[2]}), a.out);
 }
 
+// Tokens are independent here, so the feed-forward runs on runs of
+// kFeedForwardTokens of them, each run's GEGLU projection (8x the block's
+// width: 335 MB for the 16384 tokens of a 1024x1024 image at batch 2, the
+// UNet's largest activation) freed before the next run's is made.
+constexpr int64_t kFeedForwardTokens = 4096;
+
+Tensor* BlockBuilder::feed_forward(Tensor* x, const TransformerBlock& b) {
+    const int64_t tokens = x->ne[1] * x->ne[2];
+    Tensor* rows = g.reshape(x, {x->ne[0], tokens});
+    Tensor* out = nullptr;
+    for (int64_t t0 = 0; t0 < tokens; t0 += kFeedForwardTokens) {
+        const int64_t n = std::min(kFeedForwardTokens, tokens - t0);
+        Tensor* run = g.view(rows, {x->ne[0], n}, {rows->nb[1]}, (size_t)t0 * rows->nb[1]);
+        Tensor* y = linear(g.geglu(linear(run, b.ff_in)), b.ff_out);
+        out = out ? g.concat(out, y, 1) : y;
+    }
+    return g.reshape(out, {out->ne[0], x->ne[1], x->ne[2]});
+}
+
 Tensor* BlockBuilder::spatial_transformer(Tensor* x, Tensor* context, const SpatialTransformer& t, int n_groups) {
     const int64_t w = x->ne[0], h = x->ne[1];
     Tensor* y = group_norm(x, t.norm, n_groups, kTransformerGroupEps);
@@ -179,7 +214,7 @@ Tensor* BlockBuilder::spatial_transformer(Tensor* x, Tensor* context, const Spat
     for (const TransformerBlock& b : t.blocks) {
         y = g.add(y, attention(layer_norm(y, b.norm1, kLayerNormEps), nullptr, b.attn1));
         y = g.add(y, attention(layer_norm(y, b.norm2, kLayerNormEps), context, b.attn2));
-        y = g.add(y, linear(g.geglu(linear(layer_norm(y, b.norm3, kLayerNormEps), b.ff_in)), b.ff_out));
+        y = g.add(y, feed_forward(layer_norm(y, b.norm3, kLayerNormEps), b));
     }
     y = t.linear_proj() ? to_image(linear(y, t.proj_out_linear), w, h) : conv(to_image(y, w, h), t.proj_out_conv);
     return g.add(y, x);

@@ -23,11 +23,15 @@ struct Linear {  // w [in, out] any type; b [out] or null
     int64_t in() const { return w->ne[0]; }
     int64_t out() const { return w->ne[1]; }
 };
-struct Conv {  // w [K, K, Cin, Cout] f32/f16/bf16; b [Cout]
+// w [K, K, Cin, Cout] f32/f16/bf16, or any type as kernel rows [K * K * Cin, Cout]
+// (quantized files: GGUF's blocks run along a tensor's first dimension); b [Cout].
+struct Conv {
     Weight w = nullptr, b = nullptr;
-    int k() const { return (int)w->ne[0]; }
-    int64_t c_in() const { return w->ne[2]; }
-    int64_t c_out() const { return w->ne[3]; }
+    int kernel = 0;
+    int64_t in = 0, out = 0;
+    int k() const { return kernel; }
+    int64_t c_in() const { return in; }
+    int64_t c_out() const { return out; }
 };
 
 // Where a resnet block's pieces sit under its prefix.
@@ -85,6 +89,16 @@ VaeAttention bind_vae_attention(const Binder& b, const std::string& prefix, int6
 // copies, sd_lora.h): the backend address of each.
 using MovedWeights = std::unordered_map<Weight, const char*>;
 
+// Where a graph's group norms take their statistics from. Without one, each
+// norm uses its own input's; a tiled VAE decode (vae_tiles.h) sets one to
+// measure every norm's statistics in a tile or to impose the whole image's.
+class GroupNormTap {
+public:
+    virtual ~GroupNormTap() = default;
+    // The graph's next group norm, of x: x normalized, before the affine.
+    virtual Tensor* normalize(Graph& g, Tensor* x, int n_groups, float eps) = 0;
+};
+
 // Builds the blocks into a graph. `weights` is the file's tensor data as
 // placed on the backend: a weight lives at weights + its offset, unless
 // `moved` gives it another address.
@@ -104,12 +118,15 @@ public:
     // Multi-head attention of tokens x [C, T, N] over ctx [Cc, Tc, N].
     Tensor* attention(Tensor* x, Tensor* ctx, const Attention& a);
     Tensor* spatial_transformer(Tensor* x, Tensor* context, const SpatialTransformer& t, int n_groups);
+    // GEGLU feed-forward of tokens x [C, T, N], a few thousand tokens at a time.
+    Tensor* feed_forward(Tensor* x, const TransformerBlock& b);
     Tensor* vae_attention(Tensor* x, const VaeAttention& a, int n_groups);
     // [W, H, C, N] <-> [C, W * H, N].
     Tensor* to_tokens(Tensor* x);
     Tensor* to_image(Tensor* t, int64_t w, int64_t h);
 
     Graph& g;
+    GroupNormTap* tap = nullptr;
 
 private:
     const char* weights_;

@@ -120,6 +120,7 @@ MergedWeights merge_loras(const gguf::File& file, Backend& backend, const std::v
         char* at = merged.memory->base() + offsets[i++];
         backend.write(at, bytes.data(), bytes.size());
         merged.addresses[t.w] = at;
+        file.drop_pages(t.w->data, t.w->nbytes);  // the graphs never read the file's copy again
     }
     return merged;
 }

@@ -1,10 +1,12 @@
 // Loading a Stable Diffusion file and running its parts (sd_model.h).
 #include "models/sd_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 #include "base/error.h"
+#include "models/vae_tiles.h"
 
 namespace quanta::models {
 namespace {
@@ -19,6 +21,25 @@ std::vector<float> default_betas() {
         betas[i] = (float)(s * s);
     }
     return betas;
+}
+
+// Each SdPart's tensor names begin with (the LDM checkpoint's prefixes).
+const char* const kPartPrefix[] = {"cond_stage_model.", "model.diffusion_model.", "first_stage_model."};
+
+// The byte ranges of the tensors under `prefix`, in file order, adjacent ones merged.
+std::vector<std::pair<const uint8_t*, size_t>> tensor_ranges(const gguf::File& file, const std::string& prefix) {
+    std::vector<const gguf::TensorInfo*> ts;
+    for (const gguf::TensorInfo& t : file.tensors())
+        if (t.name.compare(0, prefix.size(), prefix) == 0) ts.push_back(&t);
+    std::sort(ts.begin(), ts.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+    std::vector<std::pair<const uint8_t*, size_t>> out;
+    for (const gguf::TensorInfo* t : ts) {
+        if (!out.empty() && out.back().first + out.back().second + file.alignment() >= t->data)
+            out.back().second = (size_t)(t->data + t->nbytes - out.back().first);
+        else
+            out.push_back({t->data, t->nbytes});
+    }
+    return out;
 }
 
 const char* kClipEmbedding = "cond_stage_model.transformer.text_model.embeddings.token_embedding.weight";
@@ -58,6 +79,7 @@ SdConfig SdConfig::from_gguf(const gguf::File& file) {
     if (prediction != "epsilon" && prediction != "v_prediction")
         fail(ErrorKind::Unsupported, file.label() + ": prediction type '" + prediction + "' (epsilon or v_prediction)");
     c.v_prediction = prediction == "v_prediction";
+    if (!md.find("prediction_type")) c.prediction_source = c.version == "sd1" ? "default" : "guessed";
     c.latent_scale = md.real("latent_scale", 0.18215f);
     for (double b : md.numbers("scheduler.betas")) {
         if (!(b > 0 && b < 1)) fail(ErrorKind::Model, file.label() + ": sd.scheduler.betas must lie in (0, 1)");
@@ -86,10 +108,16 @@ SdConfig SdConfig::from_gguf(const gguf::File& file) {
 }
 
 std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend,
-                                       const std::vector<LoraPatch>& loras) {
+                                       const std::string& prediction_type, const std::vector<LoraPatch>& loras) {
     QUANTA_CHECK_ARG(backend != nullptr, "SdModel::load: no backend");
+    QUANTA_CHECK_ARG(prediction_type.empty() || prediction_type == "epsilon" || prediction_type == "v_prediction",
+                     "prediction_type must be epsilon or v_prediction, not '" + prediction_type + "'");
     auto m = std::make_shared<SdModel>();
     m->config = SdConfig::from_gguf(*file);
+    if (!prediction_type.empty()) {
+        m->config.v_prediction = prediction_type == "v_prediction";
+        m->config.prediction_source = "argument";
+    }
     const Binder b(*file);
     m->clip = ClipTextWeights::bind(b, m->config.clip_heads, m->config.clip_activation, m->config.clip_norm_eps);
     m->unet = UNetWeights::bind(b, m->config.unet_heads, m->config.unet_head_dim);
@@ -97,25 +125,48 @@ std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::sh
     if (m->unet.context_dim != m->clip.n_embd)
         fail(ErrorKind::Model, file->label() + ": the UNet attends to " + std::to_string(m->unet.context_dim) +
                                    "-wide text embeddings but the text encoder is " + std::to_string(m->clip.n_embd) + " wide");
-    if (m->unet.conv_in.c_in() != m->vae.latent_channels)
+    const int64_t c = m->vae.latent_channels;
+    if ((m->unet.conv_in.c_in() != c && !m->has_inpainting_unet()) || m->unet.conv_out.c_out() != c)
         fail(ErrorKind::Model, file->label() + ": the UNet takes " + std::to_string(m->unet.conv_in.c_in()) +
-                                   " channels but the VAE's latents have " + std::to_string(m->vae.latent_channels));
+                                   " channels and predicts " + std::to_string(m->unet.conv_out.c_out()) +
+                                   ", but the VAE's latents have " + std::to_string(c) + " (a UNet takes " +
+                                   std::to_string(c) + ", or " + std::to_string(2 * c + 1) + " to inpaint)");
     m->weight_memory = backend->place(file->tensor_data(), file->tensor_data_size());
+    for (int p = 0; p < 3; ++p) m->part_bytes[p] = tensor_ranges(*file, kPartPrefix[p]);
     m->lora = merge_loras(*file, *backend, loras);
     m->file = std::move(file);
     m->backend = std::move(backend);
+    if (m->config.prediction_source == "guessed") m->config.v_prediction = v_prediction_score(*m) < -1.0;
     return m;
 }
 
-void PartRunner::finish(Tensor* out) {
-    out_ = out;
-    graph_.mark_output(out);
+void SdModel::release(SdPart part) const {
+    for (auto [begin, bytes] : part_bytes[(int)part]) file->drop_pages(begin, bytes);
+}
+
+double v_prediction_score(const SdModel& m) {
+    // 8x8 latents as stable-diffusion.cpp uses, or the smallest size the UNet's downsamplers allow.
+    const int64_t side = std::max<int64_t>(8, m.size_multiple() / m.vae.downscale);
+    UNetRunner unet(m, side, side, 1);
+    // A context of identical tokens: cross-attention gives the same whatever their number (it uses 2).
+    std::vector<float> x(unet.latent_floats(), 0.5f), out(x.size());
+    std::vector<float> context((size_t)(m.unet.context_dim * m.clip.n_ctx), 0.5f);
+    const float t = 999.0f;
+    unet.run(x.data(), &t, context.data(), out.data());
+    double sum = 0;
+    for (size_t i = 0; i < x.size(); ++i) sum += (double)out[i] - x[i];
+    return sum / (double)x.size();
+}
+
+void PartRunner::finish(const std::vector<Tensor*>& outs) {
+    out_ = outs.at(0);
+    for (Tensor* t : outs) graph_.mark_output(t);
     arena_ = m_.backend->prepare(graph_);
 }
 
 void PartRunner::run(float* out) {
-    m_.backend->compute(graph_);
-    m_.backend->get_tensor(out_, out, out_->n_bytes());
+    compute();
+    get(out_, out);
 }
 
 std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids, int n_layers) {
@@ -153,7 +204,8 @@ void UNetRunner::run(const float* x, const float* t, const float* context, float
     r_.run(out);
 }
 
-std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h) {
+std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h, int64_t tile) {
+    if (tile > 0 && (w > tile || h > tile)) return decode_latents_tiled(m, z, w, h, tile);
     return run_once(m, {w, h, m.vae.latent_channels, 1}, "latents", z,
                     [&](BlockBuilder& bb, Tensor* in) { return build_vae_decoder(bb, m.vae, m.config.vae_groups, in); });
 }

@@ -22,6 +22,10 @@ namespace quanta::models {
 struct SdConfig {
     std::string version;      // "sd1" or "sd2"
     bool v_prediction = false;
+    // Where v_prediction comes from: "metadata" (sd.prediction_type), "argument" (SdModel::load's caller),
+    // "default" (an SD1 file without the key: epsilon, as every SD1 model is) or "guessed" (an SD2 file
+    // without it: SdModel::load runs stable-diffusion.cpp's test, guess_v_prediction).
+    std::string prediction_source = "metadata";
     float latent_scale = 0.18215f;
     std::vector<float> betas;  // the training noise schedule
     int steps_offset = 1;
@@ -37,6 +41,9 @@ struct SdConfig {
     static SdConfig from_gguf(const gguf::File& file);
 };
 
+// The three parts, whose tensors sit under their own name prefix.
+enum class SdPart { TextEncoder, UNet, Vae };
+
 struct SdModel {
     std::shared_ptr<gguf::File> file;
     std::shared_ptr<Backend> backend;
@@ -45,13 +52,23 @@ struct SdModel {
     UNetWeights unet;
     VaeWeights vae;
     std::unique_ptr<Buffer> weight_memory;
+    std::vector<std::pair<const uint8_t*, size_t>> part_bytes[3];  // per SdPart: merged tensor byte ranges
     MergedWeights lora;  // the weights LoRA patches changed, read in place of the file's
 
     // Image sizes must be multiples of this: the VAE's factor times the UNet's
     // 2^downsamples, so every skip connection meets a tensor of its own size.
     int size_multiple() const { return vae.downscale << unet.n_downsamples; }
+    // An inpainting UNet takes the latents, the latent mask and the masked image's latents: 2 c + 1 channels.
+    bool has_inpainting_unet() const { return unet.conv_in.c_in() == 2 * vae.latent_channels + 1; }
 
+    // Drops the part's weight pages from memory once it is done (the file stays
+    // mapped; the next image reads them back from the page cache), so that at
+    // most one part's weights are resident with its activations.
+    void release(SdPart part) const;
+
+    // prediction_type: "epsilon" or "v_prediction" overrides the file's; "" keeps it (or guesses, see SdConfig).
     static std::shared_ptr<SdModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend,
+                                         const std::string& prediction_type = "",
                                          const std::vector<LoraPatch>& loras = {});
 };
 
@@ -61,9 +78,12 @@ public:
     explicit PartRunner(const SdModel& m) : m_(m), bb_(graph_, m.weight_memory->base(), &m.lora.addresses) {}
     BlockBuilder& builder() { return bb_; }
     Tensor* input(DType type, const Shape& ne, const std::string& name) { return graph_.input(type, ne, name); }
-    void finish(Tensor* out);  // marks the output and prepares the graph
+    void finish(Tensor* out) { finish(std::vector<Tensor*>{out}); }
+    void finish(const std::vector<Tensor*>& outs);  // marks the outputs and prepares the graph
     void set(Tensor* t, const void* src) { m_.backend->set_tensor(t, src, t->n_bytes()); }
-    void run(float* out);      // computes and copies the output out
+    void run(float* out);  // computes and copies the first output out
+    void compute() { m_.backend->compute(graph_); }
+    void get(const Tensor* t, float* dst) { m_.backend->get_tensor(t, dst, t->n_bytes()); }
 
 private:
     const SdModel& m_;
@@ -80,7 +100,8 @@ std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids
 class UNetRunner {
 public:
     UNetRunner(const SdModel& m, int64_t w, int64_t h, int64_t n);
-    // x [w, h, c, n], t [n], context [context_dim, n_ctx, n] -> out like x.
+    // x [w, h, c, n], t [n], context [context_dim, n_ctx, n] -> out [w, h, latent c, n] (c is 2 latent c + 1
+    // for an inpainting UNet).
     void run(const float* x, const float* t, const float* context, float* out);
     size_t latent_floats() const { return (size_t)x_->n_elements(); }
 
@@ -89,8 +110,14 @@ private:
     Tensor *x_, *t_, *context_;
 };
 
+// stable-diffusion.cpp's test for an SD2 file that does not say what its UNet predicts: one UNet pass on
+// constant latents (0.5, 8x8) and context (0.5) at t = 999; a v-prediction UNet's output is then far below its
+// input (mean(out - x) < -1), an eps-prediction UNet's is not. Returns that mean.
+double v_prediction_score(const SdModel& m);
+
 // Unscaled latents [w, h, c] -> pixels [w * f, h * f, 3] in about [-1, 1].
-std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h);
+// tile > 0: in tiles of tile x tile latents (vae_tiles.h) where the latents are larger.
+std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h, int64_t tile = 0);
 // Pixels [W, H, 3] in [-1, 1] -> the latent distribution's mean (unscaled).
 std::vector<float> encode_image(const SdModel& m, const float* pixels, int64_t w, int64_t h);
 

@@ -89,9 +89,15 @@ VaeWeights VaeWeights::bind(const Binder& b) {
 }
 
 Tensor* build_vae_decoder(BlockBuilder& bb, const VaeWeights& w, int n_groups, Tensor* z) {
+    return build_vae_decoder_tail(bb, w, n_groups, build_vae_decoder_head(bb, w, n_groups, z));
+}
+
+Tensor* build_vae_decoder_head(BlockBuilder& bb, const VaeWeights& w, int n_groups, Tensor* z) {
+    return run_mid(bb, w.decoder, n_groups, bb.conv(bb.conv(z, w.post_quant), w.decoder.conv_in));
+}
+
+Tensor* build_vae_decoder_tail(BlockBuilder& bb, const VaeWeights& w, int n_groups, Tensor* h) {
     Graph& g = bb.g;
-    Tensor* h = bb.conv(bb.conv(z, w.post_quant), w.decoder.conv_in);
-    h = run_mid(bb, w.decoder, n_groups, h);
     for (const VaeLevel& l : w.decoder.levels) {
         for (const ResBlock& r : l.blocks) h = bb.res_block(h, r, nullptr, n_groups, kEps);
         if (l.resample.w) h = bb.conv(g.upsample(h, 2), l.resample);

@@ -37,6 +37,11 @@ struct VaeWeights {
 // Latents (f32 [w, h, latent_channels, N], already divided by the latent
 // scale) to images f32 [w * downscale, h * downscale, 3, N] in about [-1, 1].
 Tensor* build_vae_decoder(BlockBuilder& bb, const VaeWeights& w, int n_groups, Tensor* z);
+// The decoder in two: the head (post_quant_conv, conv_in and the mid block,
+// whose attention spans every latent) and the tail (the up levels and the
+// output, where the memory goes), which can run in tiles of the head's output.
+Tensor* build_vae_decoder_head(BlockBuilder& bb, const VaeWeights& w, int n_groups, Tensor* z);
+Tensor* build_vae_decoder_tail(BlockBuilder& bb, const VaeWeights& w, int n_groups, Tensor* h);
 // Images in [-1, 1] to the mean of the latent distribution (unscaled).
 Tensor* build_vae_encoder(BlockBuilder& bb, const VaeWeights& w, int n_groups, Tensor* image);
 

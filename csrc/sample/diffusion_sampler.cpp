@@ -4,6 +4,7 @@
 // torch's separate multiply and add.
 #include "sample/diffusion_sampler.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "base/error.h"
@@ -33,6 +34,14 @@ Prediction parse_prediction(const std::string& name) {
     fail(ErrorKind::InvalidArgument, "unknown prediction type \"" + name + "\" (expected epsilon or v_prediction)");
 }
 
+int first_step_for_strength(int steps, double strength) {
+    QUANTA_CHECK_ARG(strength > 0 && strength <= 1, "strength must be in (0, 1]");
+    const int run = std::min((int)(steps * strength), steps);
+    QUANTA_CHECK_ARG(run >= 1, "strength " + std::to_string(strength) + " with " + std::to_string(steps) +
+                                   " steps runs no step (int(steps * strength) is 0): raise either");
+    return steps - run;
+}
+
 DiffusionSampler::DiffusionSampler(const std::vector<float>& betas, int steps_offset, Prediction prediction,
                                    DiffusionSamplerKind kind, ScheduleKind schedule, int steps, uint64_t seed)
     : train_(betas, steps_offset),
@@ -53,11 +62,38 @@ float DiffusionSampler::input_scale(int i) const {
     return 1.0f / std::sqrt(s * s + 1.0f);
 }
 
+void DiffusionSampler::begin_at(int first) {
+    QUANTA_CHECK_ARG(next_step_ == first_, "begin_at must come before the first step");
+    QUANTA_CHECK_ARG(first >= 0 && first < steps(),
+                     "first step " + std::to_string(first) + " is outside [0, " + std::to_string(steps()) + ")");
+    first_ = next_step_ = first;
+}
+
+void DiffusionSampler::add_noise(int i, const float* x0, const float* noise, float* out, size_t n) const {
+    QUANTA_CHECK_ARG(i >= 0 && i < steps(), "step " + std::to_string(i) + " is outside [0, " + std::to_string(steps()) + ")");
+    const float sigma = schedule_.sigmas[i];
+    if (kind_ == DiffusionSamplerKind::Euler || kind_ == DiffusionSamplerKind::EulerA) {
+        for (size_t k = 0; k < n; ++k) out[k] = x0[k] + noise[k] * sigma;
+        return;
+    }
+    float signal, level;  // out = signal x0 + level noise
+    if (kind_ == DiffusionSamplerKind::Dpmpp2m) {
+        const Vp at = vp(sigma);
+        signal = at.alpha;
+        level = at.sigma;
+    } else {  // ddim and lcm, from alphas_cumprod at the step's timestep
+        const float a = train_.alphas_cumprod[(int)schedule_.timesteps[i]];
+        signal = std::sqrt(a);
+        level = std::sqrt(1.0f - a);
+    }
+    for (size_t k = 0; k < n; ++k) out[k] = signal * x0[k] + level * noise[k];
+}
+
 void DiffusionSampler::step(int i, const float* model_output, float* x, size_t n) {
     QUANTA_CHECK_ARG(next_step_ < steps(), "all " + std::to_string(steps()) + " steps have run");
     QUANTA_CHECK_ARG(i == next_step_, "steps run in order: expected step " + std::to_string(next_step_) + ", got " +
                                           std::to_string(i));
-    QUANTA_CHECK_ARG(i == 0 || n == n_, "step " + std::to_string(i) + " has " + std::to_string(n) +
+    QUANTA_CHECK_ARG(i == first_ || n == n_, "step " + std::to_string(i) + " has " + std::to_string(n) +
                                             " values, the earlier steps " + std::to_string(n_));
     n_ = n;
     switch (kind_) {
@@ -131,7 +167,7 @@ void DiffusionSampler::step_ddim(int i, const float* out, float* x) {
 void DiffusionSampler::step_dpmpp_2m(int i, const float* out, float* x) {
     const Vp s0 = vp(schedule_.sigmas[i]), t = vp(schedule_.sigmas[i + 1]);
     prev_x0_.resize(n_);
-    const bool first_order = i == 0 || i == steps() - 1;
+    const bool first_order = i == first_ || i == steps() - 1;
     const float h = t.lambda - s0.lambda;
     const float x_coef = t.sigma / s0.sigma;
     const float d0_coef = t.alpha * (std::exp(-h) - 1.0f);

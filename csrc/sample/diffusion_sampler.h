@@ -11,6 +11,10 @@
 //
 // One seeded NormalRng gives the initial noise and then the ancestral noise (euler_a, lcm), drawn whenever
 // diffusers draws, so one seed names one image, as one torch.Generator does in a diffusers pipeline.
+//
+// img2img and inpainting run only the schedule's last steps: begin_at(first_step_for_strength(steps, strength)),
+// with the start latents add_noise(first, x0, noise) instead of the scaled noise, as diffusers'
+// StableDiffusionImg2ImgPipeline does with get_timesteps and scheduler.add_noise.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +30,10 @@ namespace quanta::sample {
 enum class Prediction { Epsilon, V };
 // "epsilon" | "v_prediction", diffusers' prediction_type names (and the GGUF's sd.prediction_type).
 Prediction parse_prediction(const std::string& name);
+
+// diffusers' get_timesteps: a run of `steps` at img2img `strength` in (0, 1] skips the first
+// steps - int(steps * strength) steps. A strength outside (0, 1], or one that leaves no step, is an InvalidArgument.
+int first_step_for_strength(int steps, double strength);
 
 class DiffusionSampler {
 public:
@@ -45,8 +53,14 @@ public:
 
     // The next n numbers of the sampler's normal stream (for the initial latents).
     void fill_normal(float* out, size_t n) { rng_.fill_normal(out, n); }
-    // Advances x (n floats) from the model output for step i's scaled input. Steps run in order, 0 first,
-    // each once, with the same n.
+    // Starts the run at step `first` instead of 0 (diffusers' set_begin_index); call before any step.
+    void begin_at(int first);
+    int first_step() const { return first_; }
+    // diffusers' scheduler.add_noise: x0 (n floats) at step i's noise level with unit noise, into out
+    // (x0 + sigma noise for the sigma samplers, sqrt(a) x0 + sqrt(1 - a) noise for ddim and lcm).
+    void add_noise(int i, const float* x0, const float* noise, float* out, size_t n) const;
+    // Advances x (n floats) from the model output for step i's scaled input. Steps run in order, first_step()
+    // first, each once, with the same n.
     void step(int i, const float* model_output, float* x, size_t n);
 
 private:
@@ -61,6 +75,7 @@ private:
     Prediction prediction_;
     DiffusionSamplerKind kind_;
     NormalRng rng_;
+    int first_ = 0;
     int next_step_ = 0;
     size_t n_ = 0;
     std::vector<float> noise_;     // euler_a and lcm: the step's ancestral noise

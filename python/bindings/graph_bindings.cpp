@@ -139,8 +139,12 @@ void bind_graph(py::module_& m) {
              py::arg("x"), py::arg("mask").none(true), py::arg("scale") = 1.0f, ref)
         .def("get_rows", [](PyGraph& g, Tensor* table, Tensor* ids) { return g.graph.get_rows(table, ids); }, ref)
         .def("concat", [](PyGraph& g, Tensor* a, Tensor* b, int dim) { return g.graph.concat(a, b, dim); }, ref)
-        .def("group_norm", [](PyGraph& g, Tensor* x, int n_groups, float eps) { return g.graph.group_norm(x, n_groups, eps); },
-             py::arg("x"), py::arg("n_groups"), py::arg("eps"), ref)
+        .def("group_norm", [](PyGraph& g, Tensor* x, int n_groups, float eps, Tensor* moments) {
+            return g.graph.group_norm(x, n_groups, eps, moments);
+        }, py::arg("x"), py::arg("n_groups"), py::arg("eps"), py::arg("moments") = nullptr, ref)
+        .def("group_moments", [](PyGraph& g, Tensor* x, Tensor* window, int n_groups, int scale) {
+            return g.graph.group_moments(x, window, n_groups, scale);
+        }, py::arg("x"), py::arg("window"), py::arg("n_groups"), py::arg("scale") = 1, ref)
         .def("layer_norm", [](PyGraph& g, Tensor* x, float eps) { return g.graph.layer_norm(x, eps); }, ref)
         .def("upsample", [](PyGraph& g, Tensor* x, int factor) { return g.graph.upsample(x, factor); },
              py::arg("x"), py::arg("factor") = 2, ref)

@@ -8,6 +8,7 @@
 #include "base/error.h"
 #include "engine/image_gen.h"
 #include "models/sd_model.h"
+#include "models/vae_tiles.h"
 
 namespace quanta::bindings {
 namespace {
@@ -20,6 +21,7 @@ py::dict config_dict(const SdModel& m) {
     py::dict d;
     d["version"] = c.version;
     d["prediction_type"] = c.v_prediction ? "v_prediction" : "epsilon";
+    d["prediction_source"] = c.prediction_source;
     d["latent_scale"] = c.latent_scale;
     d["steps_offset"] = c.steps_offset;
     d["betas"] = c.betas;
@@ -32,6 +34,7 @@ py::dict config_dict(const SdModel& m) {
     d["clip_ctx"] = m.clip.n_ctx;
     d["clip_width"] = m.clip.n_embd;
     d["has_vae_encoder"] = m.vae.has_encoder();
+    d["inpainting"] = m.has_inpainting_unet();
     return d;
 }
 
@@ -73,14 +76,16 @@ std::vector<models::LoraPatch> lora_patches(const py::list& loras) {
 void bind_sd(py::module_& m) {
     py::class_<SdModel, std::shared_ptr<SdModel>>(m, "SdModel")
         .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads,
-                         const py::list& loras) {
+                         const std::string& prediction_type, const py::list& loras) {
                  BackendOptions options;
                  options.n_threads = n_threads;
                  std::vector<models::LoraPatch> patches = lora_patches(loras);
                  py::gil_scoped_release release;
-                 return SdModel::load(std::move(file), backends::make_backend(device, options), patches);
+                 return SdModel::load(std::move(file), backends::make_backend(device, options), prediction_type,
+                                      patches);
              }),
-             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0, py::arg("loras") = py::list(),
+             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0, py::arg("prediction_type") = "",
+             py::arg("loras") = py::list(),
              "loras: (target tensor, LoRA module, down (rank, inputs), up (outputs, rank), scale) tuples merged "
              "into the weights at load")
         .def_property_readonly("config", [](const SdModel& s) { return config_dict(s); })
@@ -105,25 +110,30 @@ void bind_sd(py::module_& m) {
                                       x.shape(3) % (s.size_multiple() / s.vae.downscale) == 0,
                                   "latent height and width must be multiples of " +
                                       std::to_string(s.size_multiple() / s.vae.downscale));
-                 F32Array out({x.shape(0), x.shape(1), x.shape(2), x.shape(3)});
+                 F32Array out({x.shape(0), (py::ssize_t)s.unet.conv_out.c_out(), x.shape(2), x.shape(3)});
                  py::gil_scoped_release release;
                  models::UNetRunner r(s, x.shape(3), x.shape(2), n);
                  r.run(x.data(), t.data(), context.data(), out.mutable_data());
                  return out;
              },
-             py::arg("x"), py::arg("t"), py::arg("context"), "the UNet's prediction for latents (N, C, h, w)")
+             py::arg("x"), py::arg("t"), py::arg("context"),
+             "the UNet's prediction (N, latent C, h, w) for its input (N, C, h, w) (C = 2 latent C + 1 to inpaint)")
         .def("decode",
-             [](const SdModel& s, F32Array z) {
+             [](const SdModel& s, F32Array z, int64_t tile) {
                  check_shape(z, "latents", {1, (py::ssize_t)s.vae.latent_channels, -1, -1});
+                 QUANTA_CHECK_ARG(tile == 0 || tile >= models::kVaeMinTile,
+                                  "tile must be 0 (none) or at least " + std::to_string(models::kVaeMinTile) + " latents");
                  std::vector<float> out;
                  {
                      py::gil_scoped_release release;
-                     out = models::decode_latents(s, z.data(), z.shape(3), z.shape(2));
+                     out = models::decode_latents(s, z.data(), z.shape(3), z.shape(2), tile);
                  }
                  const py::ssize_t f = s.vae.downscale;
                  return new_array({1, 3, z.shape(2) * f, z.shape(3) * f}, out);
              },
-             py::arg("z"), "the VAE decoder: unscaled latents (1, C, h, w) -> pixels (1, 3, H, W) in about [-1, 1]")
+             py::arg("z"), py::arg("tile") = 0,
+             "the VAE decoder: unscaled latents (1, C, h, w) -> pixels (1, 3, H, W) in about [-1, 1]; tile > 0: "
+             "in windows of at most tile x tile latents where the latents are larger")
         .def("encode",
              [](const SdModel& s, F32Array pixels) {
                  check_shape(pixels, "image", {1, 3, -1, -1});
@@ -150,7 +160,9 @@ void bind_sd(py::module_& m) {
         .def("generate",
              [](const engine::ImageGenerator& g, const std::string& prompt, const std::string& negative, int width,
                 int height, int steps, float cfg_scale, const std::string& sampler, const std::string& scheduler,
-                uint64_t seed, int clip_skip, std::optional<F32Array> latents, py::object callback) {
+                uint64_t seed, int clip_skip, int batch_size, std::optional<F32Array> latents,
+                std::optional<F32Array> init_image, double strength, std::optional<F32Array> mask,
+                py::object callback, int vae_tile) {
                  engine::ImageRequest r;
                  r.prompt = prompt;
                  r.negative_prompt = negative;
@@ -162,7 +174,12 @@ void bind_sd(py::module_& m) {
                  r.scheduler = scheduler;
                  r.seed = seed;
                  r.clip_skip = clip_skip;
+                 r.vae_tile = vae_tile;
+                 r.batch_size = batch_size;
+                 r.strength = strength;
                  if (latents) r.latents.assign(latents->data(), latents->data() + latents->size());
+                 if (init_image) r.init_image.assign(init_image->data(), init_image->data() + init_image->size());
+                 if (mask) r.mask.assign(mask->data(), mask->data() + mask->size());
                  if (!callback.is_none()) {
                      // Runs on this thread between steps, with the GIL taken back for the call.
                      r.callback = [&callback](int step, int total, const float* x, size_t n) {
@@ -172,17 +189,21 @@ void bind_sd(py::module_& m) {
                          callback(step, total, copy);
                      };
                  }
-                 engine::Image image;
+                 std::vector<engine::Image> images;
                  {
                      py::gil_scoped_release release;
-                     image = g.generate(r);
+                     images = g.generate(r);
                  }
-                 return new_array({image.height, image.width, 3}, image.rgb);
+                 py::list out;
+                 for (const engine::Image& image : images) out.append(new_array({image.height, image.width, 3}, image.rgb));
+                 return out;
              },
              py::arg("prompt"), py::arg("negative_prompt"), py::arg("width"), py::arg("height"), py::arg("steps"),
              py::arg("cfg_scale"), py::arg("sampler"), py::arg("scheduler"), py::arg("seed"), py::arg("clip_skip"),
-             py::arg("latents"), py::arg("callback"),
-             "one image: float32 (height, width, 3) in [0, 1]");
+             py::arg("batch_size"), py::arg("latents"), py::arg("init_image"), py::arg("strength"), py::arg("mask"),
+             py::arg("callback"), py::arg("vae_tile") = engine::kAutoVaeTile,
+             "batch_size images, each float32 (height, width, 3) in [0, 1]; init_image (height, width, 3) in [0, 1] "
+             "for img2img, mask (height, width) for inpainting");
 }
 
 }  // namespace quanta::bindings

@@ -10,13 +10,18 @@ def register(sub) -> None:
     from .converter import FILE_TYPES
 
     types = ", ".join(FILE_TYPES)
-    convert = sub.add_parser("convert", help="convert a Hugging Face model folder or a diffusers Stable Diffusion "
-                                             "pipeline folder to one GGUF file")
+    convert = sub.add_parser("convert", help="convert a Hugging Face model folder, a diffusers Stable Diffusion "
+                                             "pipeline folder or a Stable Diffusion .safetensors file to one GGUF file")
     convert.add_argument("src", help="model folder: config.json, *.safetensors, tokenizer; or a diffusers pipeline "
-                                     "folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/ "
-                                     "(types f32, f16, q8_0, q4_k_m)")
+                                     "folder: model_index.json, unet/, vae/, text_encoder/, tokenizer/, scheduler/; "
+                                     "or an SD 1.x/2.x single file in the original layout (A1111's, "
+                                     "stable-diffusion.cpp's) (Stable Diffusion types f32, f16, q8_0, q4_k_m)")
     convert.add_argument("out", help="the .gguf file to write")
     _common(convert, types, "q4_k_m")
+    convert.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default=None,
+                         help="Stable Diffusion only: what the UNet predicts, which a single file cannot show "
+                              "(SD 2.x 768-v models: v_prediction). Default: the pipeline's scheduler config; for a "
+                              "single file, epsilon for SD1, and for SD2 a guess at load, as stable-diffusion.cpp makes")
     convert.set_defaults(handler=_cmd_convert)
 
     quantize = sub.add_parser("quantize", help="requantize a GGUF file to another type, like llama-quantize")
@@ -46,7 +51,8 @@ def _cmd_convert(args) -> int:
     from .threads import cli_threads
 
     _interrupt_on_sigterm()
-    convert(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=cli_threads(args.threads))
+    convert(args.src, args.out, type=args.type, progress=not args.quiet, n_threads=cli_threads(args.threads),
+            prediction_type=args.prediction_type)
     return 0
 
 

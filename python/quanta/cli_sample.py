@@ -1,5 +1,6 @@
 """`quanta sample`: one image from a Stable Diffusion GGUF file, written as a PNG whose "parameters" text chunk
-holds the prompt and settings as A1111 writes them. Progress (a bar with seconds per step) goes to stderr."""
+holds the prompt and settings as A1111 writes them: text to image, or with -i an init image (img2img), with
+--mask too inpainting. Progress (a bar with seconds per step) goes to stderr."""
 
 from __future__ import annotations
 
@@ -14,8 +15,14 @@ def register(sub) -> None:
     p.add_argument("-m", "--model", required=True, help="a Stable Diffusion .gguf file (quanta convert a diffusers folder)")
     p.add_argument("-p", "--prompt", required=True, help="what to draw")
     p.add_argument("-n", "--negative-prompt", default="", help="what to steer away from")
-    p.add_argument("-W", "--width", type=int, default=512, help="image width in pixels (default 512)")
-    p.add_argument("-H", "--height", type=int, default=512, help="image height in pixels (default 512)")
+    p.add_argument("-W", "--width", type=int, default=None,
+                   help="image width in pixels (default: the init image's, else 512)")
+    p.add_argument("-H", "--height", type=int, default=None,
+                   help="image height in pixels (default: the init image's, else 512)")
+    p.add_argument("-i", "--init-image", default=None, help="img2img: the image to start from (PNG, JPEG, ...)")
+    p.add_argument("--strength", type=float, default=None,
+                   help="img2img: how much of the schedule runs, in (0, 1] (default 0.75; 1 redraws all)")
+    p.add_argument("--mask", default=None, help="inpainting, with -i: an image whose white pixels are repainted")
     p.add_argument("--steps", type=int, default=20, help="sampling steps (default 20)")
     p.add_argument("--cfg", "--cfg-scale", dest="cfg", type=float, default=7.0,
                    help="classifier-free guidance scale (default 7; <= 1 skips the unconditional pass)")
@@ -87,11 +94,23 @@ def _cmd_sample(args) -> int:
     bar = _StepBar(args.quiet)
     image = sd.sample(args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
                       steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler, scheduler=args.scheduler,
-                      seed=args.seed, clip_skip=args.clip_skip, callback=bar)
+                      seed=args.seed, clip_skip=args.clip_skip, callback=bar, init_image=_open(args.init_image),
+                      strength=args.strength, mask=_open(args.mask))
     info = PngInfo()
     info.add_text("parameters", image.info["parameters"])
     image.save(args.output, pnginfo=info)
     if not args.quiet:
-        print(f"quanta: wrote {args.output} ({args.width}x{args.height}, seed {sd.last_seed}) in "
+        print(f"quanta: wrote {args.output} ({image.width}x{image.height}, seed {sd.last_seed}) in "
               f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return 0
+
+
+def _open(path):
+    """The image at `path`, read into memory (None for None)."""
+    if path is None:
+        return None
+    from PIL import Image
+
+    with Image.open(path) as image:
+        image.load()
+        return image.copy()

@@ -143,6 +143,12 @@ def _squeezed(shape: tuple) -> tuple:
     return shape[:2] if len(shape) == 4 and shape[2:] == (1, 1) else shape
 
 
+def _kernel_rows(shape: tuple, down: tuple) -> bool:
+    """Whether a convolution's down [rank, Cin, KH, KW] fits a quantized kernel the file stores as its rows
+    [Cout, Cin * KH * KW] (converter/sd_convert.stored_shape): the rows' order is the kernel's."""
+    return len(shape) == 2 and len(down) == 4 and math.prod(down[1:]) == shape[1]
+
+
 def _tensor(source: SafetensorsSource, key: str, path: Path) -> np.ndarray:
     t = source.tensors[key]
     data = source.rows(key, 0, t.n_rows).reshape(t.shape)
@@ -172,7 +178,8 @@ def lora_patches(path: "str | os.PathLike[str]", weight: float, gguf) -> list:
             down, up = _tensor(source, parts["down"], path), _tensor(source, parts["up"], path)
             shape, rank = shapes[target], down.shape[0] if down.ndim else 0
             fits = (down.ndim >= 2 and _squeezed(up.shape) == (shape[0], rank)
-                    and _squeezed((rank,) + shape[1:]) == _squeezed(down.shape))
+                    and (_squeezed((rank,) + shape[1:]) == _squeezed(down.shape)
+                         or _kernel_rows(shape, down.shape)))
             if not fits:
                 raise ModelError(f"{path}: LoRA module '{module}' (down {list(down.shape)}, up {list(up.shape)}) "
                                  f"does not fit tensor '{target}' {list(shape)} of {gguf.path}: a LoRA for "

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import FormatError, ModelError
 from . import hf_models as hf
 from .hf_tokenizer import tokenizer_metadata
+from .ldm_convert import convert_ldm, is_single_file
 from .mixtures import check_file_type, file_type_metadata, tensor_types
 from ..threads import threads
 from .progress import ProgressArg
@@ -18,11 +19,13 @@ from .stream import TensorJob, write_gguf
 
 
 def convert(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: str = "q4_k_m",
-            progress: ProgressArg = True, n_threads: int = 0) -> None:
+            progress: ProgressArg = True, n_threads: int = 0, prediction_type: "str | None" = None) -> None:
     """Converts the Hugging Face model folder `src` into the GGUF file `out`, quantized to `type`
     (f32, f16, bf16, q8_0, q5_0, q5_1, q4_0, q4_1, q6_k, q5_k_m or q4_k_m). A diffusers Stable Diffusion
-    pipeline folder (one with model_index.json) becomes one Stable Diffusion GGUF file (sd_convert.py; types
-    f32, f16, q8_0, q4_k_m).
+    pipeline folder (one with model_index.json), or an original-layout single file (.safetensors, as A1111 and
+    stable-diffusion.cpp read them), becomes one Stable Diffusion GGUF file (sd_convert.py, ldm_convert.py; types
+    f32, f16, q8_0, q4_k_m); prediction_type ("epsilon" or "v_prediction") is for those, which a single file
+    cannot show.
 
     Tensors stream one chunk at a time from the memory-mapped safetensors, so memory stays near one chunk
     of one tensor; `out` appears only once complete. progress: True draws a bar on stderr, a function gets
@@ -30,10 +33,17 @@ def convert(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: 
     more than the usable cores is capped with a warning).
     """
     folder = Path(src)
+    if is_single_file(folder):
+        return convert_ldm(folder, out, type=type, progress=progress, n_threads=n_threads,
+                           prediction_type=prediction_type)
     if not folder.is_dir():
-        raise FormatError(f"{folder}: not a folder (convert takes a Hugging Face model folder)")
+        raise FormatError(f"{folder}: not a folder (convert takes a Hugging Face model folder, a diffusers "
+                          "pipeline folder or a Stable Diffusion .safetensors file)")
     if is_diffusers_folder(folder):
-        return convert_sd(folder, out, type=type, progress=progress, n_threads=n_threads)
+        return convert_sd(folder, out, type=type, progress=progress, n_threads=n_threads,
+                          prediction_type=prediction_type)
+    if prediction_type is not None:
+        raise ValueError("prediction_type is for Stable Diffusion checkpoints")
     check_file_type(type)
     n_threads = threads(n_threads)
     config = hf.read_config(folder)

@@ -47,6 +47,7 @@ from .safetensors_source import SafetensorsSource
 from .stream import TensorJob, write_gguf
 
 SD_FILE_TYPES = ("f32", "f16", "q8_0", "q4_k_m")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
 _QUANT_BASE = {"q8_0": "q8_0", "q4_k_m": "q4_k"}
 _PIPELINES = ("StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline")
 _COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
@@ -308,14 +309,28 @@ _QUANTIZED = re.compile(
 
 
 def sd_tensor_type(file_type: str, name: str, shape: tuple) -> str:
-    """The stored type of tensor `name` (GGUF name, numpy shape) in a `file_type` Stable Diffusion file."""
+    """The stored type of tensor `name` (GGUF name, numpy shape) in a `file_type` Stable Diffusion file. In the
+    quantized types the UNet's convolutions are quantized too, as rows of Cin * KH * KW (see stored_shape), each
+    to the type whose block fits its row (q4_k's fallback for SD1.5's 320- and 640-channel rows is q5_0); the
+    rest (the VAE, whose convolutions make the pixels, conv_in's 36-long rows, norms and biases) stays f16/f32."""
     if len(shape) < 2 or file_type == "f32" or name.endswith("embeddings.position_embedding.weight"):
         return "f32"
     if file_type == "f16":
         return "f16"
     if len(shape) == 2 and _QUANTIZED.match(name):
         return fit_row(_QUANT_BASE[file_type], int(shape[-1]))
+    if len(shape) == 4 and name.startswith(UNET):
+        return fit_row(_QUANT_BASE[file_type], int(np.prod(shape[1:])))
     return "f16"
+
+
+def stored_shape(stored_type: str, shape: tuple) -> tuple:
+    """A quantized convolution [Cout, Cin, KH, KW] is stored as its kernel rows [Cout, Cin * KH * KW]: GGUF's
+    blocks run along the first dimension, which is KW for a 4-D kernel. (ggml and so stable-diffusion.cpp read
+    only float convolutions; quanta's conv2d takes either form.)"""
+    if len(shape) == 4 and stored_type not in ("f32", "f16", "bf16"):
+        return (shape[0], int(np.prod(shape[1:])))
+    return shape
 
 
 # ---- metadata --------------------------------------------------------------------------------------------------
@@ -425,17 +440,57 @@ def tokenizer_vocab(tokenizer: Path) -> tuple:
     return [by_id[i] for i in range(len(by_id))], merges
 
 
-def _metadata(pipe: Pipeline, file_type: str, stored: list, n_vocab: int) -> list:
-    root = pipe.folder
-    unet, vae, text, sched = pipe.unet, pipe.vae, pipe.text, pipe.scheduler
-    sched_path = root / "scheduler" / "scheduler_config.json"
-    prediction = sched.get("prediction_type", "epsilon") or "epsilon"
-    if prediction not in ("epsilon", "v_prediction"):
-        raise UnsupportedError(f"{sched_path}: prediction_type {prediction!r}; quanta runs epsilon and v_prediction")
-    act = text.get("hidden_act", "quick_gelu")
-    if act not in ("quick_gelu", "gelu"):
-        raise UnsupportedError(f"{root / 'text_encoder' / 'config.json'}: hidden_act {act!r}; CLIP uses "
-                               "quick_gelu (SD1) or gelu (SD2)")
+@dataclass
+class SdFacts:
+    """What a Stable Diffusion GGUF file's sd.* metadata records (README, "A Stable Diffusion GGUF file")."""
+    version: str  # "sd1" or "sd2"
+    prediction_type: "str | None"  # "epsilon" or "v_prediction"; None: unknown, left out (the loader guesses)
+    betas: np.ndarray
+    unet_heads: list
+    latent_scale: float = 0.18215
+    steps_offset: int = 1
+    unet_groups: int = 32
+    vae_groups: int = 32
+    clip_heads: int = 12
+    clip_act: str = "quick_gelu"
+    clip_eps: float = 1e-5
+
+    def metadata(self) -> list:
+        prediction = [] if self.prediction_type is None else [("sd.prediction_type", self.prediction_type, "string")]
+        return [
+            ("sd.version", self.version, "string"),
+            *prediction,
+            ("sd.latent_scale", self.latent_scale, "f32"),
+            ("sd.scheduler.betas", self.betas.tolist(), "array[f32]"),
+            ("sd.scheduler.steps_offset", self.steps_offset, "u32"),
+            ("sd.unet.head_count", self.unet_heads, "array[i32]"),
+            ("sd.unet.norm_groups", self.unet_groups, "u32"),
+            ("sd.vae.norm_groups", self.vae_groups, "u32"),
+            ("sd.clip.head_count", self.clip_heads, "u32"),
+            ("sd.clip.hidden_act", self.clip_act, "string"),
+            ("sd.clip.layer_norm_eps", self.clip_eps, "f32"),
+        ]
+
+
+def check_prediction_type(prediction: str, where: str) -> str:
+    if prediction not in PREDICTION_TYPES:
+        raise UnsupportedError(f"{where}: prediction_type {prediction!r}; quanta runs {' and '.join(PREDICTION_TYPES)}")
+    return prediction
+
+
+def check_prediction_argument(prediction: "str | None") -> "str | None":
+    if prediction is not None and prediction not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, not {prediction!r}")
+    return prediction
+
+
+def file_metadata(name: str, file_type: str, stored: list, facts: SdFacts, tokenizer: list) -> list:
+    """Every key of a Stable Diffusion GGUF file: general.*, sd.*, tokenizer.ggml.*."""
+    return [("general.architecture", "stable-diffusion", "string"), ("general.name", name, "string"),
+            *file_type_metadata(file_type, stored), *facts.metadata(), *tokenizer]
+
+
+def _tokenizer_metadata(pipe: Pipeline, n_vocab: int) -> list:
     tokens, merges = tokenizer_vocab(pipe.tokenizer)
     if len(tokens) != n_vocab:
         raise ModelError(f"{pipe.tokenizer}: {len(tokens)} tokens, but the text encoder embeds {n_vocab}")
@@ -448,33 +503,35 @@ def _metadata(pipe: Pipeline, file_type: str, stored: list, n_vocab: int) -> lis
         if token not in ids:
             raise FormatError(f"{pipe.tokenizer}: {key} {token!r} is not in the vocabulary")
         special.append((f"tokenizer.ggml.{name}", ids[token], "u32"))
-    steps_offset = _scalar(sched, "steps_offset", 0, int)
-    return [
-        ("general.architecture", "stable-diffusion", "string"),
-        ("general.name", root.resolve().name, "string"),
-        *file_type_metadata(file_type, stored),
-        ("sd.version", sd_version(text, root / "text_encoder" / "config.json"), "string"),
-        ("sd.prediction_type", prediction, "string"),
-        ("sd.latent_scale", _scalar(vae, "scaling_factor", 0.18215, float), "f32"),
-        ("sd.scheduler.betas", betas(sched, sched_path).tolist(), "array[f32]"),
-        ("sd.scheduler.steps_offset", steps_offset, "u32"),
-        ("sd.unet.head_count", unet_head_counts(unet, root / "unet" / "config.json"), "array[i32]"),
-        ("sd.unet.norm_groups", _scalar(unet, "norm_num_groups", 32, int), "u32"),
-        ("sd.vae.norm_groups", _scalar(vae, "norm_num_groups", 32, int), "u32"),
-        ("sd.clip.head_count", _scalar(text, "num_attention_heads", 12, int), "u32"),
-        ("sd.clip.hidden_act", act, "string"),
-        ("sd.clip.layer_norm_eps", _scalar(text, "layer_norm_eps", 1e-5, float), "f32"),
-        ("tokenizer.ggml.model", "clip", "string"),
-        ("tokenizer.ggml.tokens", tokens, "array[string]"),
-        ("tokenizer.ggml.merges", merges, "array[string]"),
-        *special,
-    ]
+    return [("tokenizer.ggml.model", "clip", "string"), ("tokenizer.ggml.tokens", tokens, "array[string]"),
+            ("tokenizer.ggml.merges", merges, "array[string]"), *special]
+
+
+def _metadata(pipe: Pipeline, file_type: str, stored: list, n_vocab: int, prediction: "str | None") -> list:
+    root = pipe.folder
+    unet, vae, text, sched = pipe.unet, pipe.vae, pipe.text, pipe.scheduler
+    sched_path = root / "scheduler" / "scheduler_config.json"
+    if prediction is None:
+        prediction = check_prediction_type(sched.get("prediction_type", "epsilon") or "epsilon", str(sched_path))
+    act = text.get("hidden_act", "quick_gelu")
+    if act not in ("quick_gelu", "gelu"):
+        raise UnsupportedError(f"{root / 'text_encoder' / 'config.json'}: hidden_act {act!r}; CLIP uses "
+                               "quick_gelu (SD1) or gelu (SD2)")
+    facts = SdFacts(
+        version=sd_version(text, root / "text_encoder" / "config.json"), prediction_type=prediction,
+        betas=betas(sched, sched_path), unet_heads=unet_head_counts(unet, root / "unet" / "config.json"),
+        latent_scale=_scalar(vae, "scaling_factor", 0.18215, float),
+        steps_offset=_scalar(sched, "steps_offset", 0, int),
+        unet_groups=_scalar(unet, "norm_num_groups", 32, int), vae_groups=_scalar(vae, "norm_num_groups", 32, int),
+        clip_heads=_scalar(text, "num_attention_heads", 12, int), clip_act=act,
+        clip_eps=_scalar(text, "layer_norm_eps", 1e-5, float))
+    return file_metadata(root.resolve().name, file_type, stored, facts, _tokenizer_metadata(pipe, n_vocab))
 
 
 # ---- tensors ---------------------------------------------------------------------------------------------------
 
 
-def _reshaped_reader(source: SafetensorsSource, name: str, shape: tuple):
+def reshaped_reader(source: SafetensorsSource, name: str, shape: tuple):
     """Rows [a, b) of the tensor seen with numpy shape `shape` (same elements as the source, another row length)."""
     t = source.tensors[name]
     src_len, dst_len = t.row_length, int(shape[-1])
@@ -523,20 +580,26 @@ def _component_jobs(pipe: Pipeline, component: str, source: SafetensorsSource) -
         if ldm is None:
             unknown.append(name)
             continue
-        jobs.append(TensorJob(prefix + ldm, shape, None, _reshaped_reader(source, name, shape),
+        jobs.append(TensorJob(prefix + ldm, shape, None, reshaped_reader(source, name, shape),
                               release=lambda name=name: source.release(name)))
-    if unknown:
-        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
-        raise ModelError(f"{folder}: tensor '{unknown[0]}'{more} has no place in a Stable Diffusion 1.x/2.x "
-                         f"{component} ({', '.join(unknown[:8])})")
+    refuse_unknown(unknown, folder, component)
     return jobs
 
 
-def _require(jobs: dict, folder: Path, names: list) -> None:
+def refuse_unknown(unknown: list, where: Path, part: str) -> None:
+    """A ModelError naming the tensors of `part` that have no place in an SD 1.x/2.x model, if any."""
+    if unknown:
+        more = f" and {len(unknown) - 1} more" if len(unknown) > 1 else ""
+        raise ModelError(f"{where}: tensor '{unknown[0]}'{more} has no place in a Stable Diffusion 1.x/2.x "
+                         f"{part} ({', '.join(unknown[:8])})")
+
+
+def require_tensors(jobs: dict, where: Path, names: list) -> None:
+    """A ModelError naming the first of `names` (GGUF names) that `jobs` lacks."""
     missing = [n for n in names if n not in jobs]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise ModelError(f"{folder}: the checkpoint lacks tensor '{missing[0]}'{more} (as named in the GGUF file)")
+        raise ModelError(f"{where}: the checkpoint lacks tensor '{missing[0]}'{more} (as named in the GGUF file)")
 
 
 def _check_tensors(pipe: Pipeline, jobs: dict) -> int:
@@ -550,7 +613,7 @@ def _check_tensors(pipe: Pipeline, jobs: dict) -> int:
     for i in range(levels):
         need += [f"{UNET}input_blocks.{1 + i * (n + 1) + j}.0.in_layers.2.weight" for j in range(n)]
         need += [f"{UNET}output_blocks.{i * (n + 1) + j}.0.in_layers.2.weight" for j in range(n + 1)]
-    _require(jobs, pipe.folder / "unet", need)
+    require_tensors(jobs, pipe.folder / "unet", need)
     n_vae = len(vae.get("block_out_channels") or ()) or 1
     v_layers = vae.get("layers_per_block", 1)
     need = [VAE + s for s in ("encoder.conv_in.weight", "encoder.conv_out.weight", "decoder.conv_in.weight",
@@ -559,12 +622,12 @@ def _check_tensors(pipe: Pipeline, jobs: dict) -> int:
     for i in range(n_vae):
         need += [f"{VAE}encoder.down.{i}.block.{j}.conv1.weight" for j in range(v_layers)]
         need += [f"{VAE}decoder.up.{i}.block.{j}.conv1.weight" for j in range(v_layers + 1)]
-    _require(jobs, pipe.folder / "vae", need)
+    require_tensors(jobs, pipe.folder / "vae", need)
     layers = _scalar(text, "num_hidden_layers", 12, int)
     need = [CLIP + s for s in ("embeddings.token_embedding.weight", "embeddings.position_embedding.weight",
                                "final_layer_norm.weight")]
     need += [f"{CLIP}encoder.layers.{i}.self_attn.q_proj.weight" for i in range(layers)]
-    _require(jobs, pipe.folder / "text_encoder", need)
+    require_tensors(jobs, pipe.folder / "text_encoder", need)
     extra = sorted({int(m.group(1)) for m in (re.match(re.escape(CLIP) + r"encoder\.layers\.(\d+)\.", k)
                                               for k in jobs) if m} - set(range(layers)))
     if extra:
@@ -583,16 +646,48 @@ def _check_tensors(pipe: Pipeline, jobs: dict) -> int:
     return int(embd[0])
 
 
-def convert_sd(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: str = "q4_k_m",
-               progress: ProgressArg = True, n_threads: int = 0) -> None:
-    """Converts the diffusers Stable Diffusion 1.x/2.x pipeline folder `src` into one GGUF file `out`
-    (type f32, f16, q8_0 or q4_k_m). Streams like quanta.convert: one chunk of one tensor in memory at a time,
-    `out` appearing only once complete."""
-    folder = Path(src)
+def check_sd_type(type: str) -> str:
     if type not in SD_FILE_TYPES:
         if type in FILE_TYPES:
             raise ValueError(f"type '{type}' is for LLMs; Stable Diffusion files are {', '.join(SD_FILE_TYPES)}")
         raise ValueError(f"unknown type '{type}'; choose one of {', '.join(SD_FILE_TYPES)}")
+    return type
+
+
+def in_file_order(jobs: list) -> list:
+    """The jobs in file order: UNet, VAE, text encoder, numbers in names compared as numbers. Two jobs with one
+    name are a ModelError."""
+    names = set()
+    for job in jobs:
+        if job.name in names:
+            raise ModelError(f"two tensors become '{job.name}'")
+        names.add(job.name)
+    order = {UNET: 0, VAE: 1, CLIP: 2}
+    return sorted(jobs, key=lambda j: (next(v for k, v in order.items() if j.name.startswith(k)), _natural(j.name)))
+
+
+def set_types(jobs: list, file_type: str) -> list:
+    """Each job's stored type, and a quantized convolution's stored shape (its kernel rows, stored_shape)."""
+    for job in jobs:
+        job.type = sd_tensor_type(file_type, job.name, job.shape)
+        flat = stored_shape(job.type, job.shape)
+        if flat != job.shape:
+            # A kernel row is Cin * KH of the source's rows (of KW): read those and join them.
+            per_row = int(np.prod(job.shape[1:-1]))
+            job.read = (lambda read, m, k: lambda a, b: read(a * m, b * m).reshape(b - a, k))(job.read, per_row,
+                                                                                               flat[1])
+            job.raw, job.shape = None, flat
+    return jobs
+
+
+def convert_sd(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", type: str = "q4_k_m",
+               progress: ProgressArg = True, n_threads: int = 0, prediction_type: "str | None" = None) -> None:
+    """Converts the diffusers Stable Diffusion 1.x/2.x pipeline folder `src` into one GGUF file `out`
+    (type f32, f16, q8_0 or q4_k_m). Streams like quanta.convert: one chunk of one tensor in memory at a time,
+    `out` appearing only once complete. prediction_type ("epsilon" or "v_prediction") overrides the scheduler's."""
+    folder = Path(src)
+    check_sd_type(type)
+    check_prediction_argument(prediction_type)
     n_threads = threads(n_threads)
     pipe = read_pipeline(folder)
     sources = []
@@ -604,17 +699,12 @@ def convert_sd(src: "str | os.PathLike[str]", out: "str | os.PathLike[str]", typ
             source = SafetensorsSource(path, files=_weight_files(path), ignore=ignore)
             sources.append(source)
             jobs += _component_jobs(pipe, component, source)
-        by_name = {}
-        for job in jobs:
-            if job.name in by_name:
-                raise ModelError(f"{folder}: two tensors become '{job.name}'")
-            by_name[job.name] = job
-        n_vocab = _check_tensors(pipe, by_name)
-        order = {UNET: 0, VAE: 1, CLIP: 2}
-        jobs.sort(key=lambda j: (next(v for k, v in order.items() if j.name.startswith(k)), _natural(j.name)))
-        for job in jobs:
-            job.type = sd_tensor_type(type, job.name, job.shape)
-        metadata = _metadata(pipe, type, [j.type for j in jobs], n_vocab)
+        try:
+            jobs = set_types(in_file_order(jobs), type)
+        except ModelError as e:
+            raise ModelError(f"{folder}: {e}") from None
+        n_vocab = _check_tensors(pipe, {j.name: j for j in jobs})
+        metadata = _metadata(pipe, type, [j.type for j in jobs], n_vocab, prediction_type)
         write_gguf(out, metadata, jobs, progress, n_threads)
     finally:
         for source in sources:

@@ -1,7 +1,7 @@
 """POST /v1/images/generations: OpenAI's image API over quanta.Diffusion, when `quanta serve` has --sd-model.
 
-Images are made one at a time on a worker thread (one sampling run already keeps every core busy), so the event
-loop keeps answering other requests; a request waits its turn. Each image of a request uses seed, seed + 1, ...
+A request's n images are one batch (Diffusion.sample's batch_size) on a worker thread, so the event loop keeps
+answering other requests; requests take turns. Image i uses seed + i, so it equals a single image at that seed.
 The reply is b64_json PNGs with A1111's parameters text chunk; "url" is refused, since the server keeps no files.
 """
 
@@ -43,21 +43,18 @@ def register(app: FastAPI, server) -> None:
         args = dict(negative_prompt=body.negative_prompt, width=width, height=height, steps=body.steps,
                     cfg_scale=body.cfg_scale, sampler=body.sampler, scheduler=body.scheduler,
                     clip_skip=body.clip_skip)
-        data = []
         async with turn:
-            for i in range(body.n):
-                try:
-                    png = await asyncio.to_thread(_png, sd, body.prompt, seed + i, args)
-                except ValueError as e:  # a bad sampler or scheduler name: the engine's message names it
-                    raise APIError(400, str(e)) from None
-                data.append({"b64_json": png, "revised_prompt": body.prompt})
+            try:
+                images = await asyncio.to_thread(sd.sample, body.prompt, seed=seed, batch_size=body.n, **args)
+            except ValueError as e:  # a bad sampler or scheduler name: the engine's message names it
+                raise APIError(400, str(e)) from None
+        data = [{"b64_json": _png(image), "revised_prompt": body.prompt} for image in images]
         return {"created": int(time.time()), "data": data}
 
 
-def _png(sd, prompt: str, seed: int, args: dict) -> str:
+def _png(image) -> str:
     from PIL.PngImagePlugin import PngInfo
 
-    image = sd.sample(prompt, seed=seed, **args)
     info = PngInfo()
     info.add_text("parameters", image.info["parameters"])
     out = io.BytesIO()

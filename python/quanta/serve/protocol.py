@@ -151,7 +151,7 @@ class DetokenizeRequest(_Body):
     tokens: List[int]
 
 
-MAX_IMAGES = 4  # images per request: each is a whole sampling run
+MAX_IMAGES = 4  # images per request: one batch, the UNet at batch 2n under guidance
 
 
 class ImageRequest(_Body):
