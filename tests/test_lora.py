@@ -248,7 +248,7 @@ def test_bad_files_and_weights(sd_gguf, tmp_path):
         quanta.Diffusion(sd_gguf("sd1"), loras=[str(good)])
 
 
-# ---- quanta sample --lora ---------------------------------------------------------------------------------------
+# ---- quanta sample --lora and quanta serve --lora -------------------------------------------------------------
 
 
 def quanta_cli(*args):
@@ -278,3 +278,29 @@ def test_sample_lora_errors_are_one_line(arg, fragment, sd_gguf, tmp_path):
                    "-o", str(tmp_path / "x.png"))
     assert r.returncode != 0 and fragment in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert not (tmp_path / "x.png").exists()
+
+
+def test_serve_with_a_lora_makes_the_library_s_image(qwen_path, sd_pipeline, sd_diffusers, sd_gguf, tmp_path):
+    import base64
+    import io
+
+    import openai
+    from PIL import Image
+
+    from serving import quanta_server
+
+    lora = make_lora("kohya", "sd1", sd_pipeline, sd_diffusers, tmp_path)
+    sd_path = str(sd_gguf("sd1"))
+    with quanta_server(qwen_path, "-np", "1", "-c", "1024", "-t", "2", "--sd-model", sd_path,
+                       "--lora", f"{lora}:0.7") as (base, _):
+        client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
+        r = client.images.generate(prompt=PROMPT, size=f"{W}x{H}", extra_body=dict(seed=5, steps=3))
+    png = Image.open(io.BytesIO(base64.b64decode(r.data[0].b64_json)))
+    ref = quanta.Diffusion(sd_path, n_threads=2, loras=[(lora, 0.7)]).sample(PROMPT, width=W, height=H, seed=5,
+                                                                               steps=3)
+    assert np.array_equal(np.asarray(png.convert("RGB")), np.asarray(ref))
+
+
+def test_serve_lora_needs_an_image_model(qwen_path, tmp_path):
+    r = quanta_cli("serve", "-m", qwen_path, "--lora", str(tmp_path / "x.safetensors"))
+    assert r.returncode == 1 and "--lora needs --sd-model" in r.stderr and "Traceback" not in r.stderr, r.stderr

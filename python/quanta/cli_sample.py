@@ -31,7 +31,7 @@ def register(sub) -> None:
                    help="sigma schedule: discrete (diffusers' default spacing) or karras")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: random, printed)")
     p.add_argument("--clip-skip", type=int, default=None, help="CLIP layers to skip, A1111's way (1 = last layer)")
-    p.add_argument("--lora", action="append", default=[], type=_lora_arg, metavar="PATH[:WEIGHT]",
+    p.add_argument("--lora", action="append", default=[], type=lora_arg, metavar="PATH[:WEIGHT]",
                    help="a LoRA safetensors file (kohya or diffusers) merged at load with WEIGHT (default 1); "
                         "repeatable")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core)")
@@ -40,7 +40,7 @@ def register(sub) -> None:
     p.set_defaults(handler=_cmd_sample)
 
 
-def _lora_arg(text: str) -> tuple:
+def lora_arg(text: str) -> tuple:
     """PATH or PATH:WEIGHT (the last colon, so a path may hold colons)."""
     import argparse
     import math

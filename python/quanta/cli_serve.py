@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 import threading
 
+from .cli_sample import lora_arg
+
 CONTEXT_HELP = (
     "KV cells shared by all slots (default: 4096 per slot, at most the model's training context per slot). "
     "The context is unified, not split: one request may use up to all of it while others leave room. A request "
@@ -41,6 +43,8 @@ def register(sub) -> None:
     p.add_argument("--alias", default=None, help="the model id /v1/models reports (default: the file's name)")
     p.add_argument("--sd-model", default=None,
                    help="a Stable Diffusion .gguf file: serves /v1/images/generations (PNG images as b64_json)")
+    p.add_argument("--lora", action="append", default=[], type=lora_arg, metavar="PATH[:WEIGHT]",
+                   help="a LoRA safetensors file merged into --sd-model at load with WEIGHT (default 1); repeatable")
     p.set_defaults(handler=_cmd_serve)
 
 
@@ -53,10 +57,12 @@ def _cmd_serve(args) -> int:
         raise ValueError(f"quanta serve needs the server extra: pip install 'quanta[server]' ({e})") from None
     from . import fetch
 
+    if args.lora and not args.sd_model:
+        raise ValueError("--lora needs --sd-model (LoRAs apply to the Stable Diffusion model)")
     path = args.model or str(fetch.fetch(fetch.DEFAULT_MODEL))
     config = ServerConfig(model=str(path), parallel=args.parallel, ctx_size=args.ctx_size, n_threads=args.threads,
                           max_queue=args.max_queue, api_key=args.api_key, timeout=args.timeout,
-                          model_name=args.alias, sd_model=args.sd_model)
+                          model_name=args.alias, sd_model=args.sd_model, sd_loras=tuple(args.lora))
     from .gguf import GGUF
 
     GGUF(config.model)  # a missing or broken file: one line now, not a 503 later

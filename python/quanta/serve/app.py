@@ -44,6 +44,7 @@ class ServerConfig:
     timeout: float = 600.0
     model_name: Optional[str] = None  # the id /v1/models shows; the file's stem by default
     sd_model: Optional[str] = None  # a Stable Diffusion GGUF for /v1/images/generations
+    sd_loras: tuple = ()  # (path, weight) LoRA files merged into sd_model at load
 
     def __post_init__(self):
         if self.parallel < 1:
@@ -85,7 +86,7 @@ class Server:
             if c.sd_model:
                 from ..diffusion import Diffusion
 
-                self.diffusion = Diffusion(c.sd_model, n_threads=c.n_threads)
+                self.diffusion = Diffusion(c.sd_model, n_threads=c.n_threads, loras=c.sd_loras)
             self.engine = Engine(llm, max_queue=c.max_queue)
         except Exception as e:
             self.load_error = f"{type(e).__name__}: {e}"
