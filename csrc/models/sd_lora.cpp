@@ -87,7 +87,8 @@ Target check_patch(const gguf::File& file, const LoraPatch& p) {
                                    std::to_string(t.row) + " inputs");
     if (!can_quantize(w->type) || !type_info(w->type).can_dequantize)
         fail(ErrorKind::Unsupported, file.label() + ": tensor '" + p.target + "' is " + type_name(w->type) +
-                                         ", which quanta cannot requantize after merging LoRA module '" + p.source + "'");
+                                         ", which quanta cannot requantize after merging LoRA module '" +
+                                         p.source + "'");
     return t;
 }
 

@@ -8,8 +8,11 @@ Formats (safetensors only):
   LoCon's convolution LoRAs are the same keys on resnet and sampler convolutions (down a KxK convolution, up 1x1).
 - diffusers (peft): `unet.<module>.lora_A.weight` / `.lora_B.weight` and `text_encoder.<module>...` (with or
   without `text_model.`, as transformers 5 and older name the text encoder), and diffusers' older
-  `.lora.down.weight` / `.lora.up.weight` (`.lora_linear_layer.down.weight` / `.up.weight` in the text encoder). peft's lora_alpha, alpha_pattern and use_rslora come from the
-  `lora_adapter_metadata` that diffusers' save_lora_weights writes; a module's own `.alpha` tensor wins.
+  `.lora.down.weight` / `.lora.up.weight` (`.lora_linear_layer.down.weight` / `.up.weight` in the text
+  encoder). peft's lora_alpha, alpha_pattern and use_rslora come from the `lora_adapter_metadata` that
+  diffusers' save_lora_weights writes; a module's own `.alpha` tensor wins.
+- A quantized convolution that the file stores as kernel rows [Cout, Cin * KH * KW] takes LoCon's [rank, Cin,
+  KH, KW] down factor: the rows hold the kernel in that order.
 
 A module's update is weight * alpha / rank * up @ down (alpha / sqrt(rank) under rsLoRA); without an alpha,
 alpha = rank. Module paths map to the file's LDM names through the converter's own diffusers -> LDM mapping
