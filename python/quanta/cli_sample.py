@@ -31,6 +31,9 @@ def register(sub) -> None:
                    help="sigma schedule: discrete (diffusers' default spacing) or karras")
     p.add_argument("--seed", type=int, default=None, help="noise seed (default: random, printed)")
     p.add_argument("--clip-skip", type=int, default=None, help="CLIP layers to skip, A1111's way (1 = last layer)")
+    p.add_argument("--vae-tile-size", type=int, default=None,
+                   help="VAE windows of this many pixels (default: one pass up to 512x512, windows of 384 past it)")
+    p.add_argument("--no-vae-tiling", action="store_true", help="decode the VAE in one pass at any size")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core)")
     p.add_argument("-o", "--output", default="output.png", help="the PNG to write (default output.png)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -77,7 +80,8 @@ def _cmd_sample(args) -> int:
     image = sd.sample(args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
                       steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler, scheduler=args.scheduler,
                       seed=args.seed, clip_skip=args.clip_skip, callback=bar, init_image=_open(args.init_image),
-                      strength=args.strength, mask=_open(args.mask))
+                      strength=args.strength, mask=_open(args.mask), vae_tiling=False if args.no_vae_tiling else None,
+                      vae_tile_size=args.vae_tile_size)
     info = PngInfo()
     info.add_text("parameters", image.info["parameters"])
     image.save(args.output, pnginfo=info)
