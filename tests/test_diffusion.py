@@ -182,6 +182,7 @@ def test_sample_writes_a_png_with_the_parameters(sd_gguf, tmp_path):
     (["-W", "50"], "width 50 must be a multiple of 8"),
     (["--steps", "0"], "steps must be at least 1"),
     (["-m", "/no/such.gguf"], "/no/such.gguf"),
+    (["--vae-tile-size", "30"], "vae_tile_size 30 must be a multiple of 2 from 64"),
 ])
 def test_sample_errors_are_one_line(args, fragment, sd_gguf, tmp_path):
     base = ["sample", "-m", str(sd_gguf("sd1")), "-p", "x", "-W", str(W), "-H", str(H), "-o", str(tmp_path / "x.png")]

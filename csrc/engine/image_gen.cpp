@@ -142,7 +142,7 @@ void ImageGenerator::check(const ImageRequest& r) const {
                              std::to_string(f / model_->vae.downscale) + ")");
     QUANTA_CHECK_ARG(r.steps >= 1, "steps must be at least 1");
     const int64_t f_vae = model_->vae.downscale, min_tile = models::kVaeMinTile * f_vae;
-    QUANTA_CHECK_ARG(r.vae_tile == 0 || (r.vae_tile >= min_tile && r.vae_tile % f_vae == 0),
+    QUANTA_CHECK_ARG(r.vae_tile == 0 || r.vae_tile == kAutoVaeTile || (r.vae_tile >= min_tile && r.vae_tile % f_vae == 0),
                      "vae_tile_size " + std::to_string(r.vae_tile) + " must be a multiple of " + std::to_string(f_vae) +
                          " from " + std::to_string(min_tile) + " (or tiling off)");
     QUANTA_CHECK_ARG(r.cfg_scale >= 0 && r.cfg_scale <= 100, "cfg_scale must be in [0, 100]");
@@ -243,7 +243,9 @@ std::vector<Image> ImageGenerator::generate(const ImageRequest& r) const {
     m.release(models::SdPart::UNet);
 
     std::vector<Image> images;
-    for (int b = 0; b < batch; ++b) images.push_back(decode(m, x.data() + b * n, n, w, h, r.vae_tile));
+    const int auto_tile = std::max(r.width, r.height) > kVaeOnePassMax ? kVaeAutoWindow : 0;
+    const int tile = r.vae_tile == kAutoVaeTile ? auto_tile : r.vae_tile;
+    for (int b = 0; b < batch; ++b) images.push_back(decode(m, x.data() + b * n, n, w, h, tile));
     m.release(models::SdPart::Vae);
     return images;
 }

@@ -21,9 +21,12 @@
 
 namespace quanta::engine {
 
-// The VAE decodes in tiles of this many pixels where the image is larger (a
-// 512x512 decode's activations, 0.67 GB for SD's 128-channel top level).
-constexpr int kAutoVaeTile = 512;
+// ImageRequest::vae_tile's automatic choice: one pass up to kVaeOnePassMax
+// pixels a side (a 512x512 SD decode's activations are 0.67 GB), windows of
+// kVaeAutoWindow beyond (0.38 GB each; a 1024x1024 image's 4 x 4 windows do the
+// work of 3 x 3 of 512, since halos are a smaller share of larger windows).
+constexpr int kAutoVaeTile = -1;
+constexpr int kVaeOnePassMax = 512, kVaeAutoWindow = 384;
 
 struct ImageRequest {
     std::string prompt, negative_prompt;
@@ -34,7 +37,8 @@ struct ImageRequest {
     std::string scheduler = "discrete";  // discrete, karras
     uint64_t seed = 0;  // image i of a batch draws from seed + i, so it equals a batch of one at that seed
     int clip_skip = 1;  // A1111's convention: 1 = the last layer, 2 = the penultimate
-    int vae_tile = kAutoVaeTile;  // pixels per VAE tile side, a multiple of the VAE's factor; 0: never tiled
+    // Pixels per VAE window side where the image is larger, a multiple of the VAE's factor; 0: never tiled.
+    int vae_tile = kAutoVaeTile;
     int batch_size = 1;
     // Unit-variance noise [batch_size, c, h, w] (h, w the latent size); empty: drawn from the seeds.
     std::vector<float> latents;

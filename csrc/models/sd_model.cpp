@@ -189,19 +189,31 @@ std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids
     return out;
 }
 
-UNetRunner::UNetRunner(const SdModel& m, int64_t w, int64_t h, int64_t n) : r_(m) {
+// The largest divisor of n whose images fit kUNetLatentsPerGraph (at least one).
+int64_t images_per_graph(int64_t n, int64_t latents) {
+    int64_t per = std::clamp<int64_t>(kUNetLatentsPerGraph / latents, 1, n);
+    while (n % per) --per;
+    return per;
+}
+
+UNetRunner::UNetRunner(const SdModel& m, int64_t w, int64_t h, int64_t n)
+    : r_(m), n_(n), per_graph_(images_per_graph(n, w * h)) {
     const int64_t c = m.unet.conv_in.c_in();
-    x_ = r_.input(DType::F32, {w, h, c, n}, "latents");
-    t_ = r_.input(DType::F32, {n}, "timesteps");
-    context_ = r_.input(DType::F32, {m.unet.context_dim, m.clip.n_ctx, n}, "context");
-    r_.finish(build_unet(r_.builder(), m.unet, m.config.unet_groups, x_, t_, context_));
+    x_ = r_.input(DType::F32, {w, h, c, per_graph_}, "latents");
+    t_ = r_.input(DType::F32, {per_graph_}, "timesteps");
+    context_ = r_.input(DType::F32, {m.unet.context_dim, m.clip.n_ctx, per_graph_}, "context");
+    out_ = build_unet(r_.builder(), m.unet, m.config.unet_groups, x_, t_, context_);
+    r_.finish(out_);
 }
 
 void UNetRunner::run(const float* x, const float* t, const float* context, float* out) {
-    r_.set(x_, x);
-    r_.set(t_, t);
-    r_.set(context_, context);
-    r_.run(out);
+    const size_t xs = (size_t)x_->n_elements(), cs = (size_t)context_->n_elements(), os = (size_t)out_->n_elements();
+    for (int64_t i = 0; i < n_ / per_graph_; ++i) {
+        r_.set(x_, x + i * xs);
+        r_.set(t_, t + i * per_graph_);
+        r_.set(context_, context + i * cs);
+        r_.run(out + i * os);
+    }
 }
 
 std::vector<float> decode_latents(const SdModel& m, const float* z, int64_t w, int64_t h, int64_t tile) {

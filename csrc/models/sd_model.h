@@ -97,17 +97,25 @@ private:
 std::vector<float> encode_text(const SdModel& m, const std::vector<int32_t>& ids, int n_layers);
 
 // The UNet for one latent size and batch, reused across the sampler's steps.
+// Its graph takes at most kUNetLatentsPerGraph latent pixels (a 512x512 image's
+// conditional and unconditional pass, 221 MB of activations for SD1.5): larger
+// batches run as several graphs of fewer images each, so the UNet's memory
+// stays that size's at any image size (a 1024x1024 image's two passes: 0.44 GB
+// more in one graph).
+constexpr int64_t kUNetLatentsPerGraph = 2 * 64 * 64;
+
 class UNetRunner {
 public:
     UNetRunner(const SdModel& m, int64_t w, int64_t h, int64_t n);
     // x [w, h, c, n], t [n], context [context_dim, n_ctx, n] -> out [w, h, latent c, n] (c is 2 latent c + 1
     // for an inpainting UNet).
     void run(const float* x, const float* t, const float* context, float* out);
-    size_t latent_floats() const { return (size_t)x_->n_elements(); }
+    size_t latent_floats() const { return (size_t)(x_->n_elements() / per_graph_ * n_); }
 
 private:
     PartRunner r_;
-    Tensor *x_, *t_, *context_;
+    int64_t n_, per_graph_;  // images in all, and per graph run (a divisor of n_)
+    Tensor *x_, *t_, *context_, *out_;
 };
 
 // stable-diffusion.cpp's test for an SD2 file that does not say what its UNet predicts: one UNet pass on

@@ -34,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--lora", action="append", default=[], type=lora_arg, metavar="PATH[:WEIGHT]",
                    help="a LoRA safetensors file (kohya or diffusers) merged at load with WEIGHT (default 1); "
                         "repeatable")
+    p.add_argument("--vae-tile-size", type=int, default=None,
+                   help="VAE windows of this many pixels (default: one pass up to 512x512, windows of 384 past it)")
+    p.add_argument("--no-vae-tiling", action="store_true", help="decode the VAE in one pass at any size")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core)")
     p.add_argument("-o", "--output", default="output.png", help="the PNG to write (default output.png)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -95,7 +98,8 @@ def _cmd_sample(args) -> int:
     image = sd.sample(args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
                       steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler, scheduler=args.scheduler,
                       seed=args.seed, clip_skip=args.clip_skip, callback=bar, init_image=_open(args.init_image),
-                      strength=args.strength, mask=_open(args.mask))
+                      strength=args.strength, mask=_open(args.mask), vae_tiling=False if args.no_vae_tiling else None,
+                      vae_tile_size=args.vae_tile_size)
     info = PngInfo()
     info.add_text("parameters", image.info["parameters"])
     image.save(args.output, pnginfo=info)

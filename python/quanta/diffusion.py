@@ -91,7 +91,7 @@ class Diffusion:
                latents=None, callback: Optional[Callable[[int, int, np.ndarray], None]] = None,
                output_type: str = "pil", init_image=None, strength: Optional[float] = None, mask=None,
                batch_size: Optional[int] = None, vae_tiling: Optional[bool] = None,
-               vae_tile_size: int = 512):
+               vae_tile_size: Optional[int] = None):
         """One image for `prompt`, or with `batch_size` a list of that many.
 
         width, height: the image size (None: the init image's, else 512). cfg_scale: classifier-free guidance
@@ -115,9 +115,10 @@ class Diffusion:
         width/f) that replaces the seeds' draw (batch = batch_size or 1). callback(step, steps, latents) runs
         after every step, with latents of that shape; steps counts the steps that run. output_type: "pil" for
         PIL images whose info["parameters"] holds the settings, "np" for float32 (height, width, 3) in [0, 1].
-        vae_tiling: None (automatic) or True: the VAE decodes in tiles of vae_tile_size pixels where the image is
-        larger, so that a 1024x1024 decode needs a 512x512 one's memory, with the result of one pass up to about
-        1/255 (csrc/models/vae_tiles.h); False: one pass at any size.
+        vae_tiling: None (automatic): the VAE decodes in one pass up to 512x512 and in windows of 384 pixels past
+        it, so that a 1024x1024 decode needs less memory than a 512x512 one, with the result of one pass up to
+        about 1/255 (csrc/models/vae_tiles.h). True: windows of vae_tile_size (default 384) wherever the image
+        is larger. False: one pass at any size. vae_tile_size alone implies True.
         """
         if output_type not in ("pil", "np"):
             raise ValueError(f"output_type must be 'pil' or 'np', not {output_type!r}")
@@ -145,7 +146,8 @@ class Diffusion:
             noise = np.ascontiguousarray(latents, dtype=np.float32)
             if noise.shape != shape:
                 raise ValueError(f"latents must have shape {shape} for a {width}x{height} image, not {noise.shape}")
-        tile = 0 if vae_tiling is False else int(vae_tile_size)
+        tile = (0 if vae_tiling is False else int(vae_tile_size) if vae_tile_size is not None
+                else 384 if vae_tiling else -1)
         step_callback = None
         if callback is not None:
             step_callback = lambda step, total, x: callback(step, total, np.asarray(x).reshape(shape))  # noqa: E731
