@@ -1,7 +1,12 @@
 // Picks the kernel table at start-up from what the CPU reports (cpuid on x86,
-// always NEON on aarch64). QUANTA_CPU=scalar|avx2|avx512|neon forces a level.
+// the kernel's hardware capabilities on aarch64, where NEON is always there).
+// QUANTA_CPU=scalar|avx2|avx512|neon|neon-dotprod forces a level.
 #include <atomic>
 #include <cstdlib>
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include "base/error.h"
 #include "cpu/act_formats.h"
@@ -21,9 +26,24 @@ namespace avx512 { const Kernels& kernels_avx512(); }
 #endif
 #if defined(QUANTA_HAVE_NEON)
 namespace neon { const Kernels& kernels_neon(); }
+namespace neon_dotprod { const Kernels& kernels_neon_dotprod(); }
 #endif
 
 namespace {
+
+#if defined(__aarch64__)
+// The dot product instructions (sdot/udot, armv8.2-a's optional FEAT_DotProd).
+bool has_dotprod() {
+#if defined(__linux__)
+    constexpr unsigned long kHwcapAsimdDp = 1ul << 20;  // HWCAP_ASIMDDP in <asm/hwcap.h>
+    return (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0;
+#elif defined(__APPLE__)
+    return true;  // every Apple silicon core has it
+#else
+    return false;
+#endif
+}
+#endif
 
 bool cpu_has(Level level) {
     switch (level) {
@@ -39,6 +59,7 @@ bool cpu_has(Level level) {
 #endif
 #if defined(__aarch64__)
         case Level::Neon: return true;
+        case Level::NeonDotprod: return has_dotprod();
 #endif
         default: return false;
     }
@@ -55,6 +76,7 @@ const Kernels* compiled(Level level) {
 #endif
 #if defined(QUANTA_HAVE_NEON)
         case Level::Neon: return &neon::kernels_neon();
+        case Level::NeonDotprod: return &neon_dotprod::kernels_neon_dotprod();
 #endif
         default: return nullptr;
     }
@@ -75,19 +97,21 @@ const char* level_name(Level level) {
         case Level::Avx2: return "avx2";
         case Level::Avx512: return "avx512";
         case Level::Neon: return "neon";
+        case Level::NeonDotprod: return "neon-dotprod";
     }
     return "?";
 }
 
 Level level_from_name(const std::string& name) {
-    for (Level l : {Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon})
+    for (Level l : {Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon, Level::NeonDotprod})
         if (name == level_name(l)) return l;
-    fail(ErrorKind::InvalidArgument, "unknown CPU level '" + name + "' (expected scalar, avx2, avx512 or neon)");
+    fail(ErrorKind::InvalidArgument,
+         "unknown CPU level '" + name + "' (expected scalar, avx2, avx512, neon or neon-dotprod)");
 }
 
 std::vector<Level> available_levels() {
     std::vector<Level> out;
-    for (Level l : {Level::Scalar, Level::Neon, Level::Avx2, Level::Avx512})
+    for (Level l : {Level::Scalar, Level::Neon, Level::NeonDotprod, Level::Avx2, Level::Avx512})
         if (compiled(l) && cpu_has(l)) out.push_back(l);
     return out;
 }
@@ -155,6 +179,7 @@ std::string cpu_features() {
         if (has[i]) out += (out.empty() ? "" : " ") + std::string(names[i]);
 #elif defined(__aarch64__)
     out = "neon";
+    if (has_dotprod()) out += " dotprod";
 #endif
     return out;
 }
