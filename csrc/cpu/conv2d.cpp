@@ -219,8 +219,7 @@ void run_panels(const Tensor& dst, const OpContext& c, const Geometry& g, const 
         const int nw = (int)std::min<int64_t>(kPanelRows, t.co1 - co);
         for (int64_t m = 0; m < t.np; m += 4) {
             const int na = (int)std::min<int64_t>(4, t.np - m);
-            tile(g.k, panel, panel_group_bytes(type, g.k), act + m * arow, arow, na, block, kPanelRows, nw,
-                 panel_sub_block(type));
+            tile(g.k, panel, panel_group_bytes(type, g.k), act + m * arow, arow, na, block, kPanelRows, nw, type);
             for (int i = 0; i < nw; ++i)
                 for (int j = 0; j < na; ++j) out[(co + i) * g.pixels + t.p0 + m + j] = block[i + j * kPanelRows];
         }

@@ -23,9 +23,10 @@ using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_st
 // The prefill GEMM tile over a panel of kPanelRows weight rows (panel.h; its
 // 16-row groups group_bytes apart) and na (1..4) activation rows of k elements
 // (flat format, act_stride bytes apart): out[i + j * out_stride] for i < nw,
-// j < na. sub: elements per integer sub-block scale (Super256 panels).
+// j < na. weight: the type the panel was unpacked from (a Super256 panel's
+// sub-block size; levels that are signed bytes on some levels, as q8_0's).
 using GemmTileFn = void (*)(int64_t k, const uint8_t* panel, size_t group_bytes, const uint8_t* act,
-                            size_t act_stride, int na, float* out, size_t out_stride, int nw, int sub);
+                            size_t act_stride, int na, float* out, size_t out_stride, int nw, DType weight);
 
 // Count, mean and sum of squared deviations (m2) of a run of floats. merge()
 // joins two runs' moments exactly (Chan, Golub and LeVeque's pairwise

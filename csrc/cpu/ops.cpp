@@ -284,7 +284,6 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
     const size_t group_bytes = panel_group_bytes(w->type, K);
     const size_t out_stride = dst.nb[1] / sizeof(float);
-    const int sub = panel_sub_block(w->type);
     // One block of all M rows: each panel is unpacked once.
     for_each_tile(dst, c, kPanelRows, M, [&](int64_t n0, int nw, int64_t i2, int64_t i3, int64_t, int64_t) {
         const void* rows[kPanelRows];
@@ -294,7 +293,7 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
         for (int64_t m = 0; m < M; m += 4) {
             float* out = reinterpret_cast<float*>(at(&dst, n0, m, i2, i3));
             tile(K, panel, group_bytes, act + m * arow, arow, (int)std::min<int64_t>(4, M - m), out, out_stride, nw,
-                 sub);
+                 w->type);
         }
     });
 }

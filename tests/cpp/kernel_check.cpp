@@ -196,7 +196,7 @@ void check_quant_dots(const Kernels& k, const Kernels& ref) {
                 for (int na = 1; na <= 4; ++na) {
                     std::vector<float> out((size_t)na * kPanelRows, NAN);
                     tile(n, panel.data(), panel_group_bytes(t, n), flat.bytes.data(), flat.stride, na, out.data(),
-                         kPanelRows, nw, panel_sub_block(t));
+                         kPanelRows, nw, t);
                     for (int j = 0; j < na; ++j)
                         for (int r = 0; r < nw; ++r) {
                             const Exact e = exact_dot(&wv[(size_t)r * n], &flat.values[(size_t)j * n], n);
