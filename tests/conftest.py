@@ -3,6 +3,7 @@
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +27,24 @@ def qwen_path():
 @pytest.fixture(scope="session")
 def gemma_path():
     return _model("gemma-3-270m-q4_k_m")
+
+
+@pytest.fixture(scope="session")
+def hf_gguf_tokenizer():
+    """hf_gguf_tokenizer(path) -> transformers' tokenizer read from that GGUF file, made once per session: each
+    costs 30-50 s on CI's machine (transformers rebuilds the vocabulary), and four test files want the real
+    models'. Deep-copy it before changing it."""
+    made = {}
+
+    def get(path):
+        path = Path(path)
+        if path not in made:
+            from transformers import AutoTokenizer
+
+            made[path] = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        return made[path]
+
+    return get
 
 
 @pytest.fixture(scope="session", params=["qwen", "gemma"])

@@ -15,7 +15,6 @@ import inspect
 import json
 import shutil
 import unicodedata
-from pathlib import Path
 
 import pytest
 import sentencepiece
@@ -74,9 +73,8 @@ def _decode_mismatches(ours, ref, texts):
     return bad
 
 
-def _save_hf_folder(gguf_path, folder):
-    gguf_path = Path(gguf_path)
-    AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).save_pretrained(str(folder))
+def _save_hf_folder(tokenizer, folder):
+    tokenizer.save_pretrained(str(folder))
     return folder
 
 
@@ -87,8 +85,8 @@ def _nfc(texts):
 # ---- Qwen: byte-level BPE tokenizer.json ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def qwen_folder(qwen_path, tmp_path_factory):
-    return _save_hf_folder(qwen_path, tmp_path_factory.mktemp("qwen"))
+def qwen_folder(qwen_path, tmp_path_factory, hf_gguf_tokenizer):
+    return _save_hf_folder(hf_gguf_tokenizer(qwen_path), tmp_path_factory.mktemp("qwen"))
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +141,8 @@ def test_qwen_as_a_generic_tokenizers_file(qwen_folder, qwen_path, tmp_path, nor
 # ---- Gemma: SentencePiece-style tokenizer.json and a rebuilt tokenizer.model ---------------------------------
 
 @pytest.fixture(scope="module")
-def gemma_folder(gemma_path, tmp_path_factory):
-    return _save_hf_folder(gemma_path, tmp_path_factory.mktemp("gemma"))
+def gemma_folder(gemma_path, tmp_path_factory, hf_gguf_tokenizer):
+    return _save_hf_folder(hf_gguf_tokenizer(gemma_path), tmp_path_factory.mktemp("gemma"))
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,11 +72,8 @@ def test_logits_shape_and_agreement_with_generation(qwen):
     assert first == int(np.argmax(logits[-1]))
 
 
-def test_chat_template_matches_transformers(qwen, qwen_path):
-    import transformers
-
-    path = Path(qwen_path)
-    tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+def test_chat_template_matches_transformers(qwen, qwen_path, hf_gguf_tokenizer):
+    tok = hf_gguf_tokenizer(qwen_path)
     messages = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"},
                 {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "2+2?"}]
     want = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -27,11 +27,11 @@ LLAMA_CPP_KLD = {"qwen": 0.0008, "gemma": 0.0054}
 
 
 @pytest.mark.parametrize("name", ["qwen", "gemma"])
-def test_kld_to_fp32_is_within_llama_cpp(request, name):
+def test_kld_to_fp32_is_within_llama_cpp(request, name, hf_gguf_tokenizer):
     from pathlib import Path
 
     path = Path(request.getfixturevalue(f"{name}_path"))
-    tok = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    tok = hf_gguf_tokenizer(path)
     hf = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
                                                            dtype=torch.float32)
     llm = quanta.LLM(path, n_ctx=512, n_threads=2)

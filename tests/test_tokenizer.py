@@ -7,7 +7,6 @@ tokenizer with HF's NFC normalizer put back; on text that is already NFC both re
 """
 
 import copy
-import os
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -80,16 +79,16 @@ def _hf(path):
 
 
 @pytest.fixture(scope="module")
-def qwen(qwen_path):
-    gguf_ref = _hf(qwen_path)
+def qwen(qwen_path, hf_gguf_tokenizer):
+    gguf_ref = hf_gguf_tokenizer(qwen_path)
     ref = copy.deepcopy(gguf_ref)
     ref.backend_tokenizer.normalizer = normalizers.NFC()
     return Pair(_core.Tokenizer(qwen_path), ref, gguf_ref, nfc=True)
 
 
 @pytest.fixture(scope="module")
-def gemma(gemma_path):
-    ref = _hf(gemma_path)
+def gemma(gemma_path, hf_gguf_tokenizer):
+    ref = hf_gguf_tokenizer(gemma_path)
     return Pair(_core.Tokenizer(gemma_path), ref, ref)
 
 
