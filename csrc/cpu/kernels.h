@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/moments.h"
 #include "quant/types.h"
 
 namespace quanta::cpu {
@@ -28,22 +29,6 @@ using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_st
 using GemmTileFn = void (*)(int64_t k, const uint8_t* panel, size_t group_bytes, const uint8_t* act,
                             size_t act_stride, int na, float* out, size_t out_stride, int nw, DType weight);
 
-// Count, mean and sum of squared deviations (m2) of a run of floats. merge()
-// joins two runs' moments exactly (Chan, Golub and LeVeque's pairwise
-// update), so a long run is summed piece by piece without losing the variance
-// to cancellation.
-struct Moments {
-    double n = 0, mean = 0, m2 = 0;
-    void merge(const Moments& o) {
-        const double total = n + o.n;
-        if (total == 0) return;
-        const double delta = o.mean - mean;
-        mean += delta * o.n / total;
-        m2 += o.m2 + delta * delta * n * o.n / total;
-        n = total;
-    }
-    double variance() const { return n > 0 ? m2 / n : 0.0; }  // biased, as torch's norms
-};
 // attend_dense's bounds: query rows per call, and at every level keys per
 // block and query rows per register tile.
 constexpr int kDenseMaxQueries = 256, kDenseMaxKeys = 64, kDenseMaxRows = 8;

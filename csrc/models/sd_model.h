@@ -24,7 +24,7 @@ struct SdConfig {
     bool v_prediction = false;
     // Where v_prediction comes from: "metadata" (sd.prediction_type), "argument" (SdModel::load's caller),
     // "default" (an SD1 file without the key: epsilon, as every SD1 model is) or "guessed" (an SD2 file
-    // without it: SdModel::load runs stable-diffusion.cpp's test, guess_v_prediction).
+    // without it: SdModel::load runs stable-diffusion.cpp's test, v_prediction_score).
     std::string prediction_source = "metadata";
     float latent_scale = 0.18215f;
     std::vector<float> betas;  // the training noise schedule

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "base/error.h"
+#include "core/moments.h"
 
 namespace quanta::models {
 namespace {
@@ -30,19 +31,6 @@ std::vector<Span> spans(int64_t n, int64_t tile) {
     }
     return out;
 }
-
-// One group's count, mean and sum of squared deviations, merged window by window (Chan et al.).
-struct GroupMoments {
-    double n = 0, mean = 0, m2 = 0;
-    void merge(double on, double omean, double om2) {
-        const double total = n + on;
-        if (total == 0) return;
-        const double delta = omean - mean;
-        mean += delta * on / total;
-        m2 += om2 + delta * delta * n * on / total;
-        n = total;
-    }
-};
 
 // First pass: each norm normalizes by its own input and reports its moments in
 // the window's core (`core`: i32 x0, y0, x1, y1 in latents of the window).
@@ -105,7 +93,7 @@ std::vector<float> decode_latents_tiled(const SdModel& m, const float* z, int64_
     };
 
     // First pass: every norm's moments in each window's core, merged over the image.
-    std::vector<std::vector<GroupMoments>> whole;  // per norm, per group
+    std::vector<std::vector<Moments>> whole;  // per norm, per group, merged window by window
     {
         PartRunner r(m);
         Tensor* in = r.input(DType::F32, {tw, th, c, 1}, "head");
@@ -114,7 +102,7 @@ std::vector<float> decode_latents_tiled(const SdModel& m, const float* z, int64_
         r.builder().tap = &tap;
         build_vae_decoder_tail(r.builder(), vae, groups, in);
         r.finish(tap.moments);
-        whole.assign(tap.moments.size(), std::vector<GroupMoments>((size_t)groups));
+        whole.assign(tap.moments.size(), std::vector<Moments>((size_t)groups));
         std::vector<float> got((size_t)groups * 3);
         for (const Span& sy : ys)
             for (const Span& sx : xs) {
@@ -126,7 +114,7 @@ std::vector<float> decode_latents_tiled(const SdModel& m, const float* z, int64_
                 r.compute();
                 for (size_t k = 0; k < whole.size(); ++k) {
                     r.get(tap.moments[k], got.data());
-                    for (int g = 0; g < groups; ++g) whole[k][g].merge(got[g * 3], got[g * 3 + 1], got[g * 3 + 2]);
+                    for (int g = 0; g < groups; ++g) whole[k][g].merge({got[g * 3], got[g * 3 + 1], got[g * 3 + 2]});
                 }
             }
     }
@@ -146,7 +134,7 @@ std::vector<float> decode_latents_tiled(const SdModel& m, const float* z, int64_
         for (size_t k = 0; k < whole.size(); ++k)
             for (int g = 0; g < groups; ++g) {
                 given[k][g * 2] = (float)whole[k][g].mean;
-                given[k][g * 2 + 1] = (float)(whole[k][g].n > 0 ? whole[k][g].m2 / whole[k][g].n : 0.0);
+                given[k][g * 2 + 1] = (float)whole[k][g].variance();
             }
         std::vector<float> part((size_t)out->n_elements());
         for (const Span& sy : ys)
