@@ -149,7 +149,8 @@ void ImageGenerator::check(const ImageRequest& r) const {
     const int n_layers = (int)model_->clip.layers.size();
     QUANTA_CHECK_ARG(r.clip_skip >= 1 && r.clip_skip <= n_layers,
                      "clip_skip must be 1.." + std::to_string(n_layers) + " (1 = the last layer)");
-    QUANTA_CHECK_ARG(r.batch_size >= 1 && r.batch_size <= 64, "batch_size must be 1..64");
+    QUANTA_CHECK_ARG(r.batch_size >= 1 && r.batch_size <= kMaxImageBatch,
+                     "batch_size must be 1.." + std::to_string(kMaxImageBatch));
     const size_t n = (size_t)model_->vae.latent_channels * (r.width / model_->vae.downscale) *
                      (r.height / model_->vae.downscale);
     QUANTA_CHECK_ARG(r.latents.empty() || r.latents.size() == n * r.batch_size,

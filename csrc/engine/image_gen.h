@@ -27,6 +27,8 @@ namespace quanta::engine {
 // work of 3 x 3 of 512, since halos are a smaller share of larger windows).
 constexpr int kAutoVaeTile = -1;
 constexpr int kVaeOnePassMax = 512, kVaeAutoWindow = 384;
+// The most images one request may make (ImageRequest::batch_size).
+constexpr int kMaxImageBatch = 64;
 
 struct ImageRequest {
     std::string prompt, negative_prompt;

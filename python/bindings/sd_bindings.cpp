@@ -204,6 +204,10 @@ void bind_sd(py::module_& m) {
              py::arg("callback"), py::arg("vae_tile") = engine::kAutoVaeTile,
              "batch_size images, each float32 (height, width, 3) in [0, 1]; init_image (height, width, 3) in [0, 1] "
              "for img2img, mask (height, width) for inpainting");
+    // The engine's choices that quanta.Diffusion states and checks too.
+    m.attr("SD_AUTO_VAE_TILE") = engine::kAutoVaeTile;
+    m.attr("SD_VAE_WINDOW") = engine::kVaeAutoWindow;
+    m.attr("SD_MAX_BATCH") = engine::kMaxImageBatch;
 }
 
 }  // namespace quanta::bindings

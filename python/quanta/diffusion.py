@@ -27,7 +27,7 @@ SCHEDULERS = ("discrete", "karras")
 # A1111's names for the samplers, for the parameters text.
 _A1111_NAMES = {"euler": "Euler", "euler_a": "Euler a", "ddim": "DDIM", "dpmpp_2m": "DPM++ 2M", "lcm": "LCM"}
 _MAX_SEED = 2**63 - 1
-_MAX_BATCH = 64  # the engine's limit on batch_size
+_MAX_BATCH = _core.SD_MAX_BATCH  # the engine's limit on batch_size
 
 
 class Diffusion:
@@ -147,7 +147,7 @@ class Diffusion:
             if noise.shape != shape:
                 raise ValueError(f"latents must have shape {shape} for a {width}x{height} image, not {noise.shape}")
         tile = (0 if vae_tiling is False else int(vae_tile_size) if vae_tile_size is not None
-                else 384 if vae_tiling else -1)
+                else _core.SD_VAE_WINDOW if vae_tiling else _core.SD_AUTO_VAE_TILE)
         step_callback = None
         if callback is not None:
             step_callback = lambda step, total, x: callback(step, total, np.asarray(x).reshape(shape))  # noqa: E731
