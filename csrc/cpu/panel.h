@@ -42,7 +42,7 @@ constexpr int kPanelRows = kPanelLanes * kPanelGroups;
 
 enum class PanelKind { Block32, Super256 };
 
-inline PanelKind panel_kind(DType weight) {
+constexpr PanelKind panel_kind(DType weight) {
     const bool k_quant = weight == DType::Q4_K || weight == DType::Q5_K || weight == DType::Q6_K;
     return k_quant ? PanelKind::Super256 : PanelKind::Block32;
 }

@@ -103,6 +103,9 @@ Acts make_acts(const Kernels& k, DType weight, int rows, int64_t n) {
     for (int r = 0; r < rows; ++r) {
         std::vector<float> x = normal(n);
         if (r == 1) x[5] = 40.0f;  // one outlier: its block's scale is coarse
+        // Every level at +127: against weight row 5 this is the largest int16 sum of products the AVX2
+        // kernels hold before widening (vpmaddubsw saturates).
+        if (r == 3) x.assign((size_t)n, 1.0f);
         quantize_act(k, weight)(x.data(), a.bytes.data() + r * a.stride, n);
         const uint8_t* row = a.bytes.data() + r * a.stride;
         for (int64_t b = 0; b < n / 32; ++b) {
@@ -153,6 +156,9 @@ const Weights& weights_of(DType t, int64_t n) {
         for (int r = 0; r < kWeightRows; ++r) {
             std::vector<float> x = normal(n);
             if (r == 3) x[7] = -25.0f;
+            // Levels at the top of their range: each block's one negative element sets the scale.
+            if (r == 5)
+                for (int64_t i = 0; i < n; ++i) x[(size_t)i] = i % 32 ? 1.0f : -1.0f;
             quantize_row(t, x.data(), w.bytes.data() + r * rb, n);
             dequantize_row(t, w.bytes.data() + r * rb, w.values.data() + (size_t)r * n, n);
         }
