@@ -38,6 +38,12 @@ inline size_t dense_attend_work(int64_t d, int64_t dv, int nq) {
     return rows * (size_t)(d + dv + 1) + (size_t)kDenseMaxKeys * (size_t)(d + dv + kDenseMaxRows) + (size_t)d;
 }
 
+// attend's cells per step (attend_impl.inc), and the work floats it needs.
+constexpr int kAttendCells = 4;
+inline size_t attend_work(int64_t g, int64_t n, int64_t hd, int64_t hdv) {
+    return (size_t)(g * n + kAttendCells * (hd > hdv ? hd : hdv));
+}
+
 // conv_tile's output channels per call, at every level.
 constexpr int kConvChannels = 6;
 
@@ -79,7 +85,7 @@ struct Kernels {
                        float* out, size_t os, int nw);
     // Attention of g (<= 64) query rows (q, hd floats each, contiguous) over the n cells listed in `cells`:
     // key rows at k + cell * k_cell (hd elements, f16 when f16 else f32), value rows likewise (hdv).
-    // work: g * n + max(hd, hdv) floats. out: g rows of hdv floats, contiguous.
+    // work: attend_work(g, n, hd, hdv) floats. out: g rows of hdv floats, contiguous.
     void (*attend)(bool f16, int g, int64_t hd, int64_t hdv, const float* q, const char* k, size_t k_cell,
                    const char* v, size_t v_cell, const int32_t* cells, int n, float scale, float* work, float* out);
     // softmax(q . k * scale) . v of nq (<= kDenseMaxQueries) f32 query rows (q, q_stride floats apart, d

@@ -586,10 +586,10 @@ size_t matmul_scratch_floats(const Tensor& node) {  // a dequantized row, or a G
 }
 
 size_t rope_scratch_floats(const Tensor& node) { return (size_t)node.i[0]; }
-// Scores of every query head of a group for every listed cell, and one widened key or value row.
+// Scores of every query head of a group for every listed cell, and the widened key or value rows.
 size_t attention_scratch_floats(const Tensor& node) {
     const int64_t group = node.src[0]->ne[1] / node.src[1]->ne[2];
-    return (size_t)(group * node.src[3]->ne[0] + std::max(node.src[0]->ne[0], node.src[2]->ne[0]));
+    return attend_work(group, node.src[3]->ne[0], node.src[0]->ne[0], node.src[2]->ne[0]);
 }
 
 constexpr CpuKernel kKernels[kOpCount] = {

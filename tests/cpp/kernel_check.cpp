@@ -342,7 +342,7 @@ void check_attention(const Kernels& k, const Kernels& ref) {
             }
         std::vector<int32_t> cells(n);
         for (int j = 0; j < n; ++j) cells[j] = (j * 7) % cells_total;
-        std::vector<float> work(g * n + std::max(hd, hdv)), out(g * hdv), out_ref(g * hdv);
+        std::vector<float> work(attend_work(g, n, hd, hdv)), out(g * hdv), out_ref(g * hdv);
         k.attend(f16, g, hd, hdv, q.data(), keys.data(), k_cell, vals.data(), v_cell, cells.data(), n, 0.15f,
                  work.data(), out.data());
         ref.attend(f16, g, hd, hdv, q.data(), keys.data(), k_cell, vals.data(), v_cell, cells.data(), n, 0.15f,
