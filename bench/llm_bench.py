@@ -6,10 +6,24 @@ the same thread count, as llama-bench measures it: pp = one batch of
 run by run so that machine noise hits both alike; each cell is the median.
 
     python bench/llm_bench.py --threads 2
+
+Both engines state their kernel level: quanta's (--level picks one, as
+QUANTA_CPU does) and the ISA flags of the llama.cpp build in use, with the CPU
+model. --llama-cpp-python DIR imports llama-cpp-python from DIR instead, so an
+AVX-512 machine can race at AVX2 fairly, against a llama.cpp built without
+AVX-512:
+
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+      -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF" \
+      pip install --no-deps --target /tmp/lcp-avx2 llama-cpp-python==0.3.36
+    python bench/llm_bench.py --level avx2 --llama-cpp-python /tmp/lcp-avx2
+    python bench/llm_bench.py            # and the best level, natively built
 """
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import sys
 import time
@@ -85,6 +99,29 @@ def bench_model(name, threads, n_prompt, n_gen, reps):
             "pp": pp, "tg": tg, "pp_ratio": pp["quanta"] / pp["llama.cpp"], "tg_ratio": tg["quanta"] / tg["llama.cpp"]}
 
 
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def llama_cpp_isa():
+    """The ISA flags llama.cpp reports as on (its system info: "AVX2 = 1 | AVX512 = 0 | ...")."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode()
+    on = [part.split("=")[0].split(":")[-1].strip() for part in info.split("|") if part.strip().endswith("= 1")]
+    return " ".join(on) or info.strip()
+
+
+def machine():
+    return {"cpu": cpu_model(), "quanta_level": quanta._core.cpu_level(), "llama_cpp_isa": llama_cpp_isa()}
+
+
 def peak_rss_mb(engine_name, name, threads, n_prompt, n_gen):
     """Peak resident memory of a fresh process that loads one engine and runs pp and tg once."""
     import subprocess
@@ -105,12 +142,24 @@ def main():
     ap.add_argument("--n-gen", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--models", default="qwen,gemma")
+    ap.add_argument("--level", help="quanta's CPU kernel level (as QUANTA_CPU; default: the best this CPU has)")
+    ap.add_argument("--llama-cpp-python", metavar="DIR",
+                    help="import llama-cpp-python from DIR (a pip --target install built for a chosen level)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    # Both settings reach the peak-RSS child processes through the environment.
+    if args.level:
+        os.environ["QUANTA_CPU"] = args.level
+        quanta._core.set_cpu_level(args.level)
+    if args.llama_cpp_python:
+        sys.path.insert(0, args.llama_cpp_python)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [args.llama_cpp_python, os.environ.get("PYTHONPATH")]))
+    where = machine()
     rows = [bench_model(m, args.threads, args.n_prompt, args.n_gen, args.reps) for m in args.models.split(",")]
     if args.json:
-        print(json.dumps(rows, indent=1))
+        print(json.dumps({"machine": where, "rows": rows}, indent=1))
         return
+    print(f"CPU: {where['cpu']}; quanta kernels: {where['quanta_level']}; llama.cpp ISA: {where['llama_cpp_isa']}\n")
     print(f"| model | threads | pp{args.n_prompt} quanta | pp llama.cpp | ratio | tg{args.n_gen} quanta | "
           f"tg llama.cpp | ratio |")
     print("|---|---|---|---|---|---|---|---|")
