@@ -231,7 +231,9 @@ constexpr size_t kActBlockBytes = 192 * 1024;
 // for all activation rows, and runs the register tile over them. Unpacking
 // costs about as much as 10-20 rows of the row kernels, so below that the row
 // kernels win: measured crossovers on 2 threads (bench/README.md) were 14-15
-// rows for q5_0/q8_0 and about 20 for q4_k/q6_k.
+// rows for q5_0/q8_0 and about 20 for q4_k/q6_k on AVX-512; on AVX2, where the
+// tile runs 2-2.5x the row kernels' speed, unpacking costs 5-19 tile rows, for
+// crossovers of 9 (q5_0, q8_0) to 15 (q4_k) and 20 (q6_k) rows.
 constexpr int64_t kGemmMinRows = 16;
 
 bool use_gemm(const Tensor& node, const Kernels& k) {
