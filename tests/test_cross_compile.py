@@ -1,9 +1,10 @@
 """The aarch64 build on this x86 machine: CI cross-compiles the whole core and
 C library for it, so that path cannot rot, and runs its kernel check
 (tests/cpp/kernel_check.cpp: every NEON level against the scalar one) under
-qemu-user, once as a CPU with the dot product instructions (qemu's "max") and
-once as one without (Cortex-A53), so both NEON levels and their run-time
-choice are exercised without an ARM machine."""
+qemu-user, as a CPU with the dot product and int8 matrix instructions (qemu's
+"max"), one with the dot product only (Cortex-A76) and one with neither
+(Cortex-A53), so every NEON level and their run-time choice are exercised
+without an ARM machine."""
 
 import subprocess
 from pathlib import Path
@@ -35,7 +36,8 @@ def test_core_cross_compiles_for_aarch64(aarch64_build):
     assert elf[:4] == b"\x7fELF" and int.from_bytes(elf[18:20], "little") == 183  # EM_AARCH64
 
 
-@pytest.mark.parametrize("cpu, levels", [("max", ["neon", "neon-dotprod"]), ("cortex-a53", ["neon"])])
+@pytest.mark.parametrize("cpu, levels", [("max", ["neon", "neon-dotprod", "neon-i8mm"]),
+                                         ("cortex-a76", ["neon", "neon-dotprod"]), ("cortex-a53", ["neon"])])
 def test_neon_kernels_match_scalar_under_qemu(aarch64_build, cpu, levels):
     qemu = require_tool("qemu-aarch64")
     result = subprocess.run([qemu, "-cpu", cpu, "-L", SYSROOT, str(aarch64_build / "kernel_check")],

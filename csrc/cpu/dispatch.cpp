@@ -1,11 +1,14 @@
 // Picks the kernel table at start-up from what the CPU reports (cpuid on x86,
 // the kernel's hardware capabilities on aarch64, where NEON is always there).
-// QUANTA_CPU=scalar|avx2|avx512|neon|neon-dotprod forces a level.
+// QUANTA_CPU=scalar|avx2|avx512|neon|neon-dotprod|neon-i8mm forces a level.
 #include <atomic>
 #include <cstdlib>
 
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
+#endif
+#if defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 #include "base/error.h"
@@ -27,6 +30,7 @@ namespace avx512 { const Kernels& kernels_avx512(); }
 #if defined(QUANTA_HAVE_NEON)
 namespace neon { const Kernels& kernels_neon(); }
 namespace neon_dotprod { const Kernels& kernels_neon_dotprod(); }
+namespace neon_i8mm { const Kernels& kernels_neon_i8mm(); }
 #endif
 
 namespace {
@@ -39,6 +43,20 @@ bool has_dotprod() {
     return (getauxval(AT_HWCAP) & kHwcapAsimdDp) != 0;
 #elif defined(__APPLE__)
     return true;  // every Apple silicon core has it
+#else
+    return false;
+#endif
+}
+
+// The int8 matrix multiplies (smmla/usmmla, FEAT_I8MM: Neoverse V1/N2, Cortex-A510/A710 and later, Apple M2).
+bool has_i8mm() {
+#if defined(__linux__)
+    constexpr unsigned long kHwcap2I8mm = 1ul << 13;  // HWCAP2_I8MM in <asm/hwcap.h>
+    return has_dotprod() && (getauxval(AT_HWCAP2) & kHwcap2I8mm) != 0;
+#elif defined(__APPLE__)
+    int on = 0;
+    size_t size = sizeof(on);
+    return sysctlbyname("hw.optional.arm.FEAT_I8MM", &on, &size, nullptr, 0) == 0 && on != 0;
 #else
     return false;
 #endif
@@ -60,6 +78,7 @@ bool cpu_has(Level level) {
 #if defined(__aarch64__)
         case Level::Neon: return true;
         case Level::NeonDotprod: return has_dotprod();
+        case Level::NeonI8mm: return has_i8mm();
 #endif
         default: return false;
     }
@@ -77,6 +96,7 @@ const Kernels* compiled(Level level) {
 #if defined(QUANTA_HAVE_NEON)
         case Level::Neon: return &neon::kernels_neon();
         case Level::NeonDotprod: return &neon_dotprod::kernels_neon_dotprod();
+        case Level::NeonI8mm: return &neon_i8mm::kernels_neon_i8mm();
 #endif
         default: return nullptr;
     }
@@ -98,20 +118,21 @@ const char* level_name(Level level) {
         case Level::Avx512: return "avx512";
         case Level::Neon: return "neon";
         case Level::NeonDotprod: return "neon-dotprod";
+        case Level::NeonI8mm: return "neon-i8mm";
     }
     return "?";
 }
 
 Level level_from_name(const std::string& name) {
-    for (Level l : {Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon, Level::NeonDotprod})
+    for (Level l : {Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon, Level::NeonDotprod, Level::NeonI8mm})
         if (name == level_name(l)) return l;
     fail(ErrorKind::InvalidArgument,
-         "unknown CPU level '" + name + "' (expected scalar, avx2, avx512, neon or neon-dotprod)");
+         "unknown CPU level '" + name + "' (expected scalar, avx2, avx512, neon, neon-dotprod or neon-i8mm)");
 }
 
 std::vector<Level> available_levels() {
     std::vector<Level> out;
-    for (Level l : {Level::Scalar, Level::Neon, Level::NeonDotprod, Level::Avx2, Level::Avx512})
+    for (Level l : {Level::Scalar, Level::Neon, Level::NeonDotprod, Level::NeonI8mm, Level::Avx2, Level::Avx512})
         if (compiled(l) && cpu_has(l)) out.push_back(l);
     return out;
 }
@@ -180,6 +201,7 @@ std::string cpu_features() {
 #elif defined(__aarch64__)
     out = "neon";
     if (has_dotprod()) out += " dotprod";
+    if (has_i8mm()) out += " i8mm";
 #endif
     return out;
 }

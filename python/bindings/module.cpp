@@ -47,7 +47,7 @@ void bind_errors(py::module_& m) {
 
 void bind_system(py::module_& m) {
     m.def("version", [] { return std::string(QUANTA_VERSION); });
-    m.def("cpu_level", [] { return std::string(backends::cpu_level()); }, "The CPU kernel level in use: scalar, avx2, avx512, neon or neon-dotprod.");
+    m.def("cpu_level", [] { return std::string(backends::cpu_level()); }, "The CPU kernel level in use: scalar, avx2, avx512, neon, neon-dotprod or neon-i8mm.");
     m.def("set_cpu_level", &backends::set_cpu_level,
           "Switches the CPU kernel level (for tests and benchmarks); raises if this CPU lacks it.");
     m.def("cpu_levels", &backends::cpu_levels, "Levels compiled in that this CPU supports, best last.");
