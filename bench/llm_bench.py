@@ -78,8 +78,13 @@ def tg_run(engine, first, n):
     return n / (time.perf_counter() - t0)
 
 
+def model_path(name):
+    """A real model's name (MODELS) or a GGUF file's path."""
+    return fetch.fetch(MODELS[name]) if name in MODELS else Path(name)
+
+
 def bench_model(name, threads, n_prompt, n_gen, reps):
-    path = fetch.fetch(MODELS[name])
+    path = model_path(name)
     es = engines(path, threads, n_ctx=n_prompt + n_gen + 16, n_batch=max(n_prompt, 1))
     ids = np.random.default_rng(0).integers(10, 1000, n_prompt).tolist()
     pp = {e.name: [] for e in es}
@@ -127,7 +132,7 @@ def peak_rss_mb(engine_name, name, threads, n_prompt, n_gen):
     import subprocess
 
     code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import llm_bench as b; "
-            f"es = b.engines(b.fetch.fetch({MODELS[name]!r}), {threads}, {n_prompt + n_gen + 16}, {max(n_prompt, 1)}, "
+            f"es = b.engines(b.model_path({name!r}), {threads}, {n_prompt + n_gen + 16}, {max(n_prompt, 1)}, "
             f"only={engine_name!r}); b.pp_run(es[0], list(range(10, 10 + {n_prompt}))); b.tg_run(es[0], 11, {n_gen}); "
             "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])")
     # VmHWM, not ru_maxrss: the latter survives exec and would report this (parent) process's peak.
@@ -141,7 +146,7 @@ def main():
     ap.add_argument("--n-prompt", type=int, default=512)
     ap.add_argument("--n-gen", type=int, default=128)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--models", default="qwen,gemma")
+    ap.add_argument("--models", default="qwen,gemma", help="comma-separated: qwen, gemma or GGUF paths")
     ap.add_argument("--level", help="quanta's CPU kernel level (as QUANTA_CPU; default: the best this CPU has)")
     ap.add_argument("--llama-cpp-python", metavar="DIR",
                     help="import llama-cpp-python from DIR (a pip --target install built for a chosen level)")
@@ -164,14 +169,14 @@ def main():
           f"tg llama.cpp | ratio |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['threads']} | {r['pp']['quanta']:.1f} | {r['pp']['llama.cpp']:.1f} | "
+        print(f"| {Path(r['model']).stem} | {r['threads']} | {r['pp']['quanta']:.1f} | {r['pp']['llama.cpp']:.1f} | "
               f"**{r['pp_ratio']:.2f}x** | {r['tg']['quanta']:.1f} | {r['tg']['llama.cpp']:.1f} | "
               f"**{r['tg_ratio']:.2f}x** |")
     print(f"\n(tokens/s, median of {args.reps} alternating runs)\n")
     print("| model | file MB | peak RSS quanta MB | peak RSS llama.cpp MB |")
     print("|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['file_mb']:.0f} | {r['peak_rss_mb']['quanta']:.0f} | "
+        print(f"| {Path(r['model']).stem} | {r['file_mb']:.0f} | {r['peak_rss_mb']['quanta']:.0f} | "
               f"{r['peak_rss_mb']['llama.cpp']:.0f} |")
 
 
