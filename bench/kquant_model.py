@@ -12,6 +12,7 @@ q8_0 for most of them.)
 """
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from hf_checkpoints import _tokenizer, make_hf  # noqa: E402
 
 from quanta.converter.hf_convert import convert  # noqa: E402
 
-SHAPE = dict(hidden=1024, ff=2816, layers=16, num_attention_heads=16, num_key_value_heads=2)
+SHAPE = dict(hidden=1024, ff=2816, layers=16, num_attention_heads=16)  # make_hf gives qwen2 2 kv heads
 
 
 def main():
@@ -28,7 +29,8 @@ def main():
     ap.add_argument("workdir", type=Path)
     args = ap.parse_args()
     hf = args.workdir / "hf"
-    if not (hf / "config.json").exists():
+    if not (hf / "model.safetensors").exists():
+        shutil.rmtree(hf, ignore_errors=True)
         _tokenizer("qwen2", hf)  # a small byte-level tokenizer; the embedding is padded to 32000 rows
         make_hf("qwen2", 32000, **SHAPE).save_pretrained(str(hf))
     out = args.workdir / "qwen2-kq-q4_k_m.gguf"
