@@ -29,6 +29,11 @@ using QuantDotFn = void (*)(int64_t n, const void* w, const void* a, size_t a_st
 using GemmTileFn = void (*)(int64_t k, const uint8_t* panel, size_t group_bytes, const uint8_t* act,
                             size_t act_stride, int na, float* out, size_t out_stride, int nw, DType weight);
 
+// Decode's matmul over weights in octets (octets.h): the octet at w (nr of its rows real) against na (1..4)
+// activation rows in the flat format (act_stride bytes apart): out[i + j * out_stride] for i < nr, j < na.
+using OctetDotFn = void (*)(DType weight, int64_t k, const uint8_t* w, const uint8_t* act, size_t act_stride, int na,
+                            float* out, size_t out_stride, int nr);
+
 // attend_dense's bounds: query rows per call, and at every level keys per
 // block and query rows per register tile.
 constexpr int kDenseMaxQueries = 256, kDenseMaxKeys = 64, kDenseMaxRows = 8;
@@ -79,6 +84,8 @@ struct Kernels {
     QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;
     // Null where the level has no tiled GEMM, one per panel kind.
     GemmTileFn gemm_tile32, gemm_tile256;
+    // Null where the level has no octet kernels; else one for every octet_type.
+    OctetDotFn dot_octets;
     // f32/f16/bf16 weights: 4 rows (w, ws bytes apart; nw used) x na (1..4)
     // activation rows (x, xs floats apart): out[i + j * os]. Null: one dot per output.
     void (*float_tile)(DType type, int64_t k, const char* w, size_t ws, const float* x, size_t xs, int na,

@@ -21,6 +21,7 @@
 
 #include "cpu/act_formats.h"
 #include "cpu/kernels.h"
+#include "cpu/octets.h"
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
@@ -166,6 +167,49 @@ const Weights& weights_of(DType t, int64_t n) {
     return w;
 }
 
+// Octets (octets.h): packing is undone exactly, and the level's octet kernel agrees with the exact dot and,
+// bit for bit, with its GEMM tile on the same rows, so a row's result does not depend on its batch's size.
+void check_octets(const Kernels& k, DType t, int64_t n, const Weights& weights, const std::string& name) {
+    const size_t rb = row_bytes(t, n);
+    std::vector<uint8_t> octets(octets_bytes(t, kWeightRows, n)), row(rb);
+    pack_octets(t, weights.bytes.data(), rb, kWeightRows, n, octets.data());
+    for (int r = 0; r < kWeightRows; ++r) {
+        octet_row_to_plain(t, octets.data() + (r / kOctetRows) * octet_bytes(t, n), n, r % kOctetRows, row.data());
+        check(std::memcmp(row.data(), weights.bytes.data() + r * rb, rb) == 0,
+              "octets " + name + " row " + std::to_string(r) + ": unpacked bytes differ");
+    }
+    if (!k.dot_octets) return;
+    const Acts flat = make_acts(k, DType::Q4_K, 4, n);
+    const GemmTileFn tile = gemm_tile(k, t);
+    std::vector<float> gemm((size_t)4 * kPanelRows);
+    if (tile) {
+        std::vector<const void*> ptrs(kPanelRows);
+        for (int r = 0; r < kPanelRows; ++r) ptrs[r] = weights.bytes.data() + r * rb;
+        std::vector<uint8_t> panel(panel_bytes(t, n));
+        unpack_panel(t, ptrs.data(), kPanelRows, n, panel.data());
+        tile(n, panel.data(), panel_group_bytes(t, n), flat.bytes.data(), flat.stride, 4, gemm.data(), kPanelRows,
+             kPanelRows, t);
+    }
+    for (int o = 0; o * kOctetRows < kWeightRows; ++o) {
+        const int nr = std::min(kOctetRows, kWeightRows - o * kOctetRows);
+        for (int na = 1; na <= 4; ++na) {
+            float out[4 * kOctetRows];
+            k.dot_octets(t, n, octets.data() + o * octet_bytes(t, n), flat.bytes.data(), flat.stride, na, out,
+                         kOctetRows, nr);
+            for (int j = 0; j < na; ++j)
+                for (int i = 0; i < nr; ++i) {
+                    const int r = o * kOctetRows + i;
+                    const std::string what = name + " row " + std::to_string(r) + " na=" + std::to_string(na);
+                    const Exact e = exact_dot(&weights.values[(size_t)r * n], &flat.values[(size_t)j * n], n);
+                    close(out[j * kOctetRows + i], e.dot, e.scale, kSumTol, "octets " + what);
+                    if (tile && r < kPanelRows)
+                        check(out[j * kOctetRows + i] == gemm[(size_t)j * kPanelRows + r],
+                              "octets-vs-gemm " + what + ": not the GEMM tile's bits");
+                }
+        }
+    }
+}
+
 void check_quant_dots(const Kernels& k, const Kernels& ref) {
     for (DType t : kQuantTypes) {
         const int block = type_info(t).block_size;
@@ -194,6 +238,7 @@ void check_quant_dots(const Kernels& k, const Kernels& ref) {
                         close(got[j], want[j], e[j].scale, kSumTol, name + " row " + std::to_string(r) + " na=" + std::to_string(na));
                 }
             }
+            check_octets(k, t, n, weights, name);
             // The prefill GEMM tile, where the level has one: a panel of the first kPanelRows rows.
             const GemmTileFn tile = gemm_tile(k, t);
             if (!tile) continue;
