@@ -55,6 +55,10 @@ public:
     // `bytes` of host memory at `data` (which the caller keeps alive and
     // unchanged while the buffer is used): a view, or one copy to the device.
     virtual std::unique_ptr<Buffer> place(const void* data, size_t bytes) = 0;
+    // A copy of weight matrix `w` (placed, 2-D, contiguous) in a layout this backend's MatMul reads faster,
+    // or null (the default) where it reads the rows as they are. Called once per matrix at load; the model
+    // keeps the buffer as long as the weights, and points the MatMul's Tensor::packed at it.
+    virtual std::unique_ptr<Buffer> pack_weight(const Tensor& /*w*/) { return nullptr; }
     // Copies between host memory and this backend's; `at` lies in one of its buffers.
     virtual void write(void* at, const void* src, size_t bytes) = 0;
     virtual void read(const void* at, void* dst, size_t bytes) = 0;

@@ -48,6 +48,10 @@ struct Tensor {
     size_t nb[kMaxDims] = {0, 0, 0, 0};
     int n_dims = 1;  // dims the tensor was declared with (ne[d] == 1 for d >= n_dims)
     void* data = nullptr;
+    // A weight's copy in the layout the backend's MatMul reads fastest (Backend::pack_weight; the CPU's
+    // octets), or null. `data` keeps the bytes as the file has them, for every other op (get_rows of tied
+    // embeddings).
+    const void* packed = nullptr;
 
     TensorKind kind = TensorKind::Op;
     Op op = Op::None;

@@ -10,6 +10,7 @@
 
 #include "base/error.h"
 #include "core/op_table.h"
+#include "cpu/octets.h"
 #include "cpu/ops.h"
 #include "cpu/winograd.h"
 
@@ -38,6 +39,24 @@ void CpuBackend::reserve(const Graph& graph) {
         scratch_.assign(scratch_per_thread_ * (size_t)pool_.size(), 0.0f);
     }
     if (shared > shared_.size()) shared_.resize(shared);
+}
+
+std::unique_ptr<Buffer> CpuBackend::pack_weight(const Tensor& w) {
+    static const bool off = [] {
+        const char* v = std::getenv("QUANTA_REPACK");
+        return v && std::string(v) == "0";
+    }();
+    if (off || !octet_type(w.type) || !active_kernels().dot_octets || w.n_rows() != w.ne[1] || !w.is_contiguous())
+        return nullptr;
+    const int64_t rows = w.ne[1], k = w.ne[0], octets = (rows + kOctetRows - 1) / kOctetRows;
+    std::unique_ptr<Buffer> out = host_alloc(octets_bytes(w.type, rows, k));
+    pool_.run([&](int ith, int nth) {  // a few hundred MB a second per thread
+        for (int64_t o = octets * ith / nth; o < octets * (ith + 1) / nth; ++o)
+            pack_octets(w.type, static_cast<const char*>(w.data) + (size_t)(o * kOctetRows) * w.nb[1], w.nb[1],
+                        std::min<int64_t>(kOctetRows, rows - o * kOctetRows), k,
+                        out->base() + (size_t)o * octet_bytes(w.type, k));
+    });
+    return out;
 }
 
 namespace {

@@ -1,7 +1,9 @@
 // The CPU backend: runs a graph on a thread pool, every thread walking the
 // node list and taking its share of each node's rows, with a barrier between
 // nodes. Memory is host memory: weights stay in the file mapping (place is a
-// view), arenas and the KV cache are aligned allocations. Per-thread scratch
+// view), and where the kernel level has octet kernels the quantized matrices
+// also get a copy in octets (octets.h) for MatMul; arenas and the KV cache are
+// aligned allocations. Per-thread scratch
 // and the shared quantized-activation buffer grow to the largest graph
 // prepared and are reused by every later run.
 #pragma once
@@ -23,6 +25,8 @@ public:
     int n_threads() const override { return pool_.size(); }
     bool supports(const Tensor& node) const override;
     void compute(const Graph& graph) override;
+    // Octets of a quantized matrix, unless QUANTA_REPACK=0 or the active level has no octet kernels.
+    std::unique_ptr<Buffer> pack_weight(const Tensor& w) override;
 
 protected:
     void reserve(const Graph& graph) override;

@@ -14,6 +14,7 @@
 #include "cpu/act_formats.h"
 #include "cpu/conv2d.h"
 #include "cpu/dense_attention.h"
+#include "cpu/octets.h"
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
@@ -240,6 +241,12 @@ bool use_gemm(const Tensor& node, const Kernels& k) {
     return node.op == Op::MatMul && gemm_tile(k, node.src[0]->type) && node.src[1]->ne[1] >= kGemmMinRows;
 }
 
+// Below that, weights the backend packed into octets (octets.h) run the level's octet kernels; levels without
+// them (the level changed after the model loaded) read the rows as the file has them.
+bool use_octets(const Tensor& node, const Kernels& k) {
+    return node.op == Op::MatMul && node.src[0]->packed && k.dot_octets && !use_gemm(node, k);
+}
+
 // Phase one of a quantized matmul: the threads share quantizing every
 // activation row into c.shared (row r at r * row_bytes), then meet.
 template <typename QuantizeRow>
@@ -286,11 +293,17 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     uint8_t* panel = reinterpret_cast<uint8_t*>(c.scratch);
     const size_t group_bytes = panel_group_bytes(w->type, K);
     const size_t out_stride = dst.nb[1] / sizeof(float);
-    // One block of all M rows: each panel is unpacked once.
+    // One block of all M rows: each panel is unpacked once, from the octets where the weight has them (so
+    // the file's pages of it are never touched again).
     for_each_tile(dst, c, kPanelRows, M, [&](int64_t n0, int nw, int64_t i2, int64_t i3, int64_t, int64_t) {
-        const void* rows[kPanelRows];
-        for (int i = 0; i < nw; ++i) rows[i] = at(w, 0, n0 + i, i2 / r2, i3 / r3);
-        unpack_panel(w->type, rows, nw, K, panel);
+        if (w->packed) {
+            unpack_panel_octets(w->type, static_cast<const uint8_t*>(w->packed) + (size_t)(n0 / kOctetRows) *
+                                octet_bytes(w->type, K), nw, K, panel);
+        } else {
+            const void* rows[kPanelRows];
+            for (int i = 0; i < nw; ++i) rows[i] = at(w, 0, n0 + i, i2 / r2, i3 / r3);
+            unpack_panel(w->type, rows, nw, K, panel);
+        }
         const uint8_t* act = c.shared + (size_t)(M * (i2 + x->ne[2] * i3)) * arow;
         for (int64_t m = 0; m < M; m += 4) {
             float* out = reinterpret_cast<float*>(at(&dst, n0, m, i2, i3));
@@ -300,11 +313,33 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     });
 }
 
+// Decode over octets: each thread takes a range of octets and runs the octet
+// kernel against up to 4 activation rows (flat format) at a time.
+void matmul_octets(const Tensor& dst, const OpContext& c) {
+    const Tensor* w = dst.src[0];
+    const Tensor* x = dst.src[1];
+    const int64_t K = w->ne[0], M = x->ne[1];
+    const size_t arow = flat_act_row_bytes(K);
+    quantize_activations(x, c, arow, [&](const float* row, uint8_t* out) { c.k->quantize_act_flat(row, out, K); });
+
+    const auto* octets = static_cast<const uint8_t*>(w->packed);
+    const size_t ob = octet_bytes(w->type, K), out_stride = dst.nb[1] / sizeof(float);
+    const int64_t m_block = std::max<int64_t>(4, (int64_t)(kActBlockBytes / arow) / 4 * 4);
+    for_each_tile(dst, c, kOctetRows, m_block, [&](int64_t n0, int nr, int64_t i2, int64_t i3, int64_t m0, int64_t m1) {
+        const uint8_t* octet = octets + (size_t)(n0 / kOctetRows) * ob;
+        const uint8_t* act = c.shared + (size_t)(M * (i2 + x->ne[2] * i3)) * arow;
+        for (int64_t m = m0; m < m1; m += 4)
+            c.k->dot_octets(w->type, K, octet, act + m * arow, arow, (int)std::min<int64_t>(4, m1 - m),
+                            reinterpret_cast<float*>(at(&dst, n0, m, i2, i3)), out_stride, nr);
+    });
+}
+
 // Quantized weights: activations are quantized to 8 bits once (all threads
 // share the work), then each thread takes a range of weight rows and runs the
 // integer dot kernel against up to 4 activation rows at a time.
 void matmul_quantized(const Tensor& dst, const OpContext& c, QuantDotFn dot) {
     if (use_gemm(dst, *c.k)) return matmul_gemm(dst, c);
+    if (use_octets(dst, *c.k)) return matmul_octets(dst, c);
     const Tensor* w = dst.src[0];
     const Tensor* x = dst.src[1];
     const int64_t K = w->ne[0], M = x->ne[1];
@@ -577,7 +612,8 @@ bool unquantized(const Tensor& node) { return type_info(node.type).block_size ==
 size_t matmul_shared_bytes(const Tensor& node, const Kernels& k) {
     const Tensor* w = node.src[0];
     if (!quant_dot(k, w->type)) return 0;
-    const size_t row = use_gemm(node, k) ? flat_act_row_bytes(w->ne[0]) : act_row_bytes(act_format_for(w->type), w->ne[0]);
+    const size_t row = use_gemm(node, k) || use_octets(node, k) ? flat_act_row_bytes(w->ne[0])
+                                                                : act_row_bytes(act_format_for(w->type), w->ne[0]);
     return row * (size_t)node.src[1]->n_rows();
 }
 

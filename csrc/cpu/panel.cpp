@@ -1,7 +1,9 @@
+// Unpacking weight rows, as the file has them or from octets, into the prefill GEMM's panels (panel.h).
 #include "cpu/panel.h"
 
 #include <cstring>
 
+#include "cpu/octets.h"
 #include "quant/fp16.h"
 #include "quant/k_scales.h"
 
@@ -122,21 +124,36 @@ void spread(DType type, const Decoded& b, int lane, uint8_t* out) {
     set_lane(out + s256_d(sub), lane, b.d);
 }
 
-}  // namespace
-
-void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel) {
+// Unpacks n rows into a panel; block(r, b, tmp) gives row r's block b in ggml's layout.
+template <typename BlockOf>
+void unpack(DType type, int n, int64_t k, uint8_t* panel, BlockOf block) {
     const TypeInfo& info = type_info(type);
     const size_t block_bytes = panel_block_bytes(type), group_bytes = panel_group_bytes(type, k);
     if (n < kPanelRows) std::memset(panel, 0, kPanelGroups * group_bytes);  // missing rows: zero lanes
     Decoded decoded;
+    uint8_t tmp[256];
     for (int r = 0; r < n; ++r) {
         uint8_t* group = panel + (size_t)(r / kPanelLanes) * group_bytes;
-        const uint8_t* src = static_cast<const uint8_t*>(rows[r]);
         for (int64_t b = 0; b < k / info.block_size; ++b) {
-            decode(type, src + b * info.block_bytes, &decoded);
+            decode(type, block(r, b, tmp), &decoded);
             spread(type, decoded, r % kPanelLanes, group + b * block_bytes);
         }
     }
+}
+
+}  // namespace
+
+void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel) {
+    const size_t bytes = type_info(type).block_bytes;
+    unpack(type, n, k, panel, [&](int r, int64_t b, uint8_t*) { return static_cast<const uint8_t*>(rows[r]) + b * bytes; });
+}
+
+void unpack_panel_octets(DType type, const uint8_t* octets, int n, int64_t k, uint8_t* panel) {
+    const size_t ob = octet_bytes(type, k);
+    unpack(type, n, k, panel, [&](int r, int64_t b, uint8_t* tmp) {
+        octet_block_to_plain(type, octets + (size_t)(r / kOctetRows) * ob, r % kOctetRows, b, tmp);
+        return static_cast<const uint8_t*>(tmp);
+    });
 }
 
 }  // namespace quanta::cpu

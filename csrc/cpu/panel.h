@@ -69,4 +69,6 @@ inline size_t panel_bytes(DType weight, int64_t k) { return kPanelGroups * panel
 // Unpacks weight rows rows[0..n) (n <= kPanelRows; k elements each) into a
 // panel; rows past n are zero.
 void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel);
+// The same from n rows of octets (octets.h) starting at the octet at `octets`.
+void unpack_panel_octets(DType type, const uint8_t* octets, int n, int64_t k, uint8_t* panel);
 }  // namespace quanta::cpu

@@ -28,6 +28,16 @@ std::shared_ptr<LlmModel> LlmModel::load(std::shared_ptr<gguf::File> file, std::
     m->config = LlmConfig::from_gguf(*file);
     m->weights = LlmWeights::bind(*file, m->config);
     m->weight_memory = backend->place(file->tensor_data(), file->tensor_data_size());
+    for (Weight w : m->weights.matrices()) {
+        Tensor t;
+        t.type = w->type;
+        t.n_dims = w->n_dims;
+        for (int d = 0; d < w->n_dims; ++d) t.ne[d] = w->ne[d];
+        set_contiguous_strides(t);
+        t.data = m->weight_data(w);
+        t.kind = TensorKind::External;
+        if (std::unique_ptr<Buffer> p = backend->pack_weight(t)) m->packed.emplace(w, std::move(p));
+    }
     m->file = std::move(file);
     m->backend = std::move(backend);
     return m;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,13 +25,18 @@ struct LlmModel {
     LlmConfig config;
     LlmWeights weights;
     std::unique_ptr<Buffer> weight_memory;  // the file's tensor data, placed on the backend
+    std::map<Weight, std::unique_ptr<Buffer>> packed;  // the matrices the backend packed for MatMul
 
-    // The address of a weight in the backend's memory.
+    // The address of a weight in the backend's memory, and of its packed copy (null: none).
     void* weight_data(Weight w) const { return weight_memory->base() + w->offset; }
+    const void* packed_data(Weight w) const {
+        const auto it = packed.find(w);
+        return it == packed.end() ? nullptr : it->second->base();
+    }
 
     // Reads the config and binds the weights (Model errors name the
     // architecture, key or tensor; Unsupported for types quanta cannot run),
-    // then places the tensor data on `backend` once.
+    // then places the tensor data on `backend` once and lets it pack the matrices.
     static std::shared_ptr<LlmModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
 };
 

@@ -48,7 +48,9 @@ public:
 private:
     Tensor* weight(Weight w) {
         if (!w) return nullptr;
-        return g_.external(w->type, Shape(w->ne, w->ne + std::max(1, w->n_dims)), m_.weight_data(w), w->name);
+        Tensor* t = g_.external(w->type, Shape(w->ne, w->ne + std::max(1, w->n_dims)), m_.weight_data(w), w->name);
+        t->packed = m_.packed_data(w);
+        return t;
     }
 
     Tensor* norm(Tensor* x, Weight w) { return g_.mul(g_.rms_norm(x, c_.norm_eps), weight(w)); }

@@ -46,4 +46,11 @@ LlmWeights LlmWeights::bind(const gguf::File& file, LlmConfig& c) {
     return w;
 }
 
+std::vector<Weight> LlmWeights::matrices() const {
+    std::vector<Weight> out{output};
+    for (const LayerWeights& l : layers)
+        for (Weight w : {l.wq, l.wk, l.wv, l.wo, l.ffn_gate, l.ffn_up, l.ffn_down}) out.push_back(w);
+    return out;
+}
+
 }  // namespace quanta::models

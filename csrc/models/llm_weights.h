@@ -30,6 +30,8 @@ struct LlmWeights {
     // Throws a Model error naming the first missing, misshapen or
     // unsupported-type tensor. Sets config.n_vocab from the embeddings.
     static LlmWeights bind(const gguf::File& file, LlmConfig& config);
+    // The weights activations are multiplied by (the backend may pack those: Backend::pack_weight).
+    std::vector<Weight> matrices() const;
 };
 
 }  // namespace quanta::models

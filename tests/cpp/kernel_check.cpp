@@ -187,6 +187,9 @@ void check_octets(const Kernels& k, DType t, int64_t n, const Weights& weights, 
         for (int r = 0; r < kPanelRows; ++r) ptrs[r] = weights.bytes.data() + r * rb;
         std::vector<uint8_t> panel(panel_bytes(t, n));
         unpack_panel(t, ptrs.data(), kPanelRows, n, panel.data());
+        std::vector<uint8_t> from_octets(panel.size());
+        unpack_panel_octets(t, octets.data(), kPanelRows, n, from_octets.data());
+        check(from_octets == panel, "octets " + name + ": the panel unpacked from octets differs");
         tile(n, panel.data(), panel_group_bytes(t, n), flat.bytes.data(), flat.stride, 4, gemm.data(), kPanelRows,
              kPanelRows, t);
     }
