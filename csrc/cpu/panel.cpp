@@ -31,54 +31,83 @@ uint32_t word(const uint8_t* p) {
 // Bits 0..3 of x to bit 4 of bytes 0..3 (the fifth bit of 4 levels).
 uint32_t fifth_bits(uint32_t x) { return ((x & 0xf) * 0x00204081u & kLow1) << 4; }
 
-void decode_block32(DType type, const uint8_t* b, Decoded* out) {
-    const float d = f16_load(b);
+// A row's block as the decoders read it, by the offsets of ggml's layout: 4-byte words of its byte arrays,
+// its f16 fields, and q5_0/q5_1's fifth bits of elements 4t .. 4t + 3 (as bit 4 of 4 bytes). From the block
+// as the file has it, or from lane `lane` of an octet block (octets.h).
+struct PlainBlock {
+    const uint8_t* b;
+    uint32_t word(int field, int i) const { return quanta::cpu::word(b + field + i); }
+    float half(int field) const { return f16_load(b + field); }
+    uint32_t fifth(int field, int t) const { return fifth_bits(word(field, 0) >> (4 * t)); }
+};
+struct OctetBlock {
+    const uint8_t* b;
+    int lane;
+    uint32_t word(int field, int i) const { return quanta::cpu::word(b + kOctetRows * field + 32 * (i / 4) + 4 * lane); }
+    float half(int field) const { return f16_load(b + kOctetRows * field + 2 * lane); }
+    uint32_t fifth(int field, int t) const { return ((word(field, 0) >> t) & kLow1) << 4; }
+};
+
+// `n` bytes (a multiple of 4) of a byte array, for the decoders that read it bytewise.
+template <typename Block>
+void gather(const Block& v, int field, int n, uint8_t* out) {
+    for (int i = 0; i < n; i += 4) {
+        const uint32_t w = v.word(field, i);
+        std::memcpy(out + i, &w, 4);
+    }
+}
+
+template <typename Block>
+void decode_block32(DType type, const Block& v, Decoded* out) {
+    const float d = v.half(0);
     out->d = d;
     if (type == DType::Q8_0) {  // signed levels shifted to unsigned: x = d * (L - 128)
-        for (int s = 0; s < 8; ++s) out->L4[s] = word(b + 2 + 4 * s) ^ 0x80808080u;
+        for (int s = 0; s < 8; ++s) out->L4[s] = v.word(2, 4 * s) ^ 0x80808080u;
         out->m = -128.0f * d;
         return;
     }
     const bool has_min = type == DType::Q4_1 || type == DType::Q5_1;
     const bool five = type == DType::Q5_0 || type == DType::Q5_1;
-    const uint8_t* qs = b + 2 + (has_min ? 2 : 0) + (five ? 4 : 0);
-    const uint32_t qh = five ? word(b + 2 + (has_min ? 2 : 0)) : 0;
+    const int qh = 2 + (has_min ? 2 : 0), qs = qh + (five ? 4 : 0);
     for (int s = 0; s < 4; ++s) {  // elements 4s.. in the low nibbles, 16 + 4s.. in the high ones
-        const uint32_t q = word(qs + 4 * s);
-        out->L4[s] = (q & kLow4) | fifth_bits(qh >> (4 * s));
-        out->L4[4 + s] = ((q >> 4) & kLow4) | fifth_bits(qh >> (16 + 4 * s));
+        const uint32_t q = v.word(qs, 4 * s);
+        out->L4[s] = (q & kLow4) | (five ? v.fifth(qh, s) : 0);
+        out->L4[4 + s] = ((q >> 4) & kLow4) | (five ? v.fifth(qh, 4 + s) : 0);
     }
-    out->m = has_min ? f16_load(b + 2) : -(five ? 16.0f : 8.0f) * d;
+    out->m = has_min ? v.half(2) : -(five ? 16.0f : 8.0f) * d;
 }
 
-void decode_q45k(const uint8_t* b, bool five, Decoded* out) {
-    out->d = f16_load(b);
-    const float dmin = f16_load(b + 2);
-    const uint8_t* qh = b + 16;
-    const uint8_t* qs = b + (five ? 48 : 16);
+template <typename Block>
+void decode_q45k(const Block& v, bool five, Decoded* out) {
+    out->d = v.half(0);
+    const float dmin = v.half(2);
+    const int qh = 16, qs = five ? 48 : 16;
     for (int chunk = 0; chunk < 4; ++chunk)  // 64 elements: 32 low nibbles, then 32 high ones
         for (int t = 0; t < 8; ++t) {
-            const uint32_t q = word(qs + 32 * chunk + 4 * t), h = five ? word(qh + 4 * t) : 0;
+            const uint32_t q = v.word(qs, 32 * chunk + 4 * t), h = five ? v.word(qh, 4 * t) : 0;
             out->L4[16 * chunk + t] = (q & kLow4) | ((h >> (2 * chunk)) & kLow1) << 4;
             out->L4[16 * chunk + 8 + t] = ((q >> 4) & kLow4) | ((h >> (2 * chunk + 1)) & kLow1) << 4;
         }
+    uint8_t scales[12];
+    gather(v, 4, 12, scales);
     for (int j = 0; j < 8; ++j) {
         int sc, m;
-        k4_scale_min(b + 4, j, &sc, &m);
+        k4_scale_min(scales, j, &sc, &m);
         out->sc[j] = sc;
         out->min[j] = dmin * (float)m;  // exact: 11 significant bits times 6
     }
 }
 
-void decode_q6k(const uint8_t* b, Decoded* out) {
-    const uint8_t* ql = b;
-    const uint8_t* qh = b + 128;
-    const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192);
-    out->d = f16_load(b + 208);
+template <typename Block>
+void decode_q6k(const Block& v, Decoded* out) {
+    const int ql = 0, qh = 128;
+    int8_t sc[16];
+    gather(v, 192, 16, reinterpret_cast<uint8_t*>(sc));
+    out->d = v.half(208);
     for (int h = 0; h < 2; ++h)  // 128 elements: 4 runs of 32 from ql's nibbles and qh's bit pairs
         for (int t = 0; t < 8; ++t) {
-            const uint32_t l0 = word(ql + 64 * h + 4 * t), l1 = word(ql + 64 * h + 32 + 4 * t);
-            const uint32_t hb = word(qh + 32 * h + 4 * t);
+            const uint32_t l0 = v.word(ql, 64 * h + 4 * t), l1 = v.word(ql, 64 * h + 32 + 4 * t);
+            const uint32_t hb = v.word(qh, 32 * h + 4 * t);
             out->L4[32 * h + t] = (l0 & kLow4) | (hb & kLow2) << 4;
             out->L4[32 * h + 8 + t] = (l1 & kLow4) | ((hb >> 2) & kLow2) << 4;
             out->L4[32 * h + 16 + t] = ((l0 >> 4) & kLow4) | ((hb >> 4) & kLow2) << 4;
@@ -90,10 +119,11 @@ void decode_q6k(const uint8_t* b, Decoded* out) {
     }
 }
 
-void decode(DType type, const uint8_t* b, Decoded* out) {
-    if (type == DType::Q4_K || type == DType::Q5_K) decode_q45k(b, type == DType::Q5_K, out);
-    else if (type == DType::Q6_K) decode_q6k(b, out);
-    else decode_block32(type, b, out);
+template <typename Block>
+void decode(DType type, const Block& v, Decoded* out) {
+    if (type == DType::Q4_K || type == DType::Q5_K) decode_q45k(v, type == DType::Q5_K, out);
+    else if (type == DType::Q6_K) decode_q6k(v, out);
+    else decode_block32(type, v, out);
 }
 
 template <typename T>
@@ -124,18 +154,17 @@ void spread(DType type, const Decoded& b, int lane, uint8_t* out) {
     set_lane(out + s256_d(sub), lane, b.d);
 }
 
-// Unpacks n rows into a panel; block(r, b, tmp) gives row r's block b in ggml's layout.
+// Unpacks n rows into a panel; block(r, b) is row r's block b (PlainBlock or OctetBlock).
 template <typename BlockOf>
 void unpack(DType type, int n, int64_t k, uint8_t* panel, BlockOf block) {
     const TypeInfo& info = type_info(type);
     const size_t block_bytes = panel_block_bytes(type), group_bytes = panel_group_bytes(type, k);
     if (n < kPanelRows) std::memset(panel, 0, kPanelGroups * group_bytes);  // missing rows: zero lanes
     Decoded decoded;
-    uint8_t tmp[256];
     for (int r = 0; r < n; ++r) {
         uint8_t* group = panel + (size_t)(r / kPanelLanes) * group_bytes;
         for (int64_t b = 0; b < k / info.block_size; ++b) {
-            decode(type, block(r, b, tmp), &decoded);
+            decode(type, block(r, b), &decoded);
             spread(type, decoded, r % kPanelLanes, group + b * block_bytes);
         }
     }
@@ -145,14 +174,13 @@ void unpack(DType type, int n, int64_t k, uint8_t* panel, BlockOf block) {
 
 void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel) {
     const size_t bytes = type_info(type).block_bytes;
-    unpack(type, n, k, panel, [&](int r, int64_t b, uint8_t*) { return static_cast<const uint8_t*>(rows[r]) + b * bytes; });
+    unpack(type, n, k, panel, [&](int r, int64_t b) { return PlainBlock{static_cast<const uint8_t*>(rows[r]) + b * bytes}; });
 }
 
 void unpack_panel_octets(DType type, const uint8_t* octets, int n, int64_t k, uint8_t* panel) {
-    const size_t ob = octet_bytes(type, k);
-    unpack(type, n, k, panel, [&](int r, int64_t b, uint8_t* tmp) {
-        octet_block_to_plain(type, octets + (size_t)(r / kOctetRows) * ob, r % kOctetRows, b, tmp);
-        return static_cast<const uint8_t*>(tmp);
+    const size_t ob = octet_bytes(type, k), block = kOctetRows * type_info(type).block_bytes;
+    unpack(type, n, k, panel, [&](int r, int64_t b) {
+        return OctetBlock{octets + (size_t)(r / kOctetRows) * ob + (size_t)b * block, r % kOctetRows};
     });
 }
 
