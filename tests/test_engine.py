@@ -29,8 +29,7 @@ def alone(ctx, seq, ids, steps):
 
 
 def test_batched_sequences_match_each_decoded_alone(qwen_path):
-    # Every batch here stays under 16 rows, where the matmuls use the row kernels both alone and
-    # batched; from 16 rows on the panel GEMM rounds differently (bench/README.md: batched decode).
+    # Batches under 16 rows: the matmuls run the octet kernels (cpu/octets.h) both alone and batched.
     _, tok, ctx = context(qwen_path)
     prompts = [tok.encode(p) for p in PROMPTS]
     steps = 6
@@ -59,6 +58,44 @@ def test_batched_sequences_match_each_decoded_alone(qwen_path):
         g = np.array(got[s])
         assert g.shape == ref[s].shape
         assert kld(ref[s], g).max() <= 1e-6, (s, kld(ref[s], g))
+
+
+def test_sixteen_sequences_match_each_decoded_alone(qwen_path):
+    # 16 rows and more take the prefill GEMM, whose float steps the octet kernels of a single row repeat
+    # (qdot_octets_impl.inc): 16 sequences decoding together get the logits each gets alone.
+    _, tok, ctx = context(qwen_path, n_seq=16, n_ctx=1024)
+    prompts = [tok.encode(f"{p} #{i}") for i, p in enumerate(PROMPTS * 4)]
+    steps = 3
+    ref = [alone(ctx, s, ids, steps) for s, ids in enumerate(prompts)]
+    for s in range(16):
+        ctx.truncate(0, seq=s)
+    batch = [(t, s, i, i == len(ids) - 1) for s, ids in enumerate(prompts) for i, t in enumerate(ids)]
+    got = []
+    for _ in range(steps + 1):
+        got.append(ctx.decode(*map(list, zip(*batch))))
+        batch = [(int(np.argmax(got[-1][s])), s, len(ctx.tokens_of(s)), True) for s in range(16)]
+    got = np.array(got).transpose(1, 0, 2)  # [sequence, step, vocabulary]
+    for s in range(16):
+        assert kld(ref[s], got[s]).max() <= 1e-6, (s, kld(ref[s], got[s]))
+
+
+def test_levels_without_octet_kernels_read_the_files_rows(qwen_path):
+    # The weights were packed for the level in use at load; a level without octet kernels (switched to
+    # afterwards) reads the rows as the file has them, and gets the same logits within rounding.
+    _, tok, ctx = context(qwen_path, n_seq=1)
+    ids = tok.encode("def add(a, b):")
+    fast = ctx.eval(ids)[0]
+    before = _core.cpu_level()
+    try:
+        _core.set_cpu_level("scalar")
+        ctx.truncate(0)
+        slow = ctx.eval(ids)[0]
+    finally:
+        _core.set_cpu_level(before)
+    # Rounding differs in every op between levels and grows over 24 layers: about 1e-3 here. Rows read
+    # wrongly would give unrelated logits (KLD of several nats).
+    assert kld(fast[None], slow[None]).max() <= 5e-3
+    assert np.argmax(fast) == np.argmax(slow)
 
 
 def test_masks_keep_sequences_apart(qwen_path):
