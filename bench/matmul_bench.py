@@ -46,7 +46,7 @@ class QuantaMatmul:
     def __init__(self, blocks, wtype, m, k, threads):
         self.graph = _core.Graph()
         self.x = self.graph.input("f32", [m, k])
-        self.out = self.graph.matmul(self.graph.constant(blocks, wtype), self.x)
+        self.out = self.graph.matmul(self.graph.constant(blocks, wtype, pack=True), self.x)
         self.threads = threads
         self.xv = np.random.default_rng(0).standard_normal((m, k), dtype=np.float32)
 

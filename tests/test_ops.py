@@ -90,15 +90,16 @@ SHAPES = [(t, 512) for t in QUANT_TYPES] + [(t, 800) for t in QUANT_TYPES if not
 
 @pytest.mark.parametrize("wtype,k", SHAPES)
 @pytest.mark.parametrize("m", [1, 2, 5, 9, 33])  # 33: the tiled prefill GEMM where the level has one
-def test_matmul_quantized_weights(cpu_level, rng, wtype, k, m):
-    n = 19
+@pytest.mark.parametrize("pack", [False, True])  # True: octets where the level has their kernels (cpu/octets.h)
+def test_matmul_quantized_weights(cpu_level, rng, wtype, k, m, pack):
+    n = 19  # two octets and a partial third
     w = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
     x[0, :32] = 0  # an all-zero activation block
     blocks = quanta.quantize(w, wtype)
     w_deq = quanta.dequantize(blocks, wtype, w.shape).astype(np.float64)
     g = _core.Graph()
-    (y,) = run(g, [g.matmul(g.constant(blocks, wtype), g.constant(x))])
+    (y,) = run(g, [g.matmul(g.constant(blocks, wtype, pack=pack), g.constant(x))])
     assert y.shape == (m, n)
     # Exact up to float summation: the integer kernels against the same 8-bit activations.
     xq = dequantized_activations(x)

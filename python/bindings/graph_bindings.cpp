@@ -19,15 +19,17 @@ public:
     Graph graph;
     std::vector<py::object> keep_alive;  // arrays backing External tensors
     std::vector<std::pair<Tensor*, const void*>> constants;  // External tensor -> its array's host memory
+    std::vector<Tensor*> matrices;  // constants the backend may pack (Backend::pack_weight), as a model's weights
     std::shared_ptr<Backend> backend;
     std::string backend_key;
     std::vector<std::unique_ptr<Buffer>> placed;  // the constants on the backend
+    std::vector<std::unique_ptr<Buffer>> packs;   // and the matrices' packed copies, made once per backend
     std::unique_ptr<Buffer> arena;
 
     // `array` holds the elements (float32, float16, int32, or any dtype with
     // type= naming a plain type of its item size), or for quantized types
     // the raw blocks as uint8 of shape (rows, bytes_per_row).
-    Tensor* constant(py::array array, const std::string& type) {
+    Tensor* constant(py::array array, const std::string& type, bool pack) {
         py::array c = py::array::ensure(array, py::array::c_style);
         const DType t = type.empty() ? dtype_of(c) : type_from_name(type);
         const TypeInfo& info = type_info(t);
@@ -43,6 +45,7 @@ public:
         Tensor* out = graph.external(t, ggml_dims(shape), c.data());
         keep_alive.push_back(c);
         constants.push_back({out, c.data()});
+        if (pack) matrices.push_back(out);
         return out;
     }
 
@@ -60,6 +63,7 @@ public:
             options.n_threads = n_threads;
             backend = backends::make_backend(device, options);
             backend_key = key;
+            packs.clear();
         }
         return *backend;
     }
@@ -73,6 +77,11 @@ public:
             placed.push_back(be.place(host, t->n_bytes()));
             t->data = placed.back()->base();
         }
+        if (packs.empty() && !matrices.empty())
+            for (Tensor* t : matrices) {
+                packs.push_back(be.pack_weight(*t));
+                t->packed = packs.back() ? packs.back()->base() : nullptr;
+            }
         arena = be.prepare(graph);
         for (auto item : inputs) {
             Tensor* t = item.first.cast<Tensor*>();
@@ -117,8 +126,9 @@ void bind_graph(py::module_& m) {
     auto ref = R::reference_internal;
     py::class_<PyGraph>(m, "Graph")
         .def(py::init<>())
-        .def("constant", &PyGraph::constant, py::arg("array"), py::arg("type") = "", ref,
-             "A weight-like leaf backed by `array` (kept alive by the graph).")
+        .def("constant", &PyGraph::constant, py::arg("array"), py::arg("type") = "", py::arg("pack") = false, ref,
+             "A weight-like leaf backed by `array` (kept alive by the graph). pack: a matrix the backend may "
+             "copy into its own layout for matmul on the first run, as it does a model's weights at load.")
         .def("input", [](PyGraph& g, const std::string& type, const std::vector<int64_t>& shape, const std::string& name) {
             return g.graph.input(type_from_name(type), ggml_dims(shape), name);
         }, py::arg("type"), py::arg("shape"), py::arg("name") = "", ref)
