@@ -43,10 +43,10 @@ inline size_t dense_attend_work(int64_t d, int64_t dv, int nq) {
     return rows * (size_t)(d + dv + 1) + (size_t)kDenseMaxKeys * (size_t)(d + dv + kDenseMaxRows) + (size_t)d;
 }
 
-// attend's cells per step (attend_impl.inc), and the work floats it needs.
-constexpr int kAttendCells = 4;
-inline size_t attend_work(int64_t g, int64_t n, int64_t hd, int64_t hdv) {
-    return (size_t)(g * n + kAttendCells * (hd > hdv ? hd : hdv));
+// attend's cells per step (attend_impl.inc) and tokens per call, and the work floats it needs.
+constexpr int kAttendCells = 4, kAttendQueries = 8;
+inline size_t attend_work(int nq, int64_t g, int64_t n, int64_t hd, int64_t hdv) {
+    return (size_t)(nq * g * n + kAttendCells * (hd > hdv ? hd : hdv));
 }
 
 // conv_tile's output channels per call, at every level.
@@ -90,11 +90,13 @@ struct Kernels {
     // activation rows (x, xs floats apart): out[i + j * os]. Null: one dot per output.
     void (*float_tile)(DType type, int64_t k, const char* w, size_t ws, const float* x, size_t xs, int na,
                        float* out, size_t os, int nw);
-    // Attention of g (<= 64) query rows (q, hd floats each, contiguous) over the n cells listed in `cells`:
-    // key rows at k + cell * k_cell (hd elements, f16 when f16 else f32), value rows likewise (hdv).
-    // work: attend_work(g, n, hd, hdv) floats. out: g rows of hdv floats, contiguous.
-    void (*attend)(bool f16, int g, int64_t hd, int64_t hdv, const float* q, const char* k, size_t k_cell,
-                   const char* v, size_t v_cell, const int32_t* cells, int n, float scale, float* work, float* out);
+    // Attention of nq (1..kAttendQueries) tokens' g (<= 64) query rows each (token i's at q + i * q_stride,
+    // hd floats a row, contiguous) over their cells: token i's are the first counts[i] of `cells`. Key rows
+    // at k + cell * k_cell (hd elements, f16 when f16 else f32), value rows likewise (hdv). work:
+    // attend_work(nq, g, max count, hd, hdv) floats. out: token i's g rows of hdv floats at out + i * out_stride.
+    void (*attend)(bool f16, int g, int64_t hd, int64_t hdv, int nq, const float* q, size_t q_stride, const char* k,
+                   size_t k_cell, const char* v, size_t v_cell, const int32_t* cells, const int32_t* counts,
+                   float scale, float* work, float* out, size_t out_stride);
     // softmax(q . k * scale) . v of nq (<= kDenseMaxQueries) f32 query rows (q, q_stride floats apart, d
     // each) over all nk keys: key rows at k + j * k_stride (d elements, f16 when f16 else f32), value rows
     // likewise (dv), in blocks with an online softmax (never all scores at once).

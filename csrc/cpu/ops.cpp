@@ -472,26 +472,54 @@ void softmax(const Tensor& dst, const OpContext& c) {
 // Token t, kv head: the query heads that share it attend to the token's
 // listed cells (the level's attend kernel), cell by cell in list order, so
 // the result depends only on which cells are listed and in what order.
+// Tasks of up to kAttendQueries consecutive tokens and one kv head, dealt out in turn (a causal prompt's later
+// tokens list more cells: contiguous ranges would leave the first thread idle for half of it). A task's tokens
+// go to the kernel together where each one's list is a prefix of the longest (a prompt's own tokens), the
+// others one at a time; either way each token's result is the same.
 void attention(const Tensor& dst, const OpContext& c) {
     const Tensor *q = dst.src[0], *k = dst.src[1], *v = dst.src[2], *cells = dst.src[3];
     const int64_t H = q->ne[1], T = q->ne[2], Hkv = k->ne[2], group = H / Hkv, stride = cells->ne[0];
-    int64_t begin, end;
-    split(T * Hkv, c, &begin, &end);
-    for (int64_t task = begin; task < end; ++task) {
-        const int64_t t = task / Hkv, kvh = task % Hkv;
-        const int32_t* list = static_cast<const int32_t*>(cells->data) + t * stride;
-        float* out = reinterpret_cast<float*>(at(&dst, 0, kvh * group, t, 0));
-        const int32_t n = list[0];
-        bool valid = n >= 1 && n < stride;
-        for (int32_t j = 0; valid && j < n; ++j) valid = list[1 + j] >= 0 && list[1 + j] < k->ne[1];
-        if (!valid) {
-            std::memset(out, 0, (size_t)(group * v->ne[0]) * sizeof(float));
-            c.bad_row_id->store(true, std::memory_order_relaxed);
+    const int64_t blocks = (T + kAttendQueries - 1) / kAttendQueries;
+    const int32_t* lists = static_cast<const int32_t*>(cells->data);
+    const auto list_of = [&](int64_t t) { return lists + t * stride; };  // [n, cell 0, .., cell n-1]
+    const auto run = [&](int64_t t, int nq, int64_t kvh, const int32_t* list, const int32_t* counts) {
+        c.k->attend(k->type == DType::F16, (int)group, q->ne[0], v->ne[0], nq,
+                    reinterpret_cast<const float*>(at(q, 0, kvh * group, t, 0)), q->nb[2] / sizeof(float),
+                    at(k, 0, 0, kvh, 0), k->nb[1], at(v, 0, 0, kvh, 0), v->nb[1], list, counts, dst.f[0], c.scratch,
+                    reinterpret_cast<float*>(at(&dst, 0, kvh * group, t, 0)), dst.nb[2] / sizeof(float));
+    };
+    for (int64_t task = c.ith; task < blocks * Hkv; task += c.nth) {
+        const int64_t t0 = task / Hkv * kAttendQueries, kvh = task % Hkv;
+        const int nq = (int)std::min<int64_t>(kAttendQueries, T - t0);
+        bool valid[kAttendQueries];
+        int longest = -1;
+        for (int i = 0; i < nq; ++i) {
+            const int32_t* list = list_of(t0 + i);
+            const int32_t n = list[0];
+            valid[i] = n >= 1 && n < stride;
+            for (int32_t j = 0; valid[i] && j < n; ++j) valid[i] = list[1 + j] >= 0 && list[1 + j] < k->ne[1];
+            if (!valid[i]) {
+                std::memset(at(&dst, 0, kvh * group, t0 + i, 0), 0, (size_t)(group * v->ne[0]) * sizeof(float));
+                c.bad_row_id->store(true, std::memory_order_relaxed);
+            } else if (longest < 0 || n > list_of(t0 + longest)[0]) {
+                longest = i;
+            }
+        }
+        if (longest < 0) continue;
+        const int32_t* shared = list_of(t0 + longest);
+        bool together = true;
+        int32_t counts[kAttendQueries];
+        for (int i = 0; i < nq; ++i) {
+            const int32_t* list = list_of(t0 + i);
+            counts[i] = list[0];
+            together = together && valid[i] && std::memcmp(list + 1, shared + 1, list[0] * sizeof(int32_t)) == 0;
+        }
+        if (together) {
+            run(t0, nq, kvh, shared + 1, counts);
             continue;
         }
-        c.k->attend(k->type == DType::F16, (int)group, q->ne[0], v->ne[0],
-                    reinterpret_cast<const float*>(at(q, 0, kvh * group, t, 0)), at(k, 0, 0, kvh, 0), k->nb[1],
-                    at(v, 0, 0, kvh, 0), v->nb[1], list + 1, n, dst.f[0], c.scratch, out);
+        for (int i = 0; i < nq; ++i)
+            if (valid[i]) run(t0 + i, 1, kvh, list_of(t0 + i) + 1, &counts[i]);
     }
 }
 
@@ -627,7 +655,7 @@ size_t rope_scratch_floats(const Tensor& node) { return (size_t)node.i[0]; }
 // Scores of every query head of a group for every listed cell, and the widened key or value rows.
 size_t attention_scratch_floats(const Tensor& node) {
     const int64_t group = node.src[0]->ne[1] / node.src[1]->ne[2];
-    return attend_work(group, node.src[3]->ne[0], node.src[0]->ne[0], node.src[2]->ne[0]);
+    return attend_work(kAttendQueries, group, node.src[3]->ne[0], node.src[0]->ne[0], node.src[2]->ne[0]);
 }
 
 constexpr CpuKernel kKernels[kOpCount] = {

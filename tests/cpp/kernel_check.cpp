@@ -374,7 +374,7 @@ void check_attention(const Kernels& k, const Kernels& ref) {
         const size_t elt = f16 ? 2 : 4, k_cell = hd * elt + 8, v_cell = hdv * elt;
         const int cells_total = 60;
         std::vector<char> keys(k_cell * cells_total), vals(v_cell * cells_total);
-        const std::vector<float> kf = normal(hd * cells_total), vf = normal(hdv * cells_total), q = normal(g * hd);
+        const std::vector<float> kf = normal(hd * cells_total), vf = normal(hdv * cells_total);
         for (int c = 0; c < cells_total; ++c)
             for (int64_t e = 0; e < std::max(hd, hdv); ++e) {
                 auto put = [&](std::vector<char>& dst, size_t cell, float v) {
@@ -390,12 +390,22 @@ void check_attention(const Kernels& k, const Kernels& ref) {
             }
         std::vector<int32_t> cells(n);
         for (int j = 0; j < n; ++j) cells[j] = (j * 7) % cells_total;
-        std::vector<float> work(attend_work(g, n, hd, hdv)), out(g * hdv), out_ref(g * hdv);
-        k.attend(f16, g, hd, hdv, q.data(), keys.data(), k_cell, vals.data(), v_cell, cells.data(), n, 0.15f,
-                 work.data(), out.data());
-        ref.attend(f16, g, hd, hdv, q.data(), keys.data(), k_cell, vals.data(), v_cell, cells.data(), n, 0.15f,
-                   work.data(), out_ref.data());
-        for (int i = 0; i < g * hdv; ++i) close(out[i], out_ref[i], 1.0, 1e-5, std::string("attend f16=") + (f16 ? "1" : "0"));
+        // Three tokens listing prefixes of one list (45, 44 and 1 cells), together and each alone: the same bits.
+        const std::vector<float> q3 = normal(3 * g * hd);
+        const int32_t counts[3] = {n, n - 1, 1};
+        std::vector<float> work(attend_work(3, g, n, hd, hdv)), out(3 * g * hdv), out_ref(3 * g * hdv);
+        k.attend(f16, g, hd, hdv, 3, q3.data(), g * hd, keys.data(), k_cell, vals.data(), v_cell, cells.data(), counts,
+                 0.15f, work.data(), out.data(), g * hdv);
+        for (int t = 0; t < 3; ++t) {
+            std::vector<float> alone(g * hdv);
+            k.attend(f16, g, hd, hdv, 1, q3.data() + t * g * hd, 0, keys.data(), k_cell, vals.data(), v_cell,
+                     cells.data(), counts + t, 0.15f, work.data(), alone.data(), 0);
+            ref.attend(f16, g, hd, hdv, 1, q3.data() + t * g * hd, 0, keys.data(), k_cell, vals.data(), v_cell,
+                       cells.data(), counts + t, 0.15f, work.data(), out_ref.data() + t * g * hdv, 0);
+            check(std::memcmp(alone.data(), out.data() + t * g * hdv, alone.size() * sizeof(float)) == 0,
+                  std::string("attend f16=") + (f16 ? "1" : "0") + " token " + std::to_string(t) + ": not its bits alone");
+        }
+        for (int i = 0; i < 3 * g * hdv; ++i) close(out[i], out_ref[i], 1.0, 1e-5, std::string("attend f16=") + (f16 ? "1" : "0"));
 
         // Dense attention: contiguous keys, more than one key block, a partial query tile.
         const int nq = 11;
