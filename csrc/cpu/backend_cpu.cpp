@@ -35,7 +35,7 @@ void CpuBackend::reserve(const Graph& graph) {
             for (Level level : available_levels()) shared = std::max(shared, k.shared_bytes(*t, kernels_for(level)));
     }
     if (scratch > scratch_per_thread_) {
-        scratch_per_thread_ = scratch;
+        scratch_per_thread_ = (scratch + 15) / 16 * 16;  // each thread's scratch on its own cache lines
         scratch_.assign(scratch_per_thread_ * (size_t)pool_.size(), 0.0f);
     }
     if (shared > shared_.size()) shared_.resize(shared);

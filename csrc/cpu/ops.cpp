@@ -421,6 +421,8 @@ void rope(const Tensor& dst, const OpContext& c) {
     const double base = dst.f[0], freq_scale = dst.f[1];
     const float* factors = dst.src[2] ? static_cast<const float*>(dst.src[2]->data) : nullptr;
     float* cos_sin = c.scratch;  // [cos(theta_i), sin(theta_i)] for the current token
+    double* freq = reinterpret_cast<double*>(c.scratch + n_rot);  // base^(-2i / n_rot), the same for every token
+    for (int i = 0; i < half; ++i) freq[i] = std::pow(base, -2.0 * i / n_rot);
     int64_t cached_token = -1;
     int64_t begin, end;
     split(dst.n_rows(), c, &begin, &end);
@@ -428,7 +430,7 @@ void rope(const Tensor& dst, const OpContext& c) {
         const RowIndex ri = row_index(&dst, r);
         if (ri.i2 != cached_token) {
             for (int i = 0; i < half; ++i) {
-                double theta = pos[ri.i2] * freq_scale * std::pow(base, -2.0 * i / n_rot);
+                double theta = pos[ri.i2] * freq_scale * freq[i];
                 if (factors) theta /= factors[i];
                 cos_sin[2 * i] = (float)std::cos(theta);
                 cos_sin[2 * i + 1] = (float)std::sin(theta);
@@ -651,7 +653,7 @@ size_t matmul_scratch_floats(const Tensor& node) {  // a dequantized row, or a G
     return std::max((size_t)w->ne[0], panel);
 }
 
-size_t rope_scratch_floats(const Tensor& node) { return (size_t)node.i[0]; }
+size_t rope_scratch_floats(const Tensor& node) { return 2 * (size_t)node.i[0]; }  // cos_sin, then the doubles freq
 // Scores of every query head of a group for every listed cell, and the widened key or value rows.
 size_t attention_scratch_floats(const Tensor& node) {
     const int64_t group = node.src[0]->ne[1] / node.src[1]->ne[2];
