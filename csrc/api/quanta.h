@@ -107,7 +107,8 @@ typedef struct quanta_tensor_info {
 QUANTA_API const char* quanta_version(void);
 QUANTA_API const char* quanta_last_error(void);
 QUANTA_API const char* quanta_status_name(quanta_status status);
-/* The CPU kernel level in use ("scalar", "avx2", "avx512", "neon", "neon-dotprod", "neon-i8mm"). */
+/* The CPU kernel level in use ("scalar", "avx2", "avx-vnni", "avx512", "neon", "neon-dotprod",
+ * "neon-i8mm"). */
 QUANTA_API const char* quanta_cpu_level(void);
 QUANTA_API quanta_status quanta_set_cpu_level(const char* level);
 

@@ -1,6 +1,6 @@
 // Picks the kernel table at start-up from what the CPU reports (cpuid on x86,
 // the kernel's hardware capabilities on aarch64, where NEON is always there).
-// QUANTA_CPU=scalar|avx2|avx512|neon|neon-dotprod|neon-i8mm forces a level.
+// QUANTA_CPU=scalar|avx2|avx-vnni|avx512|neon|neon-dotprod|neon-i8mm forces a level.
 #include <atomic>
 #include <cstdlib>
 
@@ -23,6 +23,7 @@ namespace quanta::cpu {
 namespace scalar { const Kernels& kernels_scalar(); }
 #if defined(QUANTA_HAVE_AVX2)
 namespace avx2 { const Kernels& kernels_avx2(); }
+namespace avx_vnni { const Kernels& kernels_avx_vnni(); }
 #endif
 #if defined(QUANTA_HAVE_AVX512)
 namespace avx512 { const Kernels& kernels_avx512(); }
@@ -70,6 +71,7 @@ bool cpu_has(Level level) {
         case Level::Avx2:
             return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                    __builtin_cpu_supports("f16c");
+        case Level::AvxVnni: return cpu_has(Level::Avx2) && __builtin_cpu_supports("avxvnni");
         case Level::Avx512:
             return cpu_has(Level::Avx2) && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -89,6 +91,7 @@ const Kernels* compiled(Level level) {
         case Level::Scalar: return &scalar::kernels_scalar();
 #if defined(QUANTA_HAVE_AVX2)
         case Level::Avx2: return &avx2::kernels_avx2();
+        case Level::AvxVnni: return &avx_vnni::kernels_avx_vnni();
 #endif
 #if defined(QUANTA_HAVE_AVX512)
         case Level::Avx512: return &avx512::kernels_avx512();
@@ -115,6 +118,7 @@ const char* level_name(Level level) {
     switch (level) {
         case Level::Scalar: return "scalar";
         case Level::Avx2: return "avx2";
+        case Level::AvxVnni: return "avx-vnni";
         case Level::Avx512: return "avx512";
         case Level::Neon: return "neon";
         case Level::NeonDotprod: return "neon-dotprod";
@@ -124,15 +128,17 @@ const char* level_name(Level level) {
 }
 
 Level level_from_name(const std::string& name) {
-    for (Level l : {Level::Scalar, Level::Avx2, Level::Avx512, Level::Neon, Level::NeonDotprod, Level::NeonI8mm})
+    for (Level l : {Level::Scalar, Level::Avx2, Level::AvxVnni, Level::Avx512, Level::Neon, Level::NeonDotprod,
+                    Level::NeonI8mm})
         if (name == level_name(l)) return l;
     fail(ErrorKind::InvalidArgument,
-         "unknown CPU level '" + name + "' (expected scalar, avx2, avx512, neon, neon-dotprod or neon-i8mm)");
+         "unknown CPU level '" + name + "' (expected scalar, avx2, avx-vnni, avx512, neon, neon-dotprod or neon-i8mm)");
 }
 
 std::vector<Level> available_levels() {
     std::vector<Level> out;
-    for (Level l : {Level::Scalar, Level::Neon, Level::NeonDotprod, Level::NeonI8mm, Level::Avx2, Level::Avx512})
+    for (Level l : {Level::Scalar, Level::Neon, Level::NeonDotprod, Level::NeonI8mm, Level::Avx2, Level::AvxVnni,
+                    Level::Avx512})
         if (compiled(l) && cpu_has(l)) out.push_back(l);
     return out;
 }

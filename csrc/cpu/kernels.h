@@ -14,7 +14,8 @@
 
 namespace quanta::cpu {
 
-enum class Level { Scalar, Avx2, Avx512, Neon, NeonDotprod, NeonI8mm };
+// AvxVnni: avx2 with AVX-VNNI's vpdpbusd on ymm (Intel since Alder Lake, AMD since Zen 5), no AVX-512.
+enum class Level { Scalar, Avx2, AvxVnni, Avx512, Neon, NeonDotprod, NeonI8mm };
 
 // Quantizes a row of n floats (a multiple of 32) into an 8-bit activation format (act_formats.h).
 using QuantizeActFn = void (*)(const float* x, void* out, int64_t n);
@@ -124,7 +125,7 @@ GemmTileFn gemm_tile(const Kernels& k, DType type);
 QuantizeActFn quantize_act(const Kernels& k, DType weight_type);
 
 const char* level_name(Level level);
-// Parses "scalar", "avx2", "avx512", "neon", "neon-dotprod", "neon-i8mm"; throws InvalidArgument otherwise.
+// Parses "scalar", "avx2", "avx-vnni", "avx512", "neon", "neon-dotprod", "neon-i8mm"; throws InvalidArgument otherwise.
 Level level_from_name(const std::string& name);
 // Levels compiled into this build that this CPU can run, best last.
 std::vector<Level> available_levels();
