@@ -61,8 +61,8 @@ def test_batched_sequences_match_each_decoded_alone(qwen_path):
 
 
 def test_sixteen_sequences_match_each_decoded_alone(qwen_path):
-    # 16 rows and more take the prefill GEMM, whose float steps the octet kernels of a single row repeat
-    # (qdot_octets_impl.inc): 16 sequences decoding together get the logits each gets alone.
+    # The first batch (16 prompts, about 100 rows) takes the prefill GEMM, whose float steps the octet kernels
+    # of a single row repeat (qdot_octets_impl.inc): 16 sequences together get the logits each gets alone.
     _, tok, ctx = context(qwen_path, n_seq=16, n_ctx=1024)
     prompts = [tok.encode(f"{p} #{i}") for i, p in enumerate(PROMPTS * 4)]
     steps = 3

@@ -89,7 +89,8 @@ SHAPES = [(t, 512) for t in QUANT_TYPES] + [(t, 800) for t in QUANT_TYPES if not
 
 
 @pytest.mark.parametrize("wtype,k", SHAPES)
-@pytest.mark.parametrize("m", [1, 2, 5, 9, 33])  # 33: the tiled prefill GEMM where the level has one
+# 33: the tiled prefill GEMM where the level has one (packed: for q4_k/q5_k), 65: for packed weights of every type
+@pytest.mark.parametrize("m", [1, 2, 5, 9, 33, 65])
 @pytest.mark.parametrize("pack", [False, True])  # True: octets where the level has their kernels (cpu/octets.h)
 def test_matmul_quantized_weights(cpu_level, rng, wtype, k, m, pack):
     n = 19  # two octets and a partial third

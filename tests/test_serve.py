@@ -1,10 +1,10 @@
 """`quanta serve` against the official openai client (sync and async, streaming and not), on the real Qwen
 model, in a real server process on a free loopback port.
 
-Exactness: greedy text is compared across paths only where both evaluate the same token chunks. A prompt
-evaluated in one chunk of 16 or more tokens runs the panel GEMM, which rounds a little differently from the
-row kernels that a cached prefix plus a short rest would run (csrc/cpu/ops.cpp, kGemmMinRows), so texts are
-compared either on fresh servers (no cached prefixes) or with prompts under 16 tokens.
+Exactness: greedy text is compared across paths only where both evaluate the same token chunks. The real
+model's quantized weights round alike in any chunk (the octet kernels and the panel GEMM, csrc/cpu/ops.cpp),
+but float weights' kernels do not from 16 rows on, so texts are compared either on fresh servers (no cached
+prefixes) or with prompts under 16 tokens, which holds for both.
 """
 
 from __future__ import annotations

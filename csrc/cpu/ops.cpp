@@ -235,14 +235,24 @@ constexpr size_t kActBlockBytes = 192 * 1024;
 // rows for q5_0/q8_0 and about 20 for q4_k/q6_k on AVX-512; on AVX2, where the
 // tile runs 2-2.5x the row kernels' speed, unpacking costs 5-19 tile rows, for
 // crossovers of 9 (q5_0, q8_0) to 15 (q4_k) and 20 (q6_k) rows.
+//
+// Weights in octets (octets.h) run the octet kernels below the crossover, and
+// those hold their speed per row up to 64 rows and more: the GEMM caught up
+// at about 32 rows for q4_k/q5_k and 48-64+ for the others (Xeon, 2 threads,
+// avx2 and avx512, microseconds per row from 4 to 64 rows; bench/README.md).
+// Both round alike, so the crossover moves speed only.
 constexpr int64_t kGemmMinRows = 16;
-
-bool use_gemm(const Tensor& node, const Kernels& k) {
-    return node.op == Op::MatMul && gemm_tile(k, node.src[0]->type) && node.src[1]->ne[1] >= kGemmMinRows;
+int64_t gemm_min_rows(const Tensor& weight, const Kernels& k) {
+    if (!weight.packed || !k.dot_octets) return kGemmMinRows;
+    return weight.type == DType::Q4_K || weight.type == DType::Q5_K ? 32 : 64;
 }
 
-// Below that, weights the backend packed into octets (octets.h) run the level's octet kernels; levels without
-// them (the level changed after the model loaded) read the rows as the file has them.
+bool use_gemm(const Tensor& node, const Kernels& k) {
+    return node.op == Op::MatMul && gemm_tile(k, node.src[0]->type) && node.src[1]->ne[1] >= gemm_min_rows(*node.src[0], k);
+}
+
+// Below that, weights the backend packed into octets run the level's octet kernels; levels without them (the
+// level changed after the model loaded) read the rows as the file has them.
 bool use_octets(const Tensor& node, const Kernels& k) {
     return node.op == Op::MatMul && node.src[0]->packed && k.dot_octets && !use_gemm(node, k);
 }

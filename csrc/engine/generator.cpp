@@ -134,11 +134,13 @@ void Generator::start_waiting() {
     }
 }
 
-// One n_batch chunk of each unfinished prompt, in its own batch: the matmul
-// kernels round differently from 16 rows on (the panel GEMM against the row
-// kernels), so a prompt chunk evaluated with others' would get logits a
-// little unlike its own alone. These are the chunks LlmContext::eval_prompt
-// would evaluate, so a request computes what it would alone.
+// One n_batch chunk of each unfinished prompt, in its own batch. Quantized
+// weights in octets round alike at every batch size (the octet kernels repeat
+// the panel GEMM's float steps), but float weights' tiles and levels without
+// octet kernels round differently from 16 rows on, so a prompt chunk
+// evaluated with others' could get logits a little unlike its own alone.
+// These are the chunks LlmContext::eval_prompt would evaluate, so a request
+// computes what it would alone.
 void Generator::prefill_running() {
     for (int id : running_) {
         Request& r = *requests_[id];
