@@ -48,13 +48,15 @@ const OctetLayout* layout(DType type) {
     }
 }
 
-// Where byte i of row r's field lands in the octet block's field (8 * bytes at 8 * offset).
-size_t spread_index(Spread s, int r, int i) {
-    switch (s) {
-        case Spread::Halves: return (size_t)(2 * r + i);
-        case Spread::Words: return (size_t)(32 * (i / 4) + 4 * r + i % 4);
-        default: return 0;  // FifthBits is bitwise (below)
-    }
+// Copies row r's field (bytes at `row`) into the octet block's field (8 * bytes at `octet`), or back: Halves
+// put the row's 2 bytes at 2r, Words its 4-byte unit u at 32u + 4r.
+void spread(Spread s, int bytes, int r, const uint8_t* row, uint8_t* octet) {
+    if (s == Spread::Halves) return (void)std::memcpy(octet + 2 * r, row, 2);
+    for (int i = 0; i < bytes; i += 4) std::memcpy(octet + 8 * i + 4 * r, row + i, 4);
+}
+void gather(Spread s, int bytes, int r, const uint8_t* octet, uint8_t* row) {
+    if (s == Spread::Halves) return (void)std::memcpy(row, octet + 2 * r, 2);
+    for (int i = 0; i < bytes; i += 4) std::memcpy(row + i, octet + 8 * i + 4 * r, 4);
 }
 
 // q5's qh of 8 rows (32 bits each) to and from the bit-plane order of octets.h.
@@ -101,8 +103,7 @@ void pack_octets(DType type, const void* src, size_t src_stride, int64_t rows, i
                     const uint8_t* in = static_cast<const uint8_t*>(src) + (size_t)(o * kOctetRows + r) * src_stride +
                                         (size_t)b * block + fd.offset;
                     if (fd.spread == Spread::FifthBits) std::memcpy(&qh[r], in, 4);
-                    else
-                        for (int i = 0; i < fd.bytes; ++i) field[spread_index(fd.spread, r, i)] = in[i];
+                    else spread(fd.spread, fd.bytes, r, in, field);
                 }
                 if (fd.spread == Spread::FifthBits) fifth_bits_to_octet(qh, field);
             }
@@ -120,7 +121,7 @@ void octet_block_to_plain(DType type, const uint8_t* octet, int lane, int64_t b,
             const uint32_t qh = fifth_bits_of_row(field, lane);
             std::memcpy(out + fd.offset, &qh, 4);
         } else {
-            for (int i = 0; i < fd.bytes; ++i) out[fd.offset + i] = field[spread_index(fd.spread, lane, i)];
+            gather(fd.spread, fd.bytes, lane, field, out + fd.offset);
         }
     }
 }
