@@ -75,6 +75,23 @@ uint32_t fifth_bits_of_row(const uint8_t* field, int r) {
     return qh;
 }
 
+// Row `lane`'s block b of the octet at `octet`, in ggml's layout, into `out`.
+void block_to_plain(DType type, const uint8_t* octet, int lane, int64_t b, uint8_t* out) {
+    const OctetLayout& l = *layout(type);
+    const size_t block = type_info(type).block_bytes;
+    const uint8_t* ob = octet + (size_t)b * kOctetRows * block;
+    for (int f = 0; f < l.n; ++f) {
+        const Field& fd = l.fields[f];
+        const uint8_t* field = ob + kOctetRows * fd.offset;
+        if (fd.spread == Spread::FifthBits) {
+            const uint32_t qh = fifth_bits_of_row(field, lane);
+            std::memcpy(out + fd.offset, &qh, 4);
+        } else {
+            gather(fd.spread, fd.bytes, lane, field, out + fd.offset);
+        }
+    }
+}
+
 }  // namespace
 
 bool octet_type(DType type) { return layout(type) != nullptr; }
@@ -110,26 +127,10 @@ void pack_octets(DType type, const void* src, size_t src_stride, int64_t rows, i
         }
 }
 
-void octet_block_to_plain(DType type, const uint8_t* octet, int lane, int64_t b, uint8_t* out) {
-    const OctetLayout& l = *layout(type);
-    const size_t block = type_info(type).block_bytes;
-    const uint8_t* ob = octet + (size_t)b * kOctetRows * block;
-    for (int f = 0; f < l.n; ++f) {
-        const Field& fd = l.fields[f];
-        const uint8_t* field = ob + kOctetRows * fd.offset;
-        if (fd.spread == Spread::FifthBits) {
-            const uint32_t qh = fifth_bits_of_row(field, lane);
-            std::memcpy(out + fd.offset, &qh, 4);
-        } else {
-            gather(fd.spread, fd.bytes, lane, field, out + fd.offset);
-        }
-    }
-}
-
 void octet_row_to_plain(DType type, const uint8_t* octet, int64_t k, int lane, uint8_t* out) {
     const TypeInfo& info = type_info(type);
     for (int64_t b = 0; b < k / info.block_size; ++b)
-        octet_block_to_plain(type, octet, lane, b, out + (size_t)b * info.block_bytes);
+        block_to_plain(type, octet, lane, b, out + (size_t)b * info.block_bytes);
 }
 
 }  // namespace quanta::cpu

@@ -19,9 +19,10 @@
 // from the file. Rows past the matrix's last (its rows need not be a multiple
 // of 8) are zero blocks.
 //
-// Every quantized type except q8_1 and q2_k/q3_k has the layout (octet_type);
-// the levels with a kernel for it (Kernels::dot_octets) use it, the others
-// unpack a row's block back with octet_block_to_plain.
+// q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k and q6_k have the layout
+// (octet_type). The levels with octet kernels (Kernels::dot_octets) run decode
+// on it and unpack the GEMM's panels from it (panel.h); the others read the
+// rows as the file has them, which the model keeps mapped.
 #pragma once
 
 #include <cstddef>
@@ -42,9 +43,8 @@ size_t octet_bytes(DType type, int64_t k);
 
 // Packs rows [0, rows) of k elements, src_stride bytes apart, into octets at dst.
 void pack_octets(DType type, const void* src, size_t src_stride, int64_t rows, int64_t k, void* dst);
-// Row `lane`'s block b of the octet at `octet`, in ggml's layout, into `out`.
-void octet_block_to_plain(DType type, const uint8_t* octet, int lane, int64_t b, uint8_t* out);
-// Row `lane` of the octet at `octet` (k elements), in ggml's layout, into `out` (row_bytes(type, k)).
+// Row `lane` of the octet at `octet` (k elements), in ggml's layout, into `out` (row_bytes(type, k)): the
+// inverse of pack_octets, which kernel_check holds it to.
 void octet_row_to_plain(DType type, const uint8_t* octet, int64_t k, int lane, uint8_t* out);
 
 }  // namespace quanta::cpu

@@ -484,6 +484,7 @@ void softmax(const Tensor& dst, const OpContext& c) {
 // Token t, kv head: the query heads that share it attend to the token's
 // listed cells (the level's attend kernel), cell by cell in list order, so
 // the result depends only on which cells are listed and in what order.
+//
 // Tasks of up to kAttendQueries consecutive tokens and one kv head, dealt out in turn (a causal prompt's later
 // tokens list more cells: contiguous ranges would leave the first thread idle for half of it). A task's tokens
 // go to the kernel together where each one's list is a prefix of the longest (a prompt's own tokens), the

@@ -41,7 +41,7 @@ std::shared_ptr<LlmModel> LlmModel::load(std::shared_ptr<gguf::File> file, std::
         m->packed.emplace(w, std::move(p));
         // MatMul reads the packed copy from now on (get_rows of tied embeddings reads a few rows per token),
         // so the file's pages go back to the page cache: the weights take their size in memory once.
-        file->drop_pages(file->tensor_data() + w->offset, row_bytes(w->type, w->ne[0]) * (size_t)w->n_rows());
+        file->drop_pages(w->data, w->nbytes);
     }
     m->file = std::move(file);
     m->backend = std::move(backend);
