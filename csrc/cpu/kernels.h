@@ -70,7 +70,7 @@ struct Kernels {
     void (*gelu)(float* y, const float* x, int64_t n);
     double (*sum_squares)(const float* x, int64_t n);
     float (*max)(const float* x, int64_t n);
-    // y = exp(x - shift); returns the sum of y.
+    // y = exp(x - shift) for shift >= every x (a softmax's max); returns the sum of y.
     double (*exp_shifted)(float* y, const float* x, float shift, int64_t n);
     void (*gelu_erf)(float* y, const float* x, int64_t n);
     void (*quick_gelu)(float* y, const float* x, int64_t n);
