@@ -1,0 +1,110 @@
+// Speed of one level's compute-bound CPU kernels on one thread, with nothing
+// around them: the prefill GEMM tile (a 32-row panel that stays in L1/L2
+// against 4 activation rows) and attention (Kernels::attend), best of many
+// runs. The model-level benchmarks (llm_bench.py, matmul_bench.py) add
+// threads, memory and graph overhead; this shows what a kernel change did.
+//
+//   cmake -S . -B /tmp/kb -G Ninja -DQUANTA_CUDA=OFF -DQUANTA_PYTHON=OFF -DQUANTA_KERNEL_BENCH=ON
+//   ninja -C /tmp/kb kernel_bench && /tmp/kb/kernel_bench avx2
+//
+// Two builds compare best alternately (the machine's noise is larger than most changes): build each into its
+// own folder and run them in turn a few times, keeping each line's best.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu/act_formats.h"
+#include "cpu/kernels.h"
+#include "cpu/panel.h"
+#include "quant/quantize.h"
+#include "quant/types.h"
+
+using namespace quanta;
+using namespace quanta::cpu;
+
+namespace {
+
+double seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// The best time of `repeats` runs of `calls` back-to-back calls of f.
+template <typename F>
+double best_of(int repeats, int calls, F&& f) {
+    double best = 1e30;
+    for (int r = 0; r < repeats; ++r) {
+        const double t0 = seconds();
+        for (int i = 0; i < calls; ++i) f();
+        best = std::min(best, seconds() - t0);
+    }
+    return best;
+}
+
+void bench_tile(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
+    const GemmTileFn tile = gemm_tile(k, t);
+    if (!tile) return;
+    std::normal_distribution<float> normal;
+    std::vector<float> x((size_t)n);
+    const size_t rb = row_bytes(t, n);
+    std::vector<uint8_t> w(rb * kPanelRows);
+    std::vector<const void*> rows(kPanelRows);
+    for (int r = 0; r < kPanelRows; ++r) {
+        for (float& v : x) v = normal(rng);
+        quantize_row(t, x.data(), w.data() + r * rb, n);
+        rows[r] = w.data() + r * rb;
+    }
+    std::vector<uint8_t> panel(panel_bytes(t, n));
+    unpack_panel(t, rows.data(), kPanelRows, n, panel.data());
+    const size_t as = act_row_bytes(ActFormat::Flat, n);
+    std::vector<uint8_t> act(as * 4);
+    for (int j = 0; j < 4; ++j) {
+        for (float& v : x) v = normal(rng);
+        k.quantize_act_flat(x.data(), act.data() + j * as, n);
+    }
+    std::vector<float> out(4 * kPanelRows);
+    const int calls = 200;
+    const double s = best_of(30, calls, [&] {
+        tile(n, panel.data(), panel_group_bytes(t, n), act.data(), as, 4, out.data(), kPanelRows, kPanelRows, t);
+    });
+    std::printf("%s tile %s %d x 4 x %lld: %.1f GMAC/s\n", k.name, type_name(t), kPanelRows, (long long)n,
+                (double)calls * kPanelRows * 4 * n / s / 1e9);
+}
+
+// A prompt's attention task: nq consecutive tokens (lists of n - nq + 1 .. n cells) x g heads of hd, f16 cells.
+void bench_attend(const Kernels& k, int nq, int g, int64_t hd, int n, std::mt19937& rng) {
+    std::normal_distribution<float> normal;
+    std::vector<float> q((size_t)nq * g * hd);
+    for (float& v : q) v = normal(rng);
+    std::vector<uint16_t> keys((size_t)n * hd), values((size_t)n * hd);
+    for (uint16_t& e : keys) e = (uint16_t)(0x3c00 ^ (rng() & 0x83ff));  // +-[1, 2) in f16
+    for (uint16_t& e : values) e = (uint16_t)(0x3c00 ^ (rng() & 0x83ff));
+    std::vector<int32_t> cells(n), counts(nq);
+    for (int i = 0; i < n; ++i) cells[i] = i;
+    int64_t macs = 0;
+    for (int i = 0; i < nq; ++i) macs += 2 * g * hd * (counts[i] = n - nq + 1 + i);
+    std::vector<float> work(attend_work(nq, g, n, hd, hd)), out((size_t)nq * g * hd);
+    const int calls = 20;
+    const double s = best_of(30, calls, [&] {
+        k.attend(true, g, hd, hd, nq, q.data(), (size_t)g * hd, reinterpret_cast<const char*>(keys.data()),
+                 (size_t)hd * 2, reinterpret_cast<const char*>(values.data()), (size_t)hd * 2, cells.data(),
+                 counts.data(), 0.125f, work.data(), out.data(), (size_t)g * hd);
+    });
+    std::printf("%s attend %d tokens x %d heads of %lld over %d f16 cells: %.1f GMAC/s\n", k.name, nq, g,
+                (long long)hd, n, (double)calls * macs / s / 1e9);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::vector<Level> levels = available_levels();
+    const Kernels& k = kernels_for(argc > 1 ? level_from_name(argv[1]) : levels.back());
+    std::mt19937 rng(1);
+    for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+        bench_tile(k, t, 1024, rng);
+    for (int hd : {64, 128, 256}) bench_attend(k, kAttendQueries, 8, hd, 512, rng);
+    bench_attend(k, 1, 8, 64, 512, rng);  // decode: one token
+    return 0;
+}
