@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -57,8 +58,11 @@ public:
     virtual std::unique_ptr<Buffer> place(const void* data, size_t bytes) = 0;
     // A copy of weight matrix `w` (placed, 2-D, contiguous) in a layout this backend's MatMul reads faster,
     // or null (the default) where it reads the rows as they are. Called once per matrix at load; the model
-    // keeps the buffer as long as the weights, and points the MatMul's Tensor::packed at it.
-    virtual std::unique_ptr<Buffer> pack_weight(const Tensor& /*w*/) { return nullptr; }
+    // keeps the buffer as long as the weights, and points the MatMul's Tensor::packed at it. `copied(begin,
+    // bytes)` is told of each part of w.data as soon as it has been copied, so that the caller can release
+    // the file's pages of a large matrix while the rest is still being packed.
+    using CopiedFn = std::function<void(const void* begin, size_t bytes)>;
+    virtual std::unique_ptr<Buffer> pack_weight(const Tensor& /*w*/, const CopiedFn& /*copied*/) { return nullptr; }
     // Copies between host memory and this backend's; `at` lies in one of its buffers.
     virtual void write(void* at, const void* src, size_t bytes) = 0;
     virtual void read(const void* at, void* dst, size_t bytes) = 0;

@@ -41,7 +41,7 @@ void CpuBackend::reserve(const Graph& graph) {
     if (shared > shared_.size()) shared_.resize(shared);
 }
 
-std::unique_ptr<Buffer> CpuBackend::pack_weight(const Tensor& w) {
+std::unique_ptr<Buffer> CpuBackend::pack_weight(const Tensor& w, const CopiedFn& copied) {
     static const bool off = [] {
         const char* v = std::getenv("QUANTA_REPACK");
         return v && std::string(v) == "0";
@@ -50,12 +50,21 @@ std::unique_ptr<Buffer> CpuBackend::pack_weight(const Tensor& w) {
         return nullptr;
     const int64_t rows = w.ne[1], k = w.ne[0], octets = (rows + kOctetRows - 1) / kOctetRows;
     std::unique_ptr<Buffer> out = host_alloc(octets_bytes(w.type, rows, k));
-    pool_.run([&](int ith, int nth) {  // a few hundred MB a second per thread
-        for (int64_t o = octets * ith / nth; o < octets * (ith + 1) / nth; ++o)
-            pack_octets(w.type, static_cast<const char*>(w.data) + (size_t)(o * kOctetRows) * w.nb[1], w.nb[1],
-                        std::min<int64_t>(kOctetRows, rows - o * kOctetRows), k,
-                        out->base() + (size_t)o * octet_bytes(w.type, k));
-    });
+    // In slices of about kPackSlice bytes of w, each reported copied when done: packing Gemma 3 270M's 178 MB
+    // tied embedding whole held the file's pages and the copy at once (peak RSS 392 MB, 353 before octets).
+    constexpr size_t kPackSlice = 8 << 20;
+    const int64_t per_slice = std::max<int64_t>(1, (int64_t)(kPackSlice / ((size_t)kOctetRows * w.nb[1])));
+    for (int64_t first = 0; first < octets; first += per_slice) {
+        const int64_t last = std::min(octets, first + per_slice);
+        pool_.run([&](int ith, int nth) {  // a few hundred MB a second per thread
+            for (int64_t o = first + (last - first) * ith / nth; o < first + (last - first) * (ith + 1) / nth; ++o)
+                pack_octets(w.type, static_cast<const char*>(w.data) + (size_t)(o * kOctetRows) * w.nb[1], w.nb[1],
+                            std::min<int64_t>(kOctetRows, rows - o * kOctetRows), k,
+                            out->base() + (size_t)o * octet_bytes(w.type, k));
+        });
+        const int64_t row0 = first * kOctetRows, row1 = std::min(rows, last * kOctetRows);
+        copied(static_cast<const char*>(w.data) + (size_t)row0 * w.nb[1], (size_t)(row1 - row0) * w.nb[1]);
+    }
     return out;
 }
 

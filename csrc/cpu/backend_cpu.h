@@ -26,7 +26,7 @@ public:
     bool supports(const Tensor& node) const override;
     void compute(const Graph& graph) override;
     // Octets of a quantized matrix, unless QUANTA_REPACK=0 or the active level has no octet kernels.
-    std::unique_ptr<Buffer> pack_weight(const Tensor& w) override;
+    std::unique_ptr<Buffer> pack_weight(const Tensor& w, const CopiedFn& copied) override;
 
 protected:
     void reserve(const Graph& graph) override;

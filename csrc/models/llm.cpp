@@ -36,12 +36,13 @@ std::shared_ptr<LlmModel> LlmModel::load(std::shared_ptr<gguf::File> file, std::
         set_contiguous_strides(t);
         t.data = m->weight_data(w);
         t.kind = TensorKind::External;
-        std::unique_ptr<Buffer> p = backend->pack_weight(t);
-        if (!p) continue;
-        m->packed.emplace(w, std::move(p));
         // MatMul reads the packed copy from now on (get_rows of tied embeddings reads a few rows per token),
-        // so the file's pages go back to the page cache: the weights take their size in memory once.
-        file->drop_pages(w->data, w->nbytes);
+        // so the file's pages go back to the page cache as they are copied: the weights take their size in
+        // memory once.
+        std::unique_ptr<Buffer> p = backend->pack_weight(t, [&](const void* begin, size_t bytes) {
+            file->drop_pages(static_cast<const uint8_t*>(begin), bytes);
+        });
+        if (p) m->packed.emplace(w, std::move(p));
     }
     m->file = std::move(file);
     m->backend = std::move(backend);

@@ -79,7 +79,7 @@ public:
         }
         if (packs.empty() && !matrices.empty())
             for (Tensor* t : matrices) {
-                packs.push_back(be.pack_weight(*t));
+                packs.push_back(be.pack_weight(*t, [](const void*, size_t) {}));  // numpy owns the rows
                 t->packed = packs.back() ? packs.back()->base() : nullptr;
             }
         arena = be.prepare(graph);
