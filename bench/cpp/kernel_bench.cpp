@@ -1,7 +1,8 @@
 // Speed of one level's compute-bound CPU kernels on one thread, with nothing
 // around them: the prefill GEMM tile (a 32-row panel that stays in L1/L2
-// against 4 activation rows) and attention (Kernels::attend), best of many
-// runs. The model-level benchmarks (llm_bench.py, matmul_bench.py) add
+// against 4 activation rows), the octet kernels of small batches (64 rows in
+// cache against 4 activation rows) and attention (Kernels::attend), best of
+// many runs. The model-level benchmarks (llm_bench.py, matmul_bench.py) add
 // threads, memory and graph overhead; this shows what a kernel change did.
 //
 //   cmake -S . -B /tmp/kb -G Ninja -DQUANTA_CUDA=OFF -DQUANTA_PYTHON=OFF -DQUANTA_KERNEL_BENCH=ON
@@ -11,6 +12,7 @@
 // own folder and run them in turn a few times, keeping each line's best.
 #include <algorithm>
 #include <chrono>
+#include <new>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -18,6 +20,7 @@
 
 #include "cpu/act_formats.h"
 #include "cpu/kernels.h"
+#include "cpu/octets.h"
 #include "cpu/panel.h"
 #include "quant/quantize.h"
 #include "quant/types.h"
@@ -27,8 +30,51 @@ using namespace quanta::cpu;
 
 namespace {
 
+// Buffers on 64-byte boundaries, as the engine's (host_alloc): on malloc's 16-byte ones a kernel's 32- and
+// 64-byte loads split cache lines or not by chance, which moved the same build's figures by up to 40%.
+template <typename T>
+struct Aligned {
+    using value_type = T;
+    Aligned() = default;
+    template <typename U>
+    Aligned(const Aligned<U>&) {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+    template <typename U>
+    bool operator==(const Aligned<U>&) const { return true; }
+    template <typename U>
+    bool operator!=(const Aligned<U>&) const { return false; }
+};
+template <typename T>
+using Buffer = std::vector<T, Aligned<T>>;
+
 double seconds() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Quantized rows of random normal values.
+Buffer<uint8_t> random_rows(DType t, int rows, int64_t n, std::mt19937& rng) {
+    std::normal_distribution<float> normal;
+    std::vector<float> x((size_t)n);
+    Buffer<uint8_t> w(row_bytes(t, n) * rows);
+    for (int r = 0; r < rows; ++r) {
+        for (float& v : x) v = normal(rng);
+        quantize_row(t, x.data(), w.data() + r * row_bytes(t, n), n);
+    }
+    return w;
+}
+
+// 4 rows of flat activations.
+Buffer<uint8_t> random_acts(const Kernels& k, int64_t n, std::mt19937& rng) {
+    std::normal_distribution<float> normal;
+    std::vector<float> x((size_t)n);
+    const size_t as = act_row_bytes(ActFormat::Flat, n);
+    Buffer<uint8_t> act(as * 4);
+    for (int j = 0; j < 4; ++j) {
+        for (float& v : x) v = normal(rng);
+        k.quantize_act_flat(x.data(), act.data() + j * as, n);
+    }
+    return act;
 }
 
 // The best time of `repeats` runs of `calls` back-to-back calls of f.
@@ -46,25 +92,13 @@ double best_of(int repeats, int calls, F&& f) {
 void bench_tile(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
     const GemmTileFn tile = gemm_tile(k, t);
     if (!tile) return;
-    std::normal_distribution<float> normal;
-    std::vector<float> x((size_t)n);
-    const size_t rb = row_bytes(t, n);
-    std::vector<uint8_t> w(rb * kPanelRows);
-    std::vector<const void*> rows(kPanelRows);
-    for (int r = 0; r < kPanelRows; ++r) {
-        for (float& v : x) v = normal(rng);
-        quantize_row(t, x.data(), w.data() + r * rb, n);
-        rows[r] = w.data() + r * rb;
-    }
-    std::vector<uint8_t> panel(panel_bytes(t, n));
-    unpack_panel(t, rows.data(), kPanelRows, n, panel.data());
+    const Buffer<uint8_t> w = random_rows(t, kPanelRows, n, rng), act = random_acts(k, n, rng);
     const size_t as = act_row_bytes(ActFormat::Flat, n);
-    std::vector<uint8_t> act(as * 4);
-    for (int j = 0; j < 4; ++j) {
-        for (float& v : x) v = normal(rng);
-        k.quantize_act_flat(x.data(), act.data() + j * as, n);
-    }
-    std::vector<float> out(4 * kPanelRows);
+    std::vector<const void*> rows(kPanelRows);
+    for (int r = 0; r < kPanelRows; ++r) rows[r] = w.data() + r * row_bytes(t, n);
+    Buffer<uint8_t> panel(panel_bytes(t, n));
+    unpack_panel(t, rows.data(), kPanelRows, n, panel.data());
+    Buffer<float> out(4 * kPanelRows);
     const int calls = 200;
     const double s = best_of(30, calls, [&] {
         tile(n, panel.data(), panel_group_bytes(t, n), act.data(), as, 4, out.data(), kPanelRows, kPanelRows, t);
@@ -73,19 +107,37 @@ void bench_tile(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
                 (double)calls * kPanelRows * 4 * n / s / 1e9);
 }
 
+void bench_octets(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
+    if (!k.dot_octets) return;
+    constexpr int kRows = 64;
+    const Buffer<uint8_t> w = random_rows(t, kRows, n, rng), act = random_acts(k, n, rng);
+    const size_t as = act_row_bytes(ActFormat::Flat, n), ob = octet_bytes(t, n);
+    Buffer<uint8_t> octets(octets_bytes(t, kRows, n));
+    pack_octets(t, w.data(), row_bytes(t, n), kRows, n, octets.data());
+    Buffer<float> out(4 * kRows);
+    const int calls = 100;
+    const double s = best_of(30, calls, [&] {
+        for (int o = 0; o < kRows / kOctetRows; ++o)
+            k.dot_octets(t, n, octets.data() + o * ob, act.data(), as, 4, out.data() + o * kOctetRows, kRows,
+                         kOctetRows);
+    });
+    std::printf("%s octets %s %d x 4 x %lld: %.1f GMAC/s\n", k.name, type_name(t), kRows, (long long)n,
+                (double)calls * kRows * 4 * n / s / 1e9);
+}
+
 // A prompt's attention task: nq consecutive tokens (lists of n - nq + 1 .. n cells) x g heads of hd, f16 cells.
 void bench_attend(const Kernels& k, int nq, int g, int64_t hd, int n, std::mt19937& rng) {
     std::normal_distribution<float> normal;
-    std::vector<float> q((size_t)nq * g * hd);
+    Buffer<float> q((size_t)nq * g * hd);
     for (float& v : q) v = normal(rng);
-    std::vector<uint16_t> keys((size_t)n * hd), values((size_t)n * hd);
+    Buffer<uint16_t> keys((size_t)n * hd), values((size_t)n * hd);
     for (uint16_t& e : keys) e = (uint16_t)(0x3c00 ^ (rng() & 0x83ff));  // +-[1, 2) in f16
     for (uint16_t& e : values) e = (uint16_t)(0x3c00 ^ (rng() & 0x83ff));
     std::vector<int32_t> cells(n), counts(nq);
     for (int i = 0; i < n; ++i) cells[i] = i;
     int64_t macs = 0;
     for (int i = 0; i < nq; ++i) macs += 2 * g * hd * (counts[i] = n - nq + 1 + i);
-    std::vector<float> work(attend_work(nq, g, n, hd, hd)), out((size_t)nq * g * hd);
+    Buffer<float> work(attend_work(nq, g, n, hd, hd)), out((size_t)nq * g * hd);
     const int calls = 20;
     const double s = best_of(30, calls, [&] {
         k.attend(true, g, hd, hd, nq, q.data(), (size_t)g * hd, reinterpret_cast<const char*>(keys.data()),
@@ -104,6 +156,8 @@ int main(int argc, char** argv) {
     std::mt19937 rng(1);
     for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
         bench_tile(k, t, 1024, rng);
+    for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+        bench_octets(k, t, 1024, rng);
     for (int hd : {64, 128, 256}) bench_attend(k, kAttendQueries, 8, hd, 512, rng);
     bench_attend(k, 1, 8, 64, 512, rng);  // decode: one token
     return 0;
