@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_every_level_matches_scalar(tmp_path):
     build = tmp_path / "build"
     subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DQUANTA_CUDA=OFF", "-DQUANTA_PYTHON=OFF",
-                    "-DQUANTA_KERNEL_CHECK=ON", "-DQUANTA_KERNEL_BENCH=ON", "-DCMAKE_CXX_FLAGS=-Werror"], check=True, capture_output=True)
+                    "-DQUANTA_KERNEL_CHECK=ON", "-DQUANTA_KERNEL_BENCH=ON", "-DCMAKE_CXX_FLAGS=-Werror"],
+                   check=True, capture_output=True)
     made = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "kernel_check", "kernel_bench"],
                           capture_output=True, text=True)
     assert made.returncode == 0, made.stdout[-4000:] + made.stderr[-4000:]
