@@ -2,9 +2,10 @@
 CPU level it has (the GEMM tiles included, where the level has them) against
 the scalar table and against double-precision sums of the dequantized values,
 called directly rather than through graphs (tests/test_ops.py does that). The
-same build compiles bench/cpp/kernel_bench.cpp, so that it cannot rot; it is
-not run (speed lives in bench/)."""
+same build compiles bench/cpp/kernel_bench.cpp (and on x86 bench/cpp/avx2_mix.cpp),
+so that they cannot rot; they are not run (speed lives in bench/)."""
 
+import platform
 import subprocess
 from pathlib import Path
 
@@ -16,8 +17,8 @@ def test_every_level_matches_scalar(tmp_path):
     subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-DQUANTA_CUDA=OFF", "-DQUANTA_PYTHON=OFF",
                     "-DQUANTA_KERNEL_CHECK=ON", "-DQUANTA_KERNEL_BENCH=ON", "-DCMAKE_CXX_FLAGS=-Werror"],
                    check=True, capture_output=True)
-    made = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", "kernel_check", "kernel_bench"],
-                          capture_output=True, text=True)
+    targets = ["kernel_check", "kernel_bench"] + (["avx2_mix"] if platform.machine() in ("x86_64", "AMD64") else [])
+    made = subprocess.run(["cmake", "--build", str(build), "-j2", "--target", *targets], capture_output=True, text=True)
     assert made.returncode == 0, made.stdout[-4000:] + made.stderr[-4000:]
     result = subprocess.run([str(build / "kernel_check")], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:]

@@ -64,13 +64,13 @@ Buffer<uint8_t> random_rows(DType t, int rows, int64_t n, std::mt19937& rng) {
     return w;
 }
 
-// 4 rows of flat activations.
-Buffer<uint8_t> random_acts(const Kernels& k, int64_t n, std::mt19937& rng) {
+// `rows` rows of flat activations.
+Buffer<uint8_t> random_acts(const Kernels& k, int64_t n, std::mt19937& rng, int rows = 4) {
     std::normal_distribution<float> normal;
     std::vector<float> x((size_t)n);
     const size_t as = act_row_bytes(ActFormat::Flat, n);
-    Buffer<uint8_t> act(as * 4);
-    for (int j = 0; j < 4; ++j) {
+    Buffer<uint8_t> act(as * rows);
+    for (int j = 0; j < rows; ++j) {
         for (float& v : x) v = normal(rng);
         k.quantize_act_flat(x.data(), act.data() + j * as, n);
     }
@@ -89,25 +89,31 @@ double best_of(int repeats, int calls, F&& f) {
     return best;
 }
 
-void bench_tile(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
+// One panel against m activation rows, 4 at a time, as matmul_gemm walks them: m = 4 repeats the same rows
+// (the tile's own speed, everything in L1), m = 512 streams a prompt's rows from L2 or beyond.
+void bench_tile(const Kernels& k, DType t, int64_t n, int m, std::mt19937& rng) {
     const GemmTileFn tile = gemm_tile(k, t);
     if (!tile) return;
-    const Buffer<uint8_t> w = random_rows(t, kPanelRows, n, rng), act = random_acts(k, n, rng);
+    const Buffer<uint8_t> w = random_rows(t, kPanelRows, n, rng), act = random_acts(k, n, rng, m);
     const size_t as = act_row_bytes(ActFormat::Flat, n);
     std::vector<const void*> rows(kPanelRows);
     for (int r = 0; r < kPanelRows; ++r) rows[r] = w.data() + r * row_bytes(t, n);
     Buffer<uint8_t> panel(panel_bytes(t, n));
     unpack_panel(t, rows.data(), kPanelRows, n, panel.data());
-    Buffer<float> out(4 * kPanelRows);
-    const int calls = 200;
+    Buffer<float> out((size_t)m * kPanelRows);
+    const int calls = std::max(1, 800 / m);
     const double s = best_of(30, calls, [&] {
-        tile(n, panel.data(), panel_group_bytes(t, n), act.data(), as, 4, out.data(), kPanelRows, kPanelRows, t);
+        for (int j = 0; j < m; j += 4)
+            tile(n, panel.data(), panel_group_bytes(t, n), act.data() + j * as, as, 4, out.data() + j * kPanelRows,
+                 kPanelRows, kPanelRows, t);
     });
-    std::printf("%s tile %s %d x 4 x %lld: %.1f GMAC/s\n", k.name, type_name(t), kPanelRows, (long long)n,
-                (double)calls * kPanelRows * 4 * n / s / 1e9);
+    std::printf("%s tile %s %d x %d x %lld: %.1f GMAC/s\n", k.name, type_name(t), kPanelRows, m, (long long)n,
+                (double)calls * kPanelRows * m * n / s / 1e9);
 }
 
-void bench_octets(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
+// na activation rows: 4 is batched decode's step, 1 is decode's, reported also as weight bytes a second
+// (what one thread could stream if memory kept up).
+void bench_octets(const Kernels& k, DType t, int64_t n, int na, std::mt19937& rng) {
     if (!k.dot_octets) return;
     constexpr int kRows = 64;
     const Buffer<uint8_t> w = random_rows(t, kRows, n, rng), act = random_acts(k, n, rng);
@@ -118,11 +124,31 @@ void bench_octets(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
     const int calls = 100;
     const double s = best_of(30, calls, [&] {
         for (int o = 0; o < kRows / kOctetRows; ++o)
-            k.dot_octets(t, n, octets.data() + o * ob, act.data(), as, 4, out.data() + o * kOctetRows, kRows,
+            k.dot_octets(t, n, octets.data() + o * ob, act.data(), as, na, out.data() + o * kOctetRows, kRows,
                          kOctetRows);
     });
-    std::printf("%s octets %s %d x 4 x %lld: %.1f GMAC/s\n", k.name, type_name(t), kRows, (long long)n,
-                (double)calls * kRows * 4 * n / s / 1e9);
+    std::printf("%s octets %s %d x %d x %lld: %.1f GMAC/s, %.1f GB/s of weights\n", k.name, type_name(t), kRows, na,
+                (long long)n, (double)calls * kRows * na * n / s / 1e9, (double)calls * octets.size() / s / 1e9);
+}
+
+// Decode from memory: one activation row against 64 MB of octets, far past the last-level cache, on one
+// thread: what the octet kernels and their prefetches make of the memory, as weight bytes a second.
+void bench_octets_stream(const Kernels& k, DType t, int64_t n, std::mt19937& rng) {
+    if (!k.dot_octets) return;
+    const int64_t rows = (int64_t)(64 << 20) / (int64_t)row_bytes(t, n) / kOctetRows * kOctetRows;
+    const Buffer<uint8_t> w = random_rows(t, kOctetRows, n, rng), act = random_acts(k, n, rng, 1);
+    const size_t as = act_row_bytes(ActFormat::Flat, n), ob = octet_bytes(t, n);
+    Buffer<uint8_t> octets(octets_bytes(t, rows, n));
+    for (int64_t o = 0; o < rows / kOctetRows; ++o)  // the same 8 random rows everywhere: speed only
+        pack_octets(t, w.data(), row_bytes(t, n), kOctetRows, n, octets.data() + o * ob);
+    Buffer<float> out((size_t)rows);
+    const double s = best_of(20, 1, [&] {
+        for (int64_t o = 0; o < rows / kOctetRows; ++o)
+            k.dot_octets(t, n, octets.data() + o * ob, act.data(), as, 1, out.data() + o * kOctetRows, rows,
+                         kOctetRows);
+    });
+    std::printf("%s octets %s %lld x 1 x %lld from memory: %.1f GB/s of weights\n", k.name, type_name(t),
+                (long long)rows, (long long)n, (double)octets.size() / s / 1e9);
 }
 
 // A prompt's attention task: nq consecutive tokens (lists of n - nq + 1 .. n cells) x g heads of hd, f16 cells.
@@ -155,9 +181,12 @@ int main(int argc, char** argv) {
     const Kernels& k = kernels_for(argc > 1 ? level_from_name(argv[1]) : levels.back());
     std::mt19937 rng(1);
     for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
-        bench_tile(k, t, 1024, rng);
+        bench_tile(k, t, 1024, 4, rng);
+    for (int64_t n : {1024, 4096})
+        for (DType t : {DType::Q4_0, DType::Q4_K}) bench_tile(k, t, n, 512, rng);
     for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
-        bench_octets(k, t, 1024, rng);
+        for (int na : {4, 1}) bench_octets(k, t, 1024, na, rng);
+    for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) bench_octets_stream(k, t, 4096, rng);
     for (int hd : {64, 128, 256}) bench_attend(k, kAttendQueries, 8, hd, 512, rng);
     bench_attend(k, 1, 8, 64, 512, rng);  // decode: one token
     return 0;
