@@ -1,27 +1,27 @@
 // libquanta_cuda.so: the CUDA backend's device code behind the table of
 // quanta_cuda_abi.h. Each backend instance owns a stream on its device; the
-// kernel table is indexed by op id (csrc/core/op_ids.h) and grows op by op
-// (issue 15); supports() tells the truth about what it has today. cudart is
+// kernel table is indexed by op id (csrc/core/op_ids.h), its rows come from
+// the kernel files (kernel_table.cuh), and it grows op by op (issue 15);
+// supports() tells the truth about what it has today. cudart is
 // linked statically, so this library needs only the driver (libcuda.so.1),
 // which exists exactly where a GPU does.
-#include <cuda_runtime.h>
-
 #include <cstdio>
+#include <initializer_list>
 
-#include "core/op_ids.h"
-#include "quanta_cuda_abi.h"
+#include "kernel_table.cuh"
 
+namespace quanta_cuda {
 namespace {
-
-using quanta::Op;
-
 thread_local char g_error[512] = "";
+}  // namespace
 
 int check(cudaError_t err, const char* what) {
     if (err == cudaSuccess) return 0;
     std::snprintf(g_error, sizeof g_error, "%s: %s", what, cudaGetErrorString(err));
     return 1;
 }
+
+namespace {
 
 struct Instance {
     int device;
@@ -30,48 +30,13 @@ struct Instance {
 
 Instance* instance(void* b) { return static_cast<Instance*>(b); }
 
-int64_t n_elements(const quanta_cuda_tensor* t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }
-
-bool contiguous_f32(const quanta_cuda_tensor* t) {
-    return t->type == 0 && t->nb[0] == 4 && t->nb[1] == 4 * (uint64_t)t->ne[0] &&
-           t->nb[2] == t->nb[1] * (uint64_t)t->ne[1] && t->nb[3] == t->nb[2] * (uint64_t)t->ne[2];
-}
-
-// ---- kernels, one row of the table per op ------------------------------------
-
-__global__ void add_f32_kernel(float* y, const float* a, const float* b, int64_t n, int64_t nb) {
-    const int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) y[i] = a[i] + b[i % nb];
-}
-
-// Contiguous a; b one contiguous row (or the same shape) broadcast over a's rows.
-bool add_supports(const quanta_cuda_tensor* n) {
-    const quanta_cuda_tensor *a = n->src[0], *b = n->src[1];
-    const bool same = n_elements(a) == n_elements(b);
-    return contiguous_f32(n) && contiguous_f32(a) && contiguous_f32(b) &&
-           (same || (b->ne[1] * b->ne[2] * b->ne[3] == 1 && b->ne[0] == a->ne[0]));
-}
-
-int add_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
-    const int64_t count = n_elements(n);
-    if (count == 0) return 0;
-    const int threads = 256;
-    add_f32_kernel<<<(unsigned)((count + threads - 1) / threads), threads, 0, s>>>(
-        static_cast<float*>(n->data), static_cast<const float*>(n->src[0]->data),
-        static_cast<const float*>(n->src[1]->data), count, n_elements(n->src[1]));
-    return check(cudaGetLastError(), "add launch");
-}
-
-struct Kernel {
-    bool (*supports)(const quanta_cuda_tensor* node);
-    int (*launch)(const quanta_cuda_tensor* node, cudaStream_t stream);
-};
-
+// The table, one row per op, from the kernel files.
 Kernel kernel_for(int32_t op) {
-    switch (static_cast<Op>(op)) {
-        case Op::Add: return {add_supports, add_launch};
-        default: return {nullptr, nullptr};
+    for (Kernel (*file)(Op) : {elementwise_kernel, row_kernel}) {
+        const Kernel k = file(static_cast<Op>(op));
+        if (k.launch) return k;
     }
+    return {nullptr, nullptr};
 }
 
 bool is_leaf_or_view(int32_t op) { return op == (int32_t)Op::None || op == (int32_t)Op::View; }
@@ -155,5 +120,8 @@ const quanta_cuda_api kApi = {
 };
 
 }  // namespace
+}  // namespace quanta_cuda
 
-extern "C" __attribute__((visibility("default"))) const quanta_cuda_api* quanta_cuda_get_api(void) { return &kApi; }
+extern "C" __attribute__((visibility("default"))) const quanta_cuda_api* quanta_cuda_get_api(void) {
+    return &quanta_cuda::kApi;
+}

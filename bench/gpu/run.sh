@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU suite of issue 15 in one device call: builds the package with the
+# CUDA library on the device machine (it has no internet, hence
+# --no-build-isolation --no-deps), shows what the engine makes of the GPU,
+# runs the cuda-marked tests (every CUDA kernel against the CPU backend), and
+# runs the op tests once more under compute-sanitizer's memcheck. Everything it
+# prints also lands in $OUT (the device tool's folder) or /tmp/quanta-gpu.
+#
+#     bash bench/gpu/run.sh
+#
+# Benchmarks (pp512/tg128 against llama.cpp's CUDA build, bytes per second
+# over the measured copy bandwidth) belong here too, once the matmul and
+# attention kernels exist: today the library has the element-wise and row ops
+# only (kernels/), so no model runs on the GPU yet.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-/tmp/quanta-gpu}
+mkdir -p "$out"
+step() { echo "== $*" | tee -a "$out/log.txt"; }
+
+step "device"
+nvidia-smi 2>&1 | tee -a "$out/log.txt"
+step "build (QUANTA_CUDA=ON)"
+QUANTA_CUDA=ON python -m pip install -q --no-build-isolation --no-deps . 2>&1 | tail -20 | tee -a "$out/log.txt"
+step "engine status"
+python -c "import quanta; print(quanta._core.cuda_status())" 2>&1 | tee -a "$out/log.txt"
+step "pytest -m cuda"
+python -m pytest -q -m cuda tests/test_cuda_ops.py tests/test_cuda_wiring.py 2>&1 | tail -30 | tee -a "$out/log.txt"
+rc=${PIPESTATUS[0]}
+step "compute-sanitizer memcheck on the op tests"
+if command -v compute-sanitizer > /dev/null; then
+    compute-sanitizer --tool memcheck --target-processes all python -m pytest -q -m cuda tests/test_cuda_ops.py \
+        > "$out/memcheck.txt" 2>&1
+    grep -E "ERROR SUMMARY|passed|failed" "$out/memcheck.txt" | tail -5 | tee -a "$out/log.txt"
+else
+    echo "compute-sanitizer not found" | tee -a "$out/log.txt"
+fi
+exit "$rc"

@@ -1,0 +1,88 @@
+// Element-wise ops on the GPU: Add and Mul with the CPU backend's broadcast
+// (each index of src[1] taken modulo its extent), Scale, and the activations
+// silu, gelu (tanh), gelu_erf and quick_gelu, all f32 and contiguous. One
+// thread per element in a grid-stride loop; the math is the op table's
+// reference formula in float, so results agree with the CPU backend to
+// float rounding.
+#include "kernel_table.cuh"
+
+namespace quanta_cuda {
+namespace {
+
+struct Dims {
+    int64_t ne[4];
+};
+
+Dims dims(const quanta_cuda_tensor* t) { return {{t->ne[0], t->ne[1], t->ne[2], t->ne[3]}}; }
+
+__global__ void binary_f32(float* y, const float* a, const float* b, Dims d, Dims bd, int64_t n, bool mul) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t r = i;
+        const int64_t i0 = r % d.ne[0];
+        r /= d.ne[0];
+        const int64_t i1 = r % d.ne[1];
+        r /= d.ne[1];
+        const int64_t i2 = r % d.ne[2], i3 = r / d.ne[2];
+        const int64_t j = ((i3 % bd.ne[3] * bd.ne[2] + i2 % bd.ne[2]) * bd.ne[1] + i1 % bd.ne[1]) * bd.ne[0] + i0 % bd.ne[0];
+        y[i] = mul ? a[i] * b[j] : a[i] + b[j];
+    }
+}
+
+bool binary_supports(const quanta_cuda_tensor* n) {
+    return contiguous_f32(n) && contiguous_f32(n->src[0]) && contiguous_f32(n->src[1]) && same_shape(n, n->src[0]);
+}
+
+int binary_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+    const int64_t count = n_elements(n);
+    if (count == 0) return 0;
+    binary_f32<<<blocks_for(count, 256), 256, 0, s>>>(static_cast<float*>(n->data),
+                                                      static_cast<const float*>(n->src[0]->data),
+                                                      static_cast<const float*>(n->src[1]->data), dims(n),
+                                                      dims(n->src[1]), count, n->op == (int32_t)Op::Mul);
+    return check(cudaGetLastError(), "add/mul launch");
+}
+
+// The op table's unary_value, in float.
+template <Op OP>
+__device__ float unary(float x, float f0) {
+    if constexpr (OP == Op::Scale) return x * f0;
+    if constexpr (OP == Op::Silu) return x / (1.0f + expf(-x));
+    if constexpr (OP == Op::GeluErf) return 0.5f * x * erfcf(-x * 0.70710678118654752f);
+    if constexpr (OP == Op::QuickGelu) return x / (1.0f + expf(-1.702f * x));
+    return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));  // Gelu
+}
+
+template <Op OP>
+__global__ void unary_f32(float* y, const float* x, int64_t n, float f0) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        y[i] = unary<OP>(x[i], f0);
+}
+
+bool unary_supports(const quanta_cuda_tensor* n) {
+    return contiguous_f32(n) && contiguous_f32(n->src[0]) && same_shape(n, n->src[0]);
+}
+
+template <Op OP>
+int unary_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+    const int64_t count = n_elements(n);
+    if (count == 0) return 0;
+    unary_f32<OP><<<blocks_for(count, 256), 256, 0, s>>>(static_cast<float*>(n->data),
+                                                         static_cast<const float*>(n->src[0]->data), count, n->f[0]);
+    return check(cudaGetLastError(), "unary launch");
+}
+
+}  // namespace
+
+Kernel elementwise_kernel(Op op) {
+    switch (op) {
+        case Op::Add: case Op::Mul: return {binary_supports, binary_launch};
+        case Op::Scale: return {unary_supports, unary_launch<Op::Scale>};
+        case Op::Silu: return {unary_supports, unary_launch<Op::Silu>};
+        case Op::Gelu: return {unary_supports, unary_launch<Op::Gelu>};
+        case Op::GeluErf: return {unary_supports, unary_launch<Op::GeluErf>};
+        case Op::QuickGelu: return {unary_supports, unary_launch<Op::QuickGelu>};
+        default: return {nullptr, nullptr};
+    }
+}
+
+}  // namespace quanta_cuda

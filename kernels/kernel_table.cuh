@@ -1,0 +1,52 @@
+// What the kernel files of libquanta_cuda.so share: the node helpers their
+// supports() and launch functions use, and the Kernel row each file
+// contributes to the table that cuda_api.cu indexes by op id. Each op's
+// supports() accepts exactly the types and layouts its kernel handles, so the
+// core can name an unsupported node before anything runs.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "core/op_ids.h"
+#include "quanta_cuda_abi.h"
+
+namespace quanta_cuda {
+
+using quanta::Op;
+
+struct Kernel {
+    bool (*supports)(const quanta_cuda_tensor* node);
+    int (*launch)(const quanta_cuda_tensor* node, cudaStream_t stream);
+};
+
+// 0 on success; otherwise records `what` and CUDA's message for last_error() and returns 1 (cuda_api.cu).
+int check(cudaError_t err, const char* what);
+
+// The rows of each file's ops; {nullptr, nullptr} for ops the file does not have.
+Kernel elementwise_kernel(Op op);  // elementwise.cu: Add, Mul, Scale and the activations
+Kernel row_kernel(Op op);          // row_ops.cu: RmsNorm, SoftMax, Rope
+
+constexpr uint32_t kF32 = 0;  // ggml type ids
+constexpr uint32_t kI32 = 26;
+
+inline int64_t n_elements(const quanta_cuda_tensor* t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }
+inline int64_t n_rows(const quanta_cuda_tensor* t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
+
+inline bool contiguous(const quanta_cuda_tensor* t, uint64_t element_bytes) {
+    return t->nb[0] == element_bytes && t->nb[1] == element_bytes * (uint64_t)t->ne[0] &&
+           t->nb[2] == t->nb[1] * (uint64_t)t->ne[1] && t->nb[3] == t->nb[2] * (uint64_t)t->ne[2];
+}
+inline bool contiguous_f32(const quanta_cuda_tensor* t) { return t && t->type == kF32 && contiguous(t, 4); }
+inline bool same_shape(const quanta_cuda_tensor* a, const quanta_cuda_tensor* b) {
+    return a->ne[0] == b->ne[0] && a->ne[1] == b->ne[1] && a->ne[2] == b->ne[2] && a->ne[3] == b->ne[3];
+}
+
+// Blocks of `threads` covering n items, capped where a grid-stride loop takes over.
+inline unsigned blocks_for(int64_t n, int threads) {
+    const int64_t blocks = (n + threads - 1) / threads;
+    return (unsigned)(blocks < 65535 * 16 ? (blocks > 0 ? blocks : 1) : 65535 * 16);
+}
+
+}  // namespace quanta_cuda
