@@ -32,7 +32,7 @@ Instance* instance(void* b) { return static_cast<Instance*>(b); }
 
 // The table, one row per op, from the kernel files.
 Kernel kernel_for(int32_t op) {
-    for (Kernel (*file)(Op) : {elementwise_kernel, row_kernel}) {
+    for (Kernel (*file)(Op) : {elementwise_kernel, row_kernel, quantized_kernel}) {
         const Kernel k = file(static_cast<Op>(op));
         if (k.launch) return k;
     }
@@ -100,8 +100,10 @@ int read(void* b, const void* src, void* dst, size_t bytes) {
 
 int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
     cudaStream_t stream = instance(b)->stream;
+    bool reads_ids = false;
     for (int i = 0; i < n; ++i) {
         if (is_leaf_or_view(nodes[i].op)) continue;
+        reads_ids = reads_ids || nodes[i].op == (int32_t)Op::GetRows;
         const Kernel k = kernel_for(nodes[i].op);
         if (!k.launch) {
             std::snprintf(g_error, sizeof g_error, "no CUDA kernel for op %d", (int)nodes[i].op);
@@ -109,7 +111,14 @@ int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
         }
         if (k.launch(&nodes[i], stream)) return 1;
     }
-    return check(cudaStreamSynchronize(stream), "compute");
+    if (check(cudaStreamSynchronize(stream), "compute")) return 1;
+    bool bad = false;
+    if (reads_ids && take_bad_ids(stream, &bad)) return 1;
+    if (bad) {
+        std::snprintf(g_error, sizeof g_error, "get_rows: a row id is out of range of its table");
+        return 2;
+    }
+    return 0;
 }
 
 const char* last_error() { return g_error; }

@@ -27,6 +27,11 @@ int check(cudaError_t err, const char* what);
 // The rows of each file's ops; {nullptr, nullptr} for ops the file does not have.
 Kernel elementwise_kernel(Op op);  // elementwise.cu: Add, Mul, Scale and the activations
 Kernel row_kernel(Op op);          // row_ops.cu: RmsNorm, SoftMax, Rope
+Kernel quantized_kernel(Op op);    // quantized.cu: GetRows, MatMul over any storage type
+
+// After a graph with GetRows has run: whether a kernel met an id outside its table since the last call
+// (quantized.cu; clears the flag). Returns check()'s code.
+int take_bad_ids(cudaStream_t stream, bool* bad);
 
 constexpr uint32_t kF32 = 0;  // ggml type ids
 constexpr uint32_t kI32 = 26;

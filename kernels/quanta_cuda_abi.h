@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-#define QUANTA_CUDA_ABI_VERSION 4
+#define QUANTA_CUDA_ABI_VERSION 5
 
 /* A node or leaf as the kernels see it; `data` is a device address. */
 typedef struct quanta_cuda_tensor {
@@ -48,7 +48,8 @@ typedef struct quanta_cuda_api {
     int (*write)(void* backend, void* dst, const void* src, size_t bytes);
     int (*read)(void* backend, const void* src, void* dst, size_t bytes);
 
-    /* Runs nodes[0..n) in order (leaves and views are skipped) and waits for them. */
+    /* Runs nodes[0..n) in order (leaves and views are skipped) and waits for them. Returns 2 when the
+     * graph's data was invalid (a row id out of range), 1 on any other failure. */
     int (*compute)(void* backend, const quanta_cuda_tensor* nodes, int n);
     const char* (*last_error)(void);
 } quanta_cuda_api;

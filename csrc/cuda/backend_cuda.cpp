@@ -89,7 +89,9 @@ void CudaBackend::compute(const Graph& graph) {
             if (order[i]->src[k]) nodes[i].src[k] = index.at(order[i]->src[k]);
         index[order[i]] = &nodes[i];
     }
-    check(api_->compute(instance_, nodes.data(), (int)nodes.size()), "compute");
+    const int rc = api_->compute(instance_, nodes.data(), (int)nodes.size());
+    if (rc == 2) fail(ErrorKind::InvalidArgument, api_->last_error());  // the same ValueError as the CPU's
+    check(rc, "compute");
 }
 
 }  // namespace quanta::cuda

@@ -9,21 +9,28 @@
 #include <cstdint>
 #include <cstring>
 
+// Host and device code where the CUDA compiler reads this header (kernels/ through quant/block_dequant.h).
+#if defined(__CUDACC__)
+#define QUANTA_HD __host__ __device__
+#else
+#define QUANTA_HD
+#endif
+
 namespace quanta {
 
-static inline uint32_t f32_bits(float f) {
+QUANTA_HD static inline uint32_t f32_bits(float f) {
     uint32_t u;
     std::memcpy(&u, &f, sizeof u);
     return u;
 }
 
-static inline float f32_from_bits(uint32_t u) {
+QUANTA_HD static inline float f32_from_bits(uint32_t u) {
     float f;
     std::memcpy(&f, &u, sizeof f);
     return f;
 }
 
-static inline float f16_to_f32(uint16_t h) {
+QUANTA_HD static inline float f16_to_f32(uint16_t h) {
     const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     const uint32_t exp = (h >> 10) & 0x1fu;
     uint32_t mant = h & 0x3ffu;
@@ -62,7 +69,7 @@ static inline uint16_t f32_to_f16(float f) {
 }
 
 // An f16 stored at p (any alignment), and storing one.
-static inline float f16_load(const void* p) {
+QUANTA_HD static inline float f16_load(const void* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
     return f16_to_f32(h);
@@ -73,7 +80,7 @@ static inline void f16_store(void* p, float v) {
     std::memcpy(p, &h, 2);
 }
 
-static inline float bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
+QUANTA_HD static inline float bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
 
 static inline uint16_t f32_to_bf16(float f) {
     const uint32_t x = f32_bits(f);

@@ -7,9 +7,11 @@
 
 #include <cstdint>
 
+#include "quant/fp16.h"  // QUANTA_HD
+
 namespace quanta {
 
-static inline void k4_scale_min(const uint8_t* packed, int j, int* scale, int* min) {
+QUANTA_HD static inline void k4_scale_min(const uint8_t* packed, int j, int* scale, int* min) {
     if (j < 4) {
         *scale = packed[j] & 63;
         *min = packed[j + 4] & 63;
