@@ -32,7 +32,7 @@ Instance* instance(void* b) { return static_cast<Instance*>(b); }
 
 // The table, one row per op, from the kernel files.
 Kernel kernel_for(int32_t op) {
-    for (Kernel (*file)(Op) : {elementwise_kernel, row_kernel, quantized_kernel}) {
+    for (Kernel (*file)(Op) : {elementwise_kernel, row_kernel, quantized_kernel, indexed_kernel}) {
         const Kernel k = file(static_cast<Op>(op));
         if (k.launch) return k;
     }
@@ -103,7 +103,8 @@ int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
     bool reads_ids = false;
     for (int i = 0; i < n; ++i) {
         if (is_leaf_or_view(nodes[i].op)) continue;
-        reads_ids = reads_ids || nodes[i].op == (int32_t)Op::GetRows;
+        const Op op = static_cast<Op>(nodes[i].op);
+        reads_ids = reads_ids || op == Op::GetRows || op == Op::SetRows || op == Op::Attention;
         const Kernel k = kernel_for(nodes[i].op);
         if (!k.launch) {
             std::snprintf(g_error, sizeof g_error, "no CUDA kernel for op %d", (int)nodes[i].op);
@@ -115,7 +116,7 @@ int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
     bool bad = false;
     if (reads_ids && take_bad_ids(stream, &bad)) return 1;
     if (bad) {
-        std::snprintf(g_error, sizeof g_error, "get_rows: a row id is out of range of its table");
+        std::snprintf(g_error, sizeof g_error, "a row or cell id is out of range of its table (get_rows, set_rows or attention)");
         return 2;
     }
     return 0;

@@ -1,9 +1,13 @@
-// Element-wise ops on the GPU: Add and Mul with the CPU backend's broadcast
-// (each index of src[1] taken modulo its extent), Scale, and the activations
-// silu, gelu (tanh), gelu_erf and quick_gelu, all f32 and contiguous. One
-// thread per element in a grid-stride loop; the math is the op table's
-// reference formula in float, so results agree with the CPU backend to
-// float rounding.
+// Element-wise ops on the GPU: Copy between f32, f16 and bf16 through any
+// strides, Add and Mul with the CPU backend's broadcast (each index of src[1]
+// taken modulo its extent), Scale, and the activations silu, gelu (tanh),
+// gelu_erf and quick_gelu, f32 and contiguous. One thread per element in a
+// grid-stride loop; the math is the op table's reference formula in float,
+// so results agree with the CPU backend to float rounding, and conversions
+// round to nearest even as the CPU's do.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
 #include "kernel_table.cuh"
 
 namespace quanta_cuda {
@@ -27,6 +31,57 @@ __global__ void binary_f32(float* y, const float* a, const float* b, Dims d, Dim
         y[i] = mul ? a[i] * b[j] : a[i] + b[j];
     }
 }
+
+// ---- copy: both tensors walked in logical row-major order (they may differ in shape, not in count) ------------
+
+struct Strided {
+    int64_t ne[4];
+    uint64_t nb[4];
+    uint32_t type;
+};
+
+Strided strided(const quanta_cuda_tensor* t) {
+    return {{t->ne[0], t->ne[1], t->ne[2], t->ne[3]}, {t->nb[0], t->nb[1], t->nb[2], t->nb[3]}, t->type};
+}
+
+// The byte offset of flat element i of t.
+__device__ uint64_t offset(const Strided& t, int64_t i) {
+    const int64_t i0 = i % t.ne[0];
+    i /= t.ne[0];
+    const int64_t i1 = i % t.ne[1];
+    i /= t.ne[1];
+    return i0 * t.nb[0] + i1 * t.nb[1] + (i % t.ne[2]) * t.nb[2] + (i / t.ne[2]) * t.nb[3];
+}
+
+__global__ void copy_kernel(uint8_t* dst, Strided d, const uint8_t* src, Strided s, int64_t n) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const uint8_t* p = src + offset(s, i);
+        const float v = s.type == kF32 ? *reinterpret_cast<const float*>(p)
+                        : s.type == kF16 ? __half2float(*reinterpret_cast<const __half*>(p))
+                                         : __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(p));
+        uint8_t* q = dst + offset(d, i);
+        if (d.type == kF32) *reinterpret_cast<float*>(q) = v;
+        else if (d.type == kF16) *reinterpret_cast<__half*>(q) = __float2half_rn(v);
+        else *reinterpret_cast<__nv_bfloat16*>(q) = __float2bfloat16_rn(v);
+    }
+}
+
+bool float_type(uint32_t type) { return type == kF32 || type == kF16 || type == kBF16; }
+
+bool copy_supports(const quanta_cuda_tensor* n) {
+    return float_type(n->type) && float_type(n->src[0]->type) && n_elements(n) == n_elements(n->src[0]);
+}
+
+int copy_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+    const int64_t count = n_elements(n);
+    if (count == 0) return 0;
+    copy_kernel<<<blocks_for(count, 256), 256, 0, s>>>(static_cast<uint8_t*>(n->data), strided(n),
+                                                       static_cast<const uint8_t*>(n->src[0]->data),
+                                                       strided(n->src[0]), count);
+    return check(cudaGetLastError(), "copy launch");
+}
+
+// ---- add, mul --------------------------------------------------------------------------------------------
 
 bool binary_supports(const quanta_cuda_tensor* n) {
     return contiguous_f32(n) && contiguous_f32(n->src[0]) && contiguous_f32(n->src[1]) && same_shape(n, n->src[0]);
@@ -75,6 +130,7 @@ int unary_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
 
 Kernel elementwise_kernel(Op op) {
     switch (op) {
+        case Op::Copy: return {copy_supports, copy_launch};
         case Op::Add: case Op::Mul: return {binary_supports, binary_launch};
         case Op::Scale: return {unary_supports, unary_launch<Op::Scale>};
         case Op::Silu: return {unary_supports, unary_launch<Op::Silu>};

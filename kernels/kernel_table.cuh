@@ -25,15 +25,18 @@ struct Kernel {
 int check(cudaError_t err, const char* what);
 
 // The rows of each file's ops; {nullptr, nullptr} for ops the file does not have.
-Kernel elementwise_kernel(Op op);  // elementwise.cu: Add, Mul, Scale and the activations
+Kernel elementwise_kernel(Op op);  // elementwise.cu: Copy, Add, Mul, Scale and the activations
 Kernel row_kernel(Op op);          // row_ops.cu: RmsNorm, SoftMax, Rope
-Kernel quantized_kernel(Op op);    // quantized.cu: GetRows, MatMul over any storage type
+Kernel quantized_kernel(Op op);    // quantized.cu: MatMul over any storage type
+Kernel indexed_kernel(Op op);      // indexed.cu: GetRows, SetRows, Attention (ids in device memory)
 
-// After a graph with GetRows has run: whether a kernel met an id outside its table since the last call
-// (quantized.cu; clears the flag). Returns check()'s code.
+// After a graph with indexed ops has run: whether a kernel met an id outside its table since the last call
+// (indexed.cu; clears the flag). Returns check()'s code.
 int take_bad_ids(cudaStream_t stream, bool* bad);
 
 constexpr uint32_t kF32 = 0;  // ggml type ids
+constexpr uint32_t kF16 = 1;
+constexpr uint32_t kBF16 = 30;
 constexpr uint32_t kI32 = 26;
 
 inline int64_t n_elements(const quanta_cuda_tensor* t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }

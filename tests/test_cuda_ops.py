@@ -142,3 +142,47 @@ def test_matmul_batched_broadcast(rng):
     (scores,) = cuda_run(lambda g: [g.matmul(g.constant(k_cache), g.constant(q))])
     ref = np.einsum("hqd,hkd->hqk", q, np.repeat(k_cache, 3, axis=0))
     np.testing.assert_allclose(scores, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("to", ["f32", "f16", "bf16"])
+def test_copy_between_float_types_and_through_strides(rng, to):
+    x = rng.standard_normal((3, 5, 96), dtype=np.float32)
+    x16 = rng.standard_normal((4, 40)).astype(np.float16)
+
+    def build(g):
+        out = [g.copy(g.constant(x), to), g.copy(g.constant(x16), to), g.copy(g.transpose(g.constant(x)), to)]
+        return [g.copy(t, "f32") for t in out] if to == "bf16" else out  # bf16 cannot be an output
+
+    assert_match(build, rtol=0, atol=0)
+
+
+def test_set_rows_into_an_f16_cache(rng):
+    x = rng.standard_normal((3, 96), dtype=np.float32) * 3
+    ids = np.array([7, 2, 4], dtype=np.int32)
+    assert_match(lambda g: [g.set_rows(g.constant(np.zeros((10, 96), dtype=np.float16)), g.scale(g.constant(x), 2.0),
+                                       g.constant(ids))], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kv_type", ["f16", "f32"])
+def test_attention_matches_numpy(rng, kv_type):
+    from test_backends import attention_arrays
+
+    q, k, v, lists = attention_arrays(rng, kv_type=kv_type)
+    (out,) = cuda_run(lambda g: [g.attention(*map(g.constant, (q, k, v, lists)), 0.125)])
+    group = q.shape[1] // k.shape[0]
+    for t in range(q.shape[0]):
+        seen = lists[t, 1 : 1 + lists[t, 0]]
+        for h in range(q.shape[1]):
+            kv = k[h // group, seen].astype(np.float64), v[h // group, seen].astype(np.float64)
+            s_ = kv[0] @ q[t, h] * 0.125
+            p = np.exp(s_ - s_.max())
+            np.testing.assert_allclose(out[t, h], p @ kv[1] / p.sum(), rtol=1e-4, atol=1e-5)
+
+
+def test_attention_rejects_bad_cell_lists(rng):
+    from test_backends import attention_arrays
+
+    q, k, v, lists = attention_arrays(rng)
+    lists[1, 3] = 99  # no such cell
+    with pytest.raises(ValueError, match="out of range"):
+        cuda_run(lambda g: [g.attention(*map(g.constant, (q, k, v, lists)), 0.125)])

@@ -36,16 +36,23 @@ class LLM:
 
     n_threads: CPU threads; None or 0 uses every core this process may run on, and more than that is
     capped with a RuntimeWarning (the threads spin at barriers, so extra ones only slow it down).
+
+    device: "cpu" (the default) or "cuda", which runs every graph on the first GPU and raises
+    quanta.UnsupportedError where there is none. The CUDA kernels are a first, unoptimised set
+    (issue 15), so "cuda" is correct before it is fast, and there is no "auto" yet.
     """
 
     def __init__(self, path: "str | os.PathLike[str]", n_ctx: int = 4096, n_threads: Optional[int] = None,
-                 n_batch: int = 512, kv_type: str = "f16", chat_template: Optional[str] = None, n_seq: int = 16):
+                 n_batch: int = 512, kv_type: str = "f16", chat_template: Optional[str] = None, n_seq: int = 16,
+                 device: str = "cpu"):
         """n_ctx: KV cells, shared by all sequences. n_seq: sequences that generate_batch decodes
         at once (a sequence costs no memory until it holds tokens)."""
         self.path = os.fspath(path)
         n_threads = threads(n_threads)  # checked before the model loads; capped at the usable cores
         self._gguf = GGUF(self.path)
-        self._model = _core.LlmModel(self._gguf._file, device="cpu", n_threads=n_threads)
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        self._model = _core.LlmModel(self._gguf._file, device=device, n_threads=n_threads)
         self._tokenizer = _core.Tokenizer(self._gguf._file)
         self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq=min(n_seq, n_ctx),
                                      kv_type=kv_type)
