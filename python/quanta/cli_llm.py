@@ -34,6 +34,8 @@ def register(sub) -> None:
     bench.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core; more are capped to that)")
     bench.add_argument("-r", "--repetitions", type=int, default=3, help="timed runs of each test")
     bench.add_argument("--json", action="store_true", help="print one JSON object with pp_tps and tg_tps")
+    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                       help="where the model runs (cuda: the first GPU; its kernels are a first, unoptimised set)")
     bench.set_defaults(handler=_cmd_bench)
 
 
@@ -41,6 +43,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="a .gguf file (default: the embedded default model, fetched on first use)")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core; more are capped to that)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the model runs (cuda: the first GPU; its kernels are a first, unoptimised set)")
 
 
 def _sampling_args(p: argparse.ArgumentParser, n_default: int) -> None:
@@ -71,7 +75,7 @@ def _load(args):
     n_threads = cli_threads(args.threads)  # a bad -t fails before the model is fetched
     path = args.model or str(fetch.fetch(fetch.DEFAULT_MODEL))
     t0 = time.perf_counter()
-    llm = LLM(path, n_ctx=args.ctx_size, n_threads=n_threads)
+    llm = LLM(path, n_ctx=args.ctx_size, n_threads=n_threads, device=args.device)
     _log(f"quanta: loaded {path} ({llm.config['arch']}, {llm.n_vocab} tokens) in "
          f"{time.perf_counter() - t0:.2f} s, {llm.n_threads} threads")
     return llm
@@ -156,7 +160,7 @@ def _cmd_bench(args) -> int:
     if args.n_prompt < 0 or args.n_gen < 0 or args.repetitions < 1:
         raise ValueError("bench needs -p >= 0, -n >= 0 and -r >= 1")
     llm = LLM(args.model, n_ctx=max(args.n_prompt + args.n_gen, 16), n_threads=cli_threads(args.threads),
-              n_batch=max(args.n_prompt, 1))
+              n_batch=max(args.n_prompt, 1), device=args.device)
     ctx = llm._ctx
     rng = np.random.default_rng(0)
 
