@@ -103,19 +103,24 @@ def test_cpu_matches_reference_at_every_level(cpu_level):
         np.testing.assert_allclose(got[name].astype(np.float32), ref[name].astype(np.float32), err_msg=name, **tol)
 
 
-@pytest.mark.parametrize("kv_type", ["f16", "f32"])
-def test_attention_matches_numpy(rng, kv_type, cpu_level):
-    q, k, v, lists = attention_arrays(rng, kv_type=kv_type)
-    g = _core.Graph()
-    (out,) = g.run([g.attention(*map(g.constant, (q, k, v, lists)), 0.125)], {}, "cpu", 2)
+def assert_attention_matches_numpy(out, q, k, v, lists, scale, **tol):
+    """out ([tokens, heads, hd]) against softmax(q . k * scale) . v over each token's listed cells, in float64."""
     group = q.shape[1] // k.shape[0]
     for t in range(q.shape[0]):
         seen = lists[t, 1 : 1 + lists[t, 0]]
         for h in range(q.shape[1]):
             kv = k[h // group, seen].astype(np.float64), v[h // group, seen].astype(np.float64)
-            s_ = kv[0] @ q[t, h] * 0.125
+            s_ = kv[0] @ q[t, h] * scale
             p = np.exp(s_ - s_.max())
-            np.testing.assert_allclose(out[t, h], p @ kv[1] / p.sum(), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(out[t, h], p @ kv[1] / p.sum(), **tol)
+
+
+@pytest.mark.parametrize("kv_type", ["f16", "f32"])
+def test_attention_matches_numpy(rng, kv_type, cpu_level):
+    q, k, v, lists = attention_arrays(rng, kv_type=kv_type)
+    g = _core.Graph()
+    (out,) = g.run([g.attention(*map(g.constant, (q, k, v, lists)), 0.125)], {}, "cpu", 2)
+    assert_attention_matches_numpy(out, q, k, v, lists, 0.125, rtol=1e-5, atol=1e-6)
 
 
 def test_attention_rejects_bad_cell_lists(rng):

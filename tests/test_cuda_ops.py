@@ -9,6 +9,7 @@ import pytest
 
 import quanta
 from quanta import _core
+from test_backends import assert_attention_matches_numpy, attention_arrays
 
 HAVE_GPU = _core.cuda_status()["available"]
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not HAVE_GPU, reason="needs a CUDA device")]
@@ -165,23 +166,12 @@ def test_set_rows_into_an_f16_cache(rng):
 
 @pytest.mark.parametrize("kv_type", ["f16", "f32"])
 def test_attention_matches_numpy(rng, kv_type):
-    from test_backends import attention_arrays
-
     q, k, v, lists = attention_arrays(rng, kv_type=kv_type)
     (out,) = cuda_run(lambda g: [g.attention(*map(g.constant, (q, k, v, lists)), 0.125)])
-    group = q.shape[1] // k.shape[0]
-    for t in range(q.shape[0]):
-        seen = lists[t, 1 : 1 + lists[t, 0]]
-        for h in range(q.shape[1]):
-            kv = k[h // group, seen].astype(np.float64), v[h // group, seen].astype(np.float64)
-            s_ = kv[0] @ q[t, h] * 0.125
-            p = np.exp(s_ - s_.max())
-            np.testing.assert_allclose(out[t, h], p @ kv[1] / p.sum(), rtol=1e-4, atol=1e-5)
+    assert_attention_matches_numpy(out, q, k, v, lists, 0.125, rtol=1e-4, atol=1e-5)
 
 
 def test_attention_rejects_bad_cell_lists(rng):
-    from test_backends import attention_arrays
-
     q, k, v, lists = attention_arrays(rng)
     lists[1, 3] = 99  # no such cell
     with pytest.raises(ValueError, match="out of range"):
