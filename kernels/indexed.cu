@@ -96,20 +96,6 @@ __device__ inline float load(uint32_t type, const uint8_t* p) {
     return type == kF16 ? __half2float(*reinterpret_cast<const __half*>(p)) : *reinterpret_cast<const float*>(p);
 }
 
-__device__ float block_reduce(float v, bool max) {
-    __shared__ float part[kThreads / 32];
-    for (int o = 16; o > 0; o >>= 1) {
-        const float other = __shfl_xor_sync(0xffffffffu, v, o);
-        v = max ? fmaxf(v, other) : v + other;
-    }
-    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
-    __syncthreads();
-    float r = part[0];
-    for (int w = 1; w < kThreads / 32; ++w) r = max ? fmaxf(r, part[w]) : r + part[w];
-    __syncthreads();
-    return r;
-}
-
 struct AttentionArgs {
     const float* q;
     int64_t hd, heads, group;
@@ -150,10 +136,10 @@ __global__ void attention_kernel(AttentionArgs a) {
         top = fmaxf(top, p[j]);
     }
     if (bad) atomicExch(&g_bad_ids, 1);
-    top = block_reduce(top, true);
+    top = block_reduce<kThreads, true>(top);
     float sum = 0;
     for (int32_t j = threadIdx.x; j < n; j += kThreads) sum += (p[j] = expf(p[j] - top));
-    const float inv = 1.0f / block_reduce(sum, false);  // block_reduce synchronises: every p[j] is written
+    const float inv = 1.0f / block_reduce<kThreads, false>(sum);  // block_reduce synchronises: every p[j] is written
     for (int64_t e = threadIdx.x; e < a.hdv; e += kThreads) {
         float acc = 0;
         for (int32_t j = 0; j < n; ++j) {

@@ -7,6 +7,7 @@
 
 #include <cuda_runtime.h>
 
+#include <cmath>
 #include <cstdint>
 
 #include "core/op_ids.h"
@@ -49,6 +50,28 @@ inline bool contiguous(const quanta_cuda_tensor* t, uint64_t element_bytes) {
 inline bool contiguous_f32(const quanta_cuda_tensor* t) { return t && t->type == kF32 && contiguous(t, 4); }
 inline bool same_shape(const quanta_cuda_tensor* a, const quanta_cuda_tensor* b) {
     return a->ne[0] == b->ne[0] && a->ne[1] == b->ne[1] && a->ne[2] == b->ne[2] && a->ne[3] == b->ne[3];
+}
+
+// The sum (MAX: the maximum) of every thread's v over a block of THREADS threads (a multiple of 32, at most
+// 1024), by warp shuffles; every thread gets it. It synchronises the block, so all its threads must call it.
+template <int THREADS, bool MAX>
+__device__ inline float block_reduce(float v) {
+    static_assert(THREADS % 32 == 0 && THREADS <= 1024, "whole warps, at most 32 of them");
+    __shared__ float part[THREADS / 32];
+    const auto combine = [](float a, float b) { return MAX ? fmaxf(a, b) : a + b; };
+    for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < THREADS / 32 ? part[lane] : (MAX ? -INFINITY : 0.0f);
+        for (int o = 16; o > 0; o >>= 1) v = combine(v, __shfl_xor_sync(0xffffffffu, v, o));
+        if (lane == 0) part[0] = v;
+    }
+    __syncthreads();
+    v = part[0];
+    __syncthreads();  // part is reused by the next reduction
+    return v;
 }
 
 // Blocks of `threads` covering n items, capped where a grid-stride loop takes over.

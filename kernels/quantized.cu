@@ -12,17 +12,6 @@ constexpr int kThreads = 128;
 
 // ---- matmul: out[i3][i2][m][n] = w[i3 / r3][i2 / r2] row n . x[i3][i2] row m ----------------------------------
 
-__device__ float block_sum(float v) {
-    __shared__ float part[kThreads / 32];
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = v;
-    __syncthreads();
-    float total = 0;
-    for (int w = 0; w < kThreads / 32; ++w) total += part[w];
-    __syncthreads();  // part is reused by the next row's sum
-    return total;
-}
-
 struct MatmulArgs {
     const uint8_t* w;
     uint64_t w_nb[4];
@@ -44,7 +33,7 @@ __global__ void matmul_kernel(MatmulArgs a) {
         const float* xr = reinterpret_cast<const float*>(xb + m * a.x_nb[1]);
         float partial = 0;
         for (int64_t j = threadIdx.x; j < a.k; j += kThreads) partial += row[j] * xr[j];
-        const float total = block_sum(partial);
+        const float total = block_reduce<kThreads, false>(partial);
         if (threadIdx.x == 0) out[m * a.n] = total;
     }
 }

@@ -1,6 +1,6 @@
 // Row-wise ops on the GPU, one block of threads per row: RmsNorm, SoftMax (with
 // its scale and optional mask) and Rope, f32 and contiguous. Sums and maxima
-// are reduced across the block by warp shuffles; rope's angles are computed
+// are reduced across the block by warp shuffles (kernel_table.cuh); rope's angles are computed
 // in double, as the CPU backend does, because a float angle of a position in
 // the thousands is off by more than the op's tolerance.
 #include <cmath>
@@ -11,31 +11,6 @@ namespace quanta_cuda {
 namespace {
 
 constexpr int kThreads = 256;  // per row: 8 warps
-
-// The sum (MAX: the maximum) of v over the block; every thread gets it.
-template <bool MAX>
-__device__ float block_reduce(float v) {
-    __shared__ float part[kThreads / 32];
-    for (int o = 16; o > 0; o >>= 1) {
-        const float other = __shfl_xor_sync(0xffffffffu, v, o);
-        v = MAX ? fmaxf(v, other) : v + other;
-    }
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    if (warp == 0) {
-        v = lane < kThreads / 32 ? part[lane] : (MAX ? -INFINITY : 0.0f);
-        for (int o = 16; o > 0; o >>= 1) {
-            const float other = __shfl_xor_sync(0xffffffffu, v, o);
-            v = MAX ? fmaxf(v, other) : v + other;
-        }
-        if (lane == 0) part[0] = v;
-    }
-    __syncthreads();
-    v = part[0];
-    __syncthreads();  // part is reused by the next reduction
-    return v;
-}
 
 bool same_f32_rows(const quanta_cuda_tensor* n) {
     return contiguous_f32(n) && contiguous_f32(n->src[0]) && same_shape(n, n->src[0]);
@@ -48,7 +23,7 @@ __global__ void rms_norm_f32(float* y, const float* x, int64_t n0, float eps) {
     float* yr = y + blockIdx.x * n0;
     float sum = 0;
     for (int64_t j = threadIdx.x; j < n0; j += kThreads) sum += xr[j] * xr[j];
-    const float s = 1.0f / sqrtf(block_reduce<false>(sum) / (float)n0 + eps);
+    const float s = 1.0f / sqrtf(block_reduce<kThreads, false>(sum) / (float)n0 + eps);
     for (int64_t j = threadIdx.x; j < n0; j += kThreads) yr[j] = xr[j] * s;
 }
 
@@ -71,7 +46,7 @@ __global__ void softmax_f32(float* y, const float* x, const float* mask, int64_t
     float* yr = y + r * n0;
     float top = -INFINITY;
     for (int64_t j = threadIdx.x; j < n0; j += kThreads) top = fmaxf(top, xr[j] * scale + (mr ? mr[j] : 0.0f));
-    top = block_reduce<true>(top);
+    top = block_reduce<kThreads, true>(top);
     if (top == -INFINITY) {
         for (int64_t j = threadIdx.x; j < n0; j += kThreads) yr[j] = 0.0f;
         return;
@@ -82,7 +57,7 @@ __global__ void softmax_f32(float* y, const float* x, const float* mask, int64_t
         yr[j] = e;
         sum += e;
     }
-    const float inv = 1.0f / block_reduce<false>(sum);
+    const float inv = 1.0f / block_reduce<kThreads, false>(sum);
     for (int64_t j = threadIdx.x; j < n0; j += kThreads) yr[j] *= inv;
 }
 
