@@ -470,6 +470,17 @@ def test_bad_model_file_fails_in_one_line(tmp_path):
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and p.stderr.startswith("quanta: error:")
 
 
+def test_device_cuda_without_a_gpu_fails_in_one_line(qwen_path):
+    import subprocess
+    import sys
+
+    if quanta._core.cuda_status()["available"]:
+        pytest.skip("this machine has a GPU")
+    p = subprocess.run([sys.executable, "-m", "quanta", "serve", "-m", qwen_path, "--port", "1", "--device", "cuda"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and "CUDA is not available" in p.stderr, p.stderr
+
+
 def test_fuzzed_requests_never_crash_the_server(server):
     """Valid bodies with fields replaced by values of random types, dropped or added, and raw byte noise:
     every answer is OpenAI-shaped with a 2xx or 4xx status (never 5xx), and the server keeps serving."""

@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 import threading
 
+from . import _core
 from .cli_sample import lora_arg
+from .errors import UnsupportedError
 
 CONTEXT_HELP = (
     "KV cells shared by all slots (default: 4096 per slot, at most the model's training context per slot). "
@@ -33,6 +35,8 @@ def register(sub) -> None:
                    help="slots: requests that decode together in one batch (default 4)")
     p.add_argument("-c", "--ctx-size", type=int, default=None, help=CONTEXT_HELP)
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core)")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                   help="where the LLM runs (cuda: the first GPU; its kernels are a first, unoptimised set)")
     p.add_argument("--api-key", default=None,
                    help="require this key (Authorization: Bearer KEY, or X-Api-Key) on every route but /health "
                         "and the page")
@@ -62,10 +66,12 @@ def _cmd_serve(args) -> int:
     path = args.model or str(fetch.fetch(fetch.DEFAULT_MODEL))
     config = ServerConfig(model=str(path), parallel=args.parallel, ctx_size=args.ctx_size, n_threads=args.threads,
                           max_queue=args.max_queue, api_key=args.api_key, timeout=args.timeout,
-                          model_name=args.alias, sd_model=args.sd_model, sd_loras=tuple(args.lora))
+                          model_name=args.alias, sd_model=args.sd_model, sd_loras=tuple(args.lora), device=args.device)
     from .gguf import GGUF
 
     GGUF(config.model)  # a missing or broken file: one line now, not a 503 later
+    if config.device == "cuda" and not _core.cuda_status()["available"]:  # likewise a missing GPU
+        raise UnsupportedError("CUDA is not available: " + _core.cuda_status()["reason"])
     if config.sd_model:
         GGUF(config.sd_model)
     app = create_app(config)

@@ -45,6 +45,7 @@ class ServerConfig:
     model_name: Optional[str] = None  # the id /v1/models shows; the file's stem by default
     sd_model: Optional[str] = None  # a Stable Diffusion GGUF for /v1/images/generations
     sd_loras: tuple = ()  # (path, weight) LoRA files merged into sd_model at load
+    device: str = "cpu"  # where the LLM runs: "cpu" or "cuda" (quanta.LLM's device)
 
     def __post_init__(self):
         if self.parallel < 1:
@@ -55,6 +56,8 @@ class ServerConfig:
             raise ValueError(f"ctx_size ({self.ctx_size}) must be at least parallel ({self.parallel})")
         if not self.timeout > 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
+        if self.device not in ("cpu", "cuda"):
+            raise ValueError(f"device must be 'cpu' or 'cuda', not {self.device!r}")
 
 
 class Server:
@@ -80,7 +83,7 @@ class Server:
         c = self.config
         try:
             ctx = c.ctx_size or c.parallel * min(4096, _train_context(c.model))
-            llm = LLM(c.model, n_ctx=ctx, n_threads=c.n_threads, n_batch=c.n_batch, n_seq=c.parallel)
+            llm = LLM(c.model, n_ctx=ctx, n_threads=c.n_threads, n_batch=c.n_batch, n_seq=c.parallel, device=c.device)
             self.llm, self.grammars = llm, Grammars(llm._tokenizer, llm.n_vocab)
             self.grammars.warm()  # about a second for 150k tokens, now rather than in the first request
             if c.sd_model:
