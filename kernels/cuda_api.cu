@@ -103,8 +103,7 @@ int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
     bool reads_ids = false;
     for (int i = 0; i < n; ++i) {
         if (is_leaf_or_view(nodes[i].op)) continue;
-        const Op op = static_cast<Op>(nodes[i].op);
-        reads_ids = reads_ids || op == Op::GetRows || op == Op::SetRows || op == Op::Attention;
+        reads_ids = reads_ids || indexed_kernel(static_cast<Op>(nodes[i].op)).launch;
         const Kernel k = kernel_for(nodes[i].op);
         if (!k.launch) {
             std::snprintf(g_error, sizeof g_error, "no CUDA kernel for op %d", (int)nodes[i].op);

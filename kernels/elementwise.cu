@@ -5,9 +5,6 @@
 // grid-stride loop; the math is the op table's reference formula in float,
 // so results agree with the CPU backend to float rounding, and conversions
 // round to nearest even as the CPU's do.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include "kernel_table.cuh"
 
 namespace quanta_cuda {
@@ -55,18 +52,9 @@ __device__ uint64_t offset(const Strided& t, int64_t i) {
 
 __global__ void copy_kernel(uint8_t* dst, Strided d, const uint8_t* src, Strided s, int64_t n) {
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
-        const uint8_t* p = src + offset(s, i);
-        const float v = s.type == kF32 ? *reinterpret_cast<const float*>(p)
-                        : s.type == kF16 ? __half2float(*reinterpret_cast<const __half*>(p))
-                                         : __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(p));
-        uint8_t* q = dst + offset(d, i);
-        if (d.type == kF32) *reinterpret_cast<float*>(q) = v;
-        else if (d.type == kF16) *reinterpret_cast<__half*>(q) = __float2half_rn(v);
-        else *reinterpret_cast<__nv_bfloat16*>(q) = __float2bfloat16_rn(v);
+        store_float(d.type, dst + offset(d, i), load_float(s.type, src + offset(s, i)));
     }
 }
-
-bool float_type(uint32_t type) { return type == kF32 || type == kF16 || type == kBF16; }
 
 bool copy_supports(const quanta_cuda_tensor* n) {
     return float_type(n->type) && float_type(n->src[0]->type) && n_elements(n) == n_elements(n->src[0]);

@@ -8,8 +8,6 @@
 // thread a whole dot product, scores in shared memory; correct, not fast.
 #include <cmath>
 
-#include <cuda_fp16.h>
-
 #include "dequantize.cuh"
 
 namespace quanta_cuda {
@@ -52,11 +50,6 @@ int get_rows_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
 
 // ---- set_rows: row t of src[1] (f32) into row ids[t] of the buffer src[0] views (f32 or f16) ------------------
 
-__device__ inline void store(uint32_t type, uint8_t* p, float v) {
-    if (type == kF16) *reinterpret_cast<__half*>(p) = __float2half_rn(v);  // round to nearest even, as the CPU
-    else *reinterpret_cast<float*>(p) = v;
-}
-
 __global__ void set_rows_kernel(uint8_t* dst, uint32_t type, uint64_t d_nb0, uint64_t d_nb1, uint64_t d_nb2,
                                 uint64_t d_nb3, int64_t d_rows, const float* rows, int64_t ne0, int64_t n_rows,
                                 int64_t ne2, const int32_t* ids) {
@@ -68,13 +61,12 @@ __global__ void set_rows_kernel(uint8_t* dst, uint32_t type, uint64_t d_nb0, uin
     }
     const float* src = rows + r * ne0;
     uint8_t* d = dst + (uint64_t)id * d_nb1 + i2 * d_nb2 + i3 * d_nb3;
-    for (int64_t j = threadIdx.x; j < ne0; j += blockDim.x) store(type, d + j * d_nb0, src[j]);
+    for (int64_t j = threadIdx.x; j < ne0; j += blockDim.x) store_float(type, d + j * d_nb0, src[j]);
 }
 
 bool set_rows_supports(const quanta_cuda_tensor* n) {
     const quanta_cuda_tensor *rows = n->src[1], *ids = n->src[2];
-    const uint64_t element = n->type == kF16 ? 2 : 4;
-    return (n->type == kF32 || n->type == kF16) && n->nb[0] == element && contiguous_f32(rows) && ids &&
+    return (n->type == kF32 || n->type == kF16) && n->nb[0] == element_bytes(n->type) && contiguous_f32(rows) && ids &&
            ids->type == kI32 && contiguous(ids, 4) && ids->ne[0] >= rows->ne[1] && rows->ne[0] == n->ne[0] &&
            rows->ne[2] == n->ne[2] && rows->ne[3] == n->ne[3];
 }
@@ -91,10 +83,6 @@ int set_rows_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
 
 // ---- attention: out[t][h] = softmax(q[t][h] . k[c] * scale) . v[c] over the cells c token t lists -------------
 // cells is [L + 1, tokens]: list[0] = n, then n cell ids. Heads share kv head h / (heads / kv heads).
-
-__device__ inline float load(uint32_t type, const uint8_t* p) {
-    return type == kF16 ? __half2float(*reinterpret_cast<const __half*>(p)) : *reinterpret_cast<const float*>(p);
-}
 
 struct AttentionArgs {
     const float* q;
@@ -131,7 +119,7 @@ __global__ void attention_kernel(AttentionArgs a) {
         }
         const uint8_t* kr = a.k + c * a.k_nb1 + kvh * a.k_nb2;
         float dot = 0;
-        for (int64_t e = 0; e < a.hd; ++e) dot += load(a.k_type, kr + e * (a.k_type == kF16 ? 2 : 4)) * q[e];
+        for (int64_t e = 0; e < a.hd; ++e) dot += load_float(a.k_type, kr + e * element_bytes(a.k_type)) * q[e];
         p[j] = dot * a.scale;
         top = fmaxf(top, p[j]);
     }
@@ -145,7 +133,7 @@ __global__ void attention_kernel(AttentionArgs a) {
         for (int32_t j = 0; j < n; ++j) {
             const int32_t c = list[1 + j];
             if (c < 0 || c >= a.cells) continue;
-            acc += p[j] * load(a.v_type, a.v + c * a.v_nb1 + kvh * a.v_nb2 + e * (a.v_type == kF16 ? 2 : 4));
+            acc += p[j] * load_float(a.v_type, a.v + c * a.v_nb1 + kvh * a.v_nb2 + e * element_bytes(a.v_type));
         }
         out[e] = acc * inv;
     }
@@ -156,7 +144,7 @@ constexpr int64_t kMaxListBytes = 48 << 10;  // the scores of one token's cells,
 bool attention_supports(const quanta_cuda_tensor* n) {
     const quanta_cuda_tensor *q = n->src[0], *k = n->src[1], *v = n->src[2], *cells = n->src[3];
     const auto kv_ok = [](const quanta_cuda_tensor* t) {
-        return (t->type == kF32 && t->nb[0] == 4) || (t->type == kF16 && t->nb[0] == 2);
+        return (t->type == kF32 || t->type == kF16) && t->nb[0] == element_bytes(t->type);
     };
     return contiguous_f32(n) && contiguous_f32(q) && kv_ok(k) && kv_ok(v) && cells && cells->type == kI32 &&
            contiguous(cells, 4) && cells->ne[0] * 4 <= kMaxListBytes;

@@ -5,6 +5,8 @@
 // core can name an unsupported node before anything runs.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -40,11 +42,26 @@ constexpr uint32_t kF16 = 1;
 constexpr uint32_t kBF16 = 30;
 constexpr uint32_t kI32 = 26;
 
+__host__ __device__ constexpr bool float_type(uint32_t type) { return type == kF32 || type == kF16 || type == kBF16; }
+__host__ __device__ constexpr uint64_t element_bytes(uint32_t type) { return type == kF32 ? 4 : 2; }  // of a float_type
+
+// One element of a float_type at p, as a float, and back (rounding to nearest even, as the CPU's conversions).
+__device__ inline float load_float(uint32_t type, const uint8_t* p) {
+    if (type == kF32) return *reinterpret_cast<const float*>(p);
+    if (type == kF16) return __half2float(*reinterpret_cast<const __half*>(p));
+    return __bfloat162float(*reinterpret_cast<const __nv_bfloat16*>(p));
+}
+__device__ inline void store_float(uint32_t type, uint8_t* p, float v) {
+    if (type == kF32) *reinterpret_cast<float*>(p) = v;
+    else if (type == kF16) *reinterpret_cast<__half*>(p) = __float2half_rn(v);
+    else *reinterpret_cast<__nv_bfloat16*>(p) = __float2bfloat16_rn(v);
+}
+
 inline int64_t n_elements(const quanta_cuda_tensor* t) { return t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3]; }
 inline int64_t n_rows(const quanta_cuda_tensor* t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
 
-inline bool contiguous(const quanta_cuda_tensor* t, uint64_t element_bytes) {
-    return t->nb[0] == element_bytes && t->nb[1] == element_bytes * (uint64_t)t->ne[0] &&
+inline bool contiguous(const quanta_cuda_tensor* t, uint64_t bytes) {  // elements of `bytes`, packed
+    return t->nb[0] == bytes && t->nb[1] == bytes * (uint64_t)t->ne[0] &&
            t->nb[2] == t->nb[1] * (uint64_t)t->ne[1] && t->nb[3] == t->nb[2] * (uint64_t)t->ne[2];
 }
 inline bool contiguous_f32(const quanta_cuda_tensor* t) { return t && t->type == kF32 && contiguous(t, 4); }

@@ -34,8 +34,7 @@ def register(sub) -> None:
     bench.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core; more are capped to that)")
     bench.add_argument("-r", "--repetitions", type=int, default=3, help="timed runs of each test")
     bench.add_argument("--json", action="store_true", help="print one JSON object with pp_tps and tg_tps")
-    bench.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                       help="where the model runs (cuda: the first GPU; its kernels are a first, unoptimised set)")
+    device_arg(bench)
     bench.set_defaults(handler=_cmd_bench)
 
 
@@ -43,7 +42,14 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-m", "--model", help="a .gguf file (default: the embedded default model, fetched on first use)")
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core; more are capped to that)")
     p.add_argument("-c", "--ctx-size", type=int, default=4096, help="context size in tokens")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+    device_arg(p)
+
+
+def device_arg(p: argparse.ArgumentParser) -> None:
+    """--device, for every command that loads an LLM (quanta serve's too)."""
+    from .llm import DEVICES
+
+    p.add_argument("--device", choices=DEVICES, default="cpu",
                    help="where the model runs (cuda: the first GPU; its kernels are a first, unoptimised set)")
 
 

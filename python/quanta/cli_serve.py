@@ -11,6 +11,7 @@ import sys
 import threading
 
 from . import _core
+from .cli_llm import device_arg
 from .cli_sample import lora_arg
 from .errors import UnsupportedError
 
@@ -35,8 +36,7 @@ def register(sub) -> None:
                    help="slots: requests that decode together in one batch (default 4)")
     p.add_argument("-c", "--ctx-size", type=int, default=None, help=CONTEXT_HELP)
     p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: every usable core)")
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                   help="where the LLM runs (cuda: the first GPU; its kernels are a first, unoptimised set)")
+    device_arg(p)
     p.add_argument("--api-key", default=None,
                    help="require this key (Authorization: Bearer KEY, or X-Api-Key) on every route but /health "
                         "and the page")
@@ -70,8 +70,9 @@ def _cmd_serve(args) -> int:
     from .gguf import GGUF
 
     GGUF(config.model)  # a missing or broken file: one line now, not a 503 later
-    if config.device == "cuda" and not _core.cuda_status()["available"]:  # likewise a missing GPU
-        raise UnsupportedError("CUDA is not available: " + _core.cuda_status()["reason"])
+    cuda = _core.cuda_status()
+    if config.device == "cuda" and not cuda["available"]:  # likewise a missing GPU
+        raise UnsupportedError("CUDA is not available: " + cuda["reason"])
     if config.sd_model:
         GGUF(config.sd_model)
     app = create_app(config)

@@ -22,6 +22,13 @@ __all__ = ["LLM"]
 
 Prompt = Union[str, Sequence[int]]
 
+DEVICES = ("cpu", "cuda")  # where a model can run: quanta.LLM's device, --device, quanta serve's
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+
 
 class LLM:
     """A loaded language model with its own context (KV cache).
@@ -50,8 +57,7 @@ class LLM:
         self.path = os.fspath(path)
         n_threads = threads(n_threads)  # checked before the model loads; capped at the usable cores
         self._gguf = GGUF(self.path)
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
+        check_device(device)
         self._model = _core.LlmModel(self._gguf._file, device=device, n_threads=n_threads)
         self._tokenizer = _core.Tokenizer(self._gguf._file)
         self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq=min(n_seq, n_ctx),

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..llm import check_device
 from . import errors
 from .errors import APIError
 
@@ -56,8 +57,7 @@ class ServerConfig:
             raise ValueError(f"ctx_size ({self.ctx_size}) must be at least parallel ({self.parallel})")
         if not self.timeout > 0:
             raise ValueError(f"timeout must be positive, not {self.timeout}")
-        if self.device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', not {self.device!r}")
+        check_device(self.device)
 
 
 class Server:
