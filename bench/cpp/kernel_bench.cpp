@@ -111,22 +111,26 @@ void bench_tile(const Kernels& k, DType t, int64_t n, int m, std::mt19937& rng) 
                 (double)calls * kPanelRows * m * n / s / 1e9);
 }
 
+// Every octet of `rows` rows of n elements against na flat activation rows, as matmul_octets walks them on
+// one thread; row r's sums land at out + r (row j's at out + j * rows).
+void all_octets(const Kernels& k, DType t, int64_t n, const Buffer<uint8_t>& octets, int64_t rows,
+                const Buffer<uint8_t>& act, int na, float* out) {
+    const size_t as = act_row_bytes(ActFormat::Flat, n), ob = octet_bytes(t, n);
+    for (int64_t o = 0; o < rows / kOctetRows; ++o)
+        k.dot_octets(t, n, octets.data() + o * ob, act.data(), as, na, out + o * kOctetRows, rows, kOctetRows);
+}
+
 // na activation rows: 4 is batched decode's step, 1 is decode's, reported also as weight bytes a second
 // (what one thread could stream if memory kept up).
 void bench_octets(const Kernels& k, DType t, int64_t n, int na, std::mt19937& rng) {
     if (!k.dot_octets) return;
     constexpr int kRows = 64;
     const Buffer<uint8_t> w = random_rows(t, kRows, n, rng), act = random_acts(k, n, rng);
-    const size_t as = act_row_bytes(ActFormat::Flat, n), ob = octet_bytes(t, n);
     Buffer<uint8_t> octets(octets_bytes(t, kRows, n));
     pack_octets(t, w.data(), row_bytes(t, n), kRows, n, octets.data());
     Buffer<float> out(4 * kRows);
     const int calls = 100;
-    const double s = best_of(30, calls, [&] {
-        for (int o = 0; o < kRows / kOctetRows; ++o)
-            k.dot_octets(t, n, octets.data() + o * ob, act.data(), as, na, out.data() + o * kOctetRows, kRows,
-                         kOctetRows);
-    });
+    const double s = best_of(30, calls, [&] { all_octets(k, t, n, octets, kRows, act, na, out.data()); });
     std::printf("%s octets %s %d x %d x %lld: %.1f GMAC/s, %.1f GB/s of weights\n", k.name, type_name(t), kRows, na,
                 (long long)n, (double)calls * kRows * na * n / s / 1e9, (double)calls * octets.size() / s / 1e9);
 }
@@ -137,16 +141,12 @@ void bench_octets_stream(const Kernels& k, DType t, int64_t n, std::mt19937& rng
     if (!k.dot_octets) return;
     const int64_t rows = (int64_t)(64 << 20) / (int64_t)row_bytes(t, n) / kOctetRows * kOctetRows;
     const Buffer<uint8_t> w = random_rows(t, kOctetRows, n, rng), act = random_acts(k, n, rng, 1);
-    const size_t as = act_row_bytes(ActFormat::Flat, n), ob = octet_bytes(t, n);
+    const size_t ob = octet_bytes(t, n);
     Buffer<uint8_t> octets(octets_bytes(t, rows, n));
     for (int64_t o = 0; o < rows / kOctetRows; ++o)  // the same 8 random rows everywhere: speed only
         pack_octets(t, w.data(), row_bytes(t, n), kOctetRows, n, octets.data() + o * ob);
     Buffer<float> out((size_t)rows);
-    const double s = best_of(20, 1, [&] {
-        for (int64_t o = 0; o < rows / kOctetRows; ++o)
-            k.dot_octets(t, n, octets.data() + o * ob, act.data(), as, 1, out.data() + o * kOctetRows, rows,
-                         kOctetRows);
-    });
+    const double s = best_of(20, 1, [&] { all_octets(k, t, n, octets, rows, act, 1, out.data()); });
     std::printf("%s octets %s %lld x 1 x %lld from memory: %.1f GB/s of weights\n", k.name, type_name(t),
                 (long long)rows, (long long)n, (double)octets.size() / s / 1e9);
 }
