@@ -24,7 +24,7 @@ def log_softmax(z):
 @pytest.mark.skipif(not HAVE_GPU, reason="needs a CUDA device")
 def test_logits_match_the_cpu(request, name):
     path = request.getfixturevalue(f"{name}_path")
-    cpu = quanta.LLM(path, n_ctx=256, n_threads=2)
+    cpu = quanta.LLM(path, n_ctx=256, n_threads=2, device="cpu")
     ids = cpu.tokenize(PROMPT)
     ref = log_softmax(cpu.logits(ids))
     got = log_softmax(quanta.LLM(path, n_ctx=256, device="cuda").logits(ids))

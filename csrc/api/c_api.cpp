@@ -34,6 +34,7 @@ namespace {
 // model handle may be freed first.
 struct ModelCore {
     std::shared_ptr<quanta::models::LlmModel> llm;
+    std::string device;  // llm's backend name, kept for quanta_model_device
     std::unique_ptr<quanta::text::Tokenizer> tokenizer;
     // A backend runs one graph at a time (its thread pool, scratch and
     // work memory are shared by all graphs), so contexts of this model take
@@ -330,23 +331,40 @@ quanta_status quanta_gguf_tensor_to_f32(const quanta_gguf* file, int64_t i, floa
 
 // ---- LLMs -------------------------------------------------------------------
 
-quanta_status quanta_model_load(const char* path, int32_t n_threads, quanta_model** out) {
+quanta_status quanta_model_load_on(const char* path, const char* device, int32_t n_threads, quanta_model** out) {
     QUANTA_REQUIRE(out, "out must not be NULL");
     *out = nullptr;
     QUANTA_REQUIRE(path, "path must not be NULL");
+    const std::string where = device ? device : "auto";
+    QUANTA_REQUIRE(where == "auto" || where == "cpu" || where == "cuda", "device must be auto, cpu or cuda");
     return guarded([&] {
         auto core = std::make_shared<ModelCore>();
         std::shared_ptr<quanta::gguf::File> file = quanta::gguf::File::open(path);
         quanta::BackendOptions options;
         options.n_threads = n_threads;
         // The model first, as quanta.LLM: a file that is no LLM is named by its architecture, not its tokenizer.
-        core->llm = quanta::models::LlmModel::load(file, quanta::backends::make_backend("cpu", options));
+        std::string note;
+        core->llm = quanta::backends::load_on(
+            where, options,
+            [&](std::shared_ptr<quanta::Backend> b) { return quanta::models::LlmModel::load_checked(file, std::move(b)); },
+            &note);
+        core->llm->device_note = note;
+        core->device = core->llm->backend->device();
         core->tokenizer = quanta::text::Tokenizer::from_gguf(*file);
         *out = new quanta_model{std::move(core)};
     });
 }
 
+quanta_status quanta_model_load(const char* path, int32_t n_threads, quanta_model** out) {
+    return quanta_model_load_on(path, "auto", n_threads, out);
+}
+
 void quanta_model_free(quanta_model* model) { delete model; }
+
+const char* quanta_model_device(const quanta_model* model) { return model ? model->core->device.c_str() : nullptr; }
+const char* quanta_model_device_note(const quanta_model* model) {
+    return model ? model->core->llm->device_note.c_str() : "";
+}
 
 int32_t quanta_model_n_vocab(const quanta_model* model) { return model ? model->core->llm->config.n_vocab : 0; }
 int32_t quanta_model_n_ctx_train(const quanta_model* model) { return model ? model->core->llm->config.n_ctx_train : 0; }

@@ -36,8 +36,8 @@
  *    evaluate. Free it when no call on it is running; contexts created from
  *    it keep what they need alive, so it may be freed before them.
  *  - Contexts of one model may run on different threads, but they do not
- *    evaluate in parallel: a model has one CPU backend whose thread pool
- *    (n_threads threads) runs one graph at a time, so every evaluation
+ *    evaluate in parallel: a model has one backend (the CPU's runs one graph
+ *    at a time on its n_threads threads), so every evaluation
  *    (quanta_decode, quanta_eval, each step of quanta_generate) holds a lock
  *    of the model while it computes, and contexts take turns. Two
  *    generations on one model therefore each run at about half speed. For
@@ -148,11 +148,21 @@ typedef struct quanta_context quanta_context;
 typedef struct quanta_sampler quanta_sampler;
 
 /* Loads a GGUF LLM (llama, mistral, qwen2, gemma3): the memory-mapped file,
- * its weights on a CPU backend with n_threads threads (<= 0: one per core
- * this process may use; more than those cores are capped at them, since
- * extra threads only spin against each other) and its tokenizer. */
+ * its weights on a backend and its tokenizer. device: "cpu"; "cuda", the
+ * first GPU (QUANTA_ERR_UNSUPPORTED with the reason where none is usable);
+ * or "auto" (also NULL): the GPU when one is usable and the model runs there,
+ * else the CPU, quanta_model_device_note saying why. n_threads: CPU threads
+ * (<= 0: one per core this process may use; more than those cores are capped
+ * at them, since extra threads only spin against each other). */
+QUANTA_API quanta_status quanta_model_load_on(const char* path, const char* device, int32_t n_threads,
+                                              quanta_model** out);
+/* quanta_model_load_on with device "auto". */
 QUANTA_API quanta_status quanta_model_load(const char* path, int32_t n_threads, quanta_model** out);
 QUANTA_API void quanta_model_free(quanta_model* model);
+/* Where the model runs: "cpu" or "cuda" (NULL for NULL). */
+QUANTA_API const char* quanta_model_device(const quanta_model* model);
+/* One line saying why device "auto" chose the CPU; "" otherwise and for NULL. */
+QUANTA_API const char* quanta_model_device_note(const quanta_model* model);
 /* 0 for NULL. */
 QUANTA_API int32_t quanta_model_n_vocab(const quanta_model* model);
 QUANTA_API int32_t quanta_model_n_ctx_train(const quanta_model* model);

@@ -8,11 +8,12 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "core/backend.h"
 
 namespace quanta::backends {
 
-// "cpu", "cuda" or "reference".
+// "cpu", "cuda" or "reference" (load_on, below, also takes "auto").
 // Throws InvalidArgument for an unknown name and Unsupported (with the reason)
 // for a backend this machine cannot run.
 std::shared_ptr<Backend> make_backend(const std::string& name, const BackendOptions& options = {});
@@ -34,5 +35,32 @@ struct CudaInfo {
     std::string reason;  // why CUDA is not usable, when it is not
 };
 const CudaInfo& cuda_info();
+
+// Loads a model where `device` says: "cpu", "cuda" or "reference" as asked
+// (make_backend's errors), or "auto": on the GPU when one is usable and
+// `load(backend)` succeeds there, else on the CPU. A GPU attempt that fails
+// for want of memory, of a kernel, or of a working device (OutOfMemory,
+// Unsupported, Internal) falls back; the file's own faults (Format, Model)
+// are the caller's whichever backend read them. `note` is set to one line
+// saying why auto chose the CPU, and cleared otherwise.
+template <class Load>
+auto load_on(const std::string& device, const BackendOptions& options, Load&& load, std::string* note)
+    -> decltype(load(std::shared_ptr<Backend>())) {
+    note->clear();
+    if (device != "auto") return load(make_backend(device, options));
+    const CudaInfo& cuda = cuda_info();
+    if (!cuda.available) {
+        *note = "no GPU in use: " + cuda.reason;
+        return load(make_backend("cpu", options));
+    }
+    try {
+        return load(make_backend("cuda", options));
+    } catch (const Error& e) {
+        if (e.kind() != ErrorKind::OutOfMemory && e.kind() != ErrorKind::Unsupported && e.kind() != ErrorKind::Internal)
+            throw;
+        *note = "the GPU (" + cuda.devices.front() + ") could not run it: " + e.what();
+    }
+    return load(make_backend("cpu", options));
+}
 
 }  // namespace quanta::backends

@@ -45,7 +45,9 @@ struct BackendOptions {
 class Backend {
 public:
     virtual ~Backend() = default;
-    virtual std::string name() const = 0;
+    virtual std::string name() const = 0;  // "cpu/avx2", "cuda", ...
+    // The device it runs on, the name up to its '/': "cpu", "cuda" or "reference".
+    std::string device() const { return name().substr(0, name().find('/')); }
     // Host threads that run this backend's kernels.
     virtual int n_threads() const { return 1; }
     // Whether this backend has a kernel for `node` with its types and layout.

@@ -49,6 +49,21 @@ std::shared_ptr<LlmModel> LlmModel::load(std::shared_ptr<gguf::File> file, std::
     return m;
 }
 
+std::shared_ptr<LlmModel> LlmModel::load_checked(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend) {
+    std::shared_ptr<LlmModel> m = load(std::move(file), std::move(backend));
+    if (m->backend->device() == "cpu") return m;
+    ContextParams small;
+    small.n_ctx = 8;
+    small.n_batch = 1;
+    LlmContext probe(m, small);
+    std::vector<float> logits(m->config.n_vocab);
+    probe.decode({BatchToken{0, 0, 0, true}}, logits.data());
+    for (float v : logits)
+        if (!std::isfinite(v))
+            fail(ErrorKind::Internal, "the " + m->backend->name() + " backend computed a non-finite logit for this model");
+    return m;
+}
+
 LlmContext::LlmContext(std::shared_ptr<const LlmModel> model, const ContextParams& params)
     : model_(std::move(model)), params_(params), cache_(model_->config, params.n_ctx, params.kv_type, *model_->backend) {
     QUANTA_CHECK_ARG(params.n_batch > 0, "n_batch must be positive");

@@ -22,6 +22,7 @@ namespace quanta::models {
 struct LlmModel {
     std::shared_ptr<gguf::File> file;
     std::shared_ptr<Backend> backend;
+    std::string device_note;  // why device "auto" chose the CPU (backends::load_on), else empty
     LlmConfig config;
     LlmWeights weights;
     std::unique_ptr<Buffer> weight_memory;  // the file's tensor data, placed on the backend
@@ -38,6 +39,10 @@ struct LlmModel {
     // architecture, key or tensor; Unsupported for types quanta cannot run),
     // then places the tensor data on `backend` once and lets it pack the matrices.
     static std::shared_ptr<LlmModel> load(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
+    // load(), then, on any backend but the CPU's (which has every op), decodes one token in a small context and
+    // checks that its logits are finite: a backend that cannot run this model (a missing kernel, a failing
+    // device, too little memory) says so at load, where device "auto" can still fall back, not at the first prompt.
+    static std::shared_ptr<LlmModel> load_checked(std::shared_ptr<gguf::File> file, std::shared_ptr<Backend> backend);
 };
 
 struct ContextParams {

@@ -112,6 +112,9 @@ std::shared_ptr<SdModel> SdModel::load(std::shared_ptr<gguf::File> file, std::sh
     QUANTA_CHECK_ARG(backend != nullptr, "SdModel::load: no backend");
     QUANTA_CHECK_ARG(prediction_type.empty() || prediction_type == "epsilon" || prediction_type == "v_prediction",
                      "prediction_type must be epsilon or v_prediction, not '" + prediction_type + "'");
+    // The CUDA backend has none of the image ops yet (issue 15): said here, before any weight is uploaded, so
+    // that device "auto" falls back to the CPU at once.
+    if (backend->device() == "cuda") fail(ErrorKind::Unsupported, "the CUDA backend has no diffusion kernels yet");
     auto m = std::make_shared<SdModel>();
     m->config = SdConfig::from_gguf(*file);
     if (!prediction_type.empty()) {

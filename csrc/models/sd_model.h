@@ -47,6 +47,7 @@ enum class SdPart { TextEncoder, UNet, Vae };
 struct SdModel {
     std::shared_ptr<gguf::File> file;
     std::shared_ptr<Backend> backend;
+    std::string device_note;  // why device "auto" chose the CPU (backends::load_on), else empty
     SdConfig config;
     ClipTextWeights clip;
     UNetWeights unet;

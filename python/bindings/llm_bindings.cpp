@@ -92,11 +92,18 @@ void bind_llm(py::module_& m) {
         .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads) {
                  BackendOptions options;
                  options.n_threads = n_threads;
-                 return LlmModel::load(std::move(file), backends::make_backend(device, options));
+                 std::string note;
+                 std::shared_ptr<LlmModel> model = backends::load_on(
+                     device, options, [&](std::shared_ptr<Backend> b) { return LlmModel::load_checked(file, std::move(b)); },
+                     &note);
+                 model->device_note = note;
+                 return model;
              }),
-             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0,
+             py::arg("file"), py::arg("device") = "auto", py::arg("n_threads") = 0,
              py::call_guard<py::gil_scoped_release>())
         .def_property_readonly("backend", [](const LlmModel& mdl) { return mdl.backend->name(); })
+        .def_property_readonly("device", [](const LlmModel& mdl) { return mdl.backend->device(); })
+        .def_property_readonly("device_note", [](const LlmModel& mdl) { return mdl.device_note; })
         .def_property_readonly("n_threads", [](const LlmModel& mdl) { return mdl.backend->n_threads(); })
         .def_property_readonly("config", [](const LlmModel& mdl) { return config_dict(mdl.config); });
 

@@ -81,15 +81,22 @@ void bind_sd(py::module_& m) {
                  options.n_threads = n_threads;
                  std::vector<models::LoraPatch> patches = lora_patches(loras);
                  py::gil_scoped_release release;
-                 return SdModel::load(std::move(file), backends::make_backend(device, options), prediction_type,
-                                      patches);
+                 std::string note;
+                 std::shared_ptr<SdModel> model = backends::load_on(
+                     device, options,
+                     [&](std::shared_ptr<Backend> b) { return SdModel::load(file, std::move(b), prediction_type, patches); },
+                     &note);
+                 model->device_note = note;
+                 return model;
              }),
-             py::arg("file"), py::arg("device") = "cpu", py::arg("n_threads") = 0, py::arg("prediction_type") = "",
+             py::arg("file"), py::arg("device") = "auto", py::arg("n_threads") = 0, py::arg("prediction_type") = "",
              py::arg("loras") = py::list(),
              "loras: (target tensor, LoRA module, down (rank, inputs), up (outputs, rank), scale) tuples merged "
              "into the weights at load")
         .def_property_readonly("config", [](const SdModel& s) { return config_dict(s); })
         .def_property_readonly("n_threads", [](const SdModel& s) { return s.backend->n_threads(); })
+        .def_property_readonly("device", [](const SdModel& s) { return s.backend->device(); })
+        .def_property_readonly("device_note", [](const SdModel& s) { return s.device_note; })
         .def("encode_text",
              [](const SdModel& s, std::vector<int32_t> ids, int n_layers) {
                  std::vector<float> out;

@@ -10,6 +10,7 @@ import argparse
 import json
 import math
 import sys
+import warnings
 
 EXIT_BAD_INPUT = 1
 EXIT_INTERNAL = 2
@@ -135,6 +136,7 @@ def _info_system(args) -> int:
 
 
 def main(argv=None) -> int:
+    warnings.formatwarning = lambda message, *_: f"quanta: warning: {message}\n"  # one line, no source location
     try:
         parser = _build_parser()
         args = parser.parse_args(argv)

@@ -47,10 +47,11 @@ def _model_args(p: argparse.ArgumentParser) -> None:
 
 def device_arg(p: argparse.ArgumentParser) -> None:
     """--device, for every command that loads an LLM (quanta serve's too)."""
-    from .llm import DEVICES
+    from .devices import DEVICES
 
-    p.add_argument("--device", choices=DEVICES, default="cpu",
-                   help="where the model runs (cuda: the first GPU; its kernels are a first, unoptimised set)")
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="where the model runs: auto (the default) uses the first GPU when the model runs there, "
+                        "else the CPU; cuda insists on the GPU")
 
 
 def _sampling_args(p: argparse.ArgumentParser, n_default: int) -> None:
@@ -83,8 +84,13 @@ def _load(args):
     t0 = time.perf_counter()
     llm = LLM(path, n_ctx=args.ctx_size, n_threads=n_threads, device=args.device)
     _log(f"quanta: loaded {path} ({llm.config['arch']}, {llm.n_vocab} tokens) in "
-         f"{time.perf_counter() - t0:.2f} s, {llm.n_threads} threads")
+         f"{time.perf_counter() - t0:.2f} s, {_where(llm)}")
     return llm
+
+
+def _where(model) -> str:
+    """How a loaded quanta.LLM or quanta.Diffusion runs, for its load message: "4 threads" or "on cuda"."""
+    return f"{model.n_threads} threads" if model.device == "cpu" else f"on {model.device}"
 
 
 def _stream(pieces) -> int:

@@ -84,6 +84,7 @@ class _StepBar:
 def _cmd_sample(args) -> int:
     from PIL.PngImagePlugin import PngInfo
 
+    from .cli_llm import _where
     from .diffusion import Diffusion
     from .threads import cli_threads
 
@@ -93,7 +94,7 @@ def _cmd_sample(args) -> int:
     if not args.quiet:
         c = sd.config
         print(f"quanta: loaded {args.model} ({c['version']}, {c['prediction_type']}) in "
-              f"{time.perf_counter() - t0:.2f} s, {sd.n_threads} threads", file=sys.stderr, flush=True)
+              f"{time.perf_counter() - t0:.2f} s, {_where(sd)}", file=sys.stderr, flush=True)
     bar = _StepBar(args.quiet)
     image = sd.sample(args.prompt, negative_prompt=args.negative_prompt, width=args.width, height=args.height,
                       steps=args.steps, cfg_scale=args.cfg, sampler=args.sampler, scheduler=args.scheduler,

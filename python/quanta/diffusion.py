@@ -16,6 +16,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import _core
+from .devices import check_device, warn_unused_gpu
 from .gguf import GGUF
 from .lora import lora_patches
 from .threads import threads
@@ -44,16 +45,19 @@ class Diffusion:
     stable-diffusion.cpp's of SD2) are otherwise guessed as stable-diffusion.cpp does (config["prediction_source"]).
     loras: (path, weight) pairs of LoRA safetensors files (kohya's or diffusers' format), merged into the weights at
     load: the weights they change are copied, the rest stay mapped (quanta/lora.py).
+    device: as quanta.LLM's; the CUDA backend has no diffusion kernels yet, so "auto" runs on the CPU and
+    "cuda" raises quanta.UnsupportedError.
     """
 
     def __init__(self, path: "str | os.PathLike[str]", n_threads: Optional[int] = None,
-                 prediction_type: Optional[str] = None, loras=()):
+                 prediction_type: Optional[str] = None, loras=(), device: str = "auto"):
         from .converter.sd_cache import diffusion_gguf
         from .converter.sd_convert import check_prediction_argument
 
         self.path = os.fspath(path)
         n_threads = threads(n_threads)
         check_prediction_argument(prediction_type)
+        check_device(device)
         self._gguf = GGUF(diffusion_gguf(self.path))
         patches = []
         for item in loras:
@@ -63,8 +67,11 @@ class Diffusion:
             if not math.isfinite(float(weight)):
                 raise ValueError(f"LoRA weight {weight!r} for {lora} is not a finite number")
             patches += lora_patches(lora, float(weight), self._gguf)
-        self._model = _core.SdModel(self._gguf._file, device="cpu", n_threads=n_threads,
+        self._model = _core.SdModel(self._gguf._file, device=device, n_threads=n_threads,
                                     prediction_type=prediction_type or "", loras=patches)
+        self.device: str = self._model.device  # where it runs
+        self.device_note: str = self._model.device_note  # why "auto" chose the CPU, else ""
+        warn_unused_gpu(self.device_note)
         self._generator = _core.ImageGenerator(self._model)
         self.last_seed: Optional[int] = None  # the seed of the last sample(), drawn at random when none was given
 

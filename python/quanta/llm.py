@@ -14,6 +14,7 @@ from typing import Iterable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from . import _core
+from .devices import check_device, warn_unused_gpu
 from .errors import ContextOverflowError
 from .gguf import GGUF
 from .threads import threads
@@ -21,14 +22,6 @@ from .threads import threads
 __all__ = ["LLM"]
 
 Prompt = Union[str, Sequence[int]]
-
-DEVICES = ("cpu", "cuda")  # where a model can run: quanta.LLM's device, --device, quanta serve's
-
-
-def check_device(device: str) -> None:
-    if device not in DEVICES:
-        raise ValueError(f"device must be 'cpu' or 'cuda', not {device!r}")
-
 
 class LLM:
     """A loaded language model with its own context (KV cache).
@@ -44,14 +37,16 @@ class LLM:
     n_threads: CPU threads; None or 0 uses every core this process may run on, and more than that is
     capped with a RuntimeWarning (the threads spin at barriers, so extra ones only slow it down).
 
-    device: "cpu" (the default) or "cuda", which runs every graph on the first GPU and raises
-    quanta.UnsupportedError where there is none. The CUDA kernels are a first, unoptimised set
-    (issue 15), so "cuda" is correct before it is fast, and there is no "auto" yet.
+    device: "auto" (the default) runs on the first GPU when one is usable and the model runs there
+    (checked at load by decoding one token), else on the CPU, with the reason in `device_note` and a
+    RuntimeWarning when a GPU was present. "cpu" and "cuda" are taken as asked; "cuda" raises
+    quanta.UnsupportedError (no usable GPU), OutOfMemoryError or RuntimeError (a kernel failed) at load.
+    `device` tells where it runs. The CUDA kernels are a first, unoptimised set (issue 15).
     """
 
     def __init__(self, path: "str | os.PathLike[str]", n_ctx: int = 4096, n_threads: Optional[int] = None,
                  n_batch: int = 512, kv_type: str = "f16", chat_template: Optional[str] = None, n_seq: int = 16,
-                 device: str = "cpu"):
+                 device: str = "auto"):
         """n_ctx: KV cells, shared by all sequences. n_seq: sequences that generate_batch decodes
         at once (a sequence costs no memory until it holds tokens)."""
         self.path = os.fspath(path)
@@ -59,6 +54,9 @@ class LLM:
         self._gguf = GGUF(self.path)
         check_device(device)
         self._model = _core.LlmModel(self._gguf._file, device=device, n_threads=n_threads)
+        self.device: str = self._model.device  # "cpu" or "cuda": where it runs
+        self.device_note: str = self._model.device_note  # why "auto" chose the CPU, else ""
+        warn_unused_gpu(self.device_note)
         self._tokenizer = _core.Tokenizer(self._gguf._file)
         self._ctx = _core.LlmContext(self._model, n_ctx=n_ctx, n_batch=n_batch, n_seq=min(n_seq, n_ctx),
                                      kv_type=kv_type)

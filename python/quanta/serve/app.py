@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 
-from ..llm import check_device
+from ..devices import check_device
 from . import errors
 from .errors import APIError
 
@@ -46,7 +46,7 @@ class ServerConfig:
     model_name: Optional[str] = None  # the id /v1/models shows; the file's stem by default
     sd_model: Optional[str] = None  # a Stable Diffusion GGUF for /v1/images/generations
     sd_loras: tuple = ()  # (path, weight) LoRA files merged into sd_model at load
-    device: str = "cpu"  # where the LLM runs: "cpu" or "cuda" (quanta.LLM's device)
+    device: str = "auto"  # where the LLM runs: "auto", "cpu" or "cuda" (quanta.LLM's device)
 
     def __post_init__(self):
         if self.parallel < 1:
