@@ -25,6 +25,7 @@
 #include "cpu/panel.h"
 #include "quant/dequantize.h"
 #include "quant/fp16.h"
+#include "quant/int8_groups.h"
 #include "quant/quantize.h"
 #include "quant/types.h"
 
@@ -474,6 +475,39 @@ void check_convolution(const Kernels& k, const Kernels& ref) {
 
 }  // namespace
 
+// quant/int8_groups.h, which the CUDA decode kernels are to read: every group's a * q + b equals what the
+// reference dequantizes (NaN where it is NaN), on random bytes (every code and scale, q2_k and q3_k too,
+// which have no quantizer) and on quantized rows.
+void check_int8_groups() {
+    const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                           DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (DType t : types) {
+        const int64_t n = 1024;
+        const size_t rb = row_bytes(t, n), block = type_info(t).block_bytes;
+        std::vector<uint8_t> row(rb);
+        for (int r = 0; r < 40; ++r) {
+            if (r < 32 || !can_quantize(t))
+                for (auto& b : row) b = (uint8_t)byte(g_rng);
+            else
+                std::memcpy(row.data(), weights_of(t, n).bytes.data() + (r - 32) * rb, rb);
+            std::vector<float> want(n);
+            dequantize_row(t, row.data(), want.data(), n);
+            const int groups = block::groups_per_block(t);
+            for (int64_t e = 0; e < n; e += block::kGroup) {
+                const int64_t blk = e / type_info(t).block_size;
+                const block::Int8Group g = block::int8_group(t, row.data() + blk * block, (int)(e / block::kGroup % groups));
+                for (int i = 0; i < block::kGroup; ++i) {
+                    const float got = g.a * (float)g.q[i] + g.b, w = want[e + i];
+                    check(got == w || (std::isnan(got) && std::isnan(w)),
+                          std::string("int8_group ") + type_name(t) + " element " + std::to_string(e + i) + ": " +
+                              std::to_string(got) + " != " + std::to_string(w));
+                }
+            }
+        }
+    }
+}
+
 int main() {
     const Kernels& ref = kernels_for(Level::Scalar);
     std::printf("cpu features: %s\n", cpu_features().c_str());
@@ -495,6 +529,7 @@ int main() {
     const int before = g_failures;
     check_quant_dots(ref, ref);
     check_float_tile(ref);
+    check_int8_groups();
     std::printf("scalar: %s\n", g_failures == before ? "ok" : "MISMATCH");
     return g_failures ? 1 : 0;
 }
