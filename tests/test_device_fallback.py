@@ -134,3 +134,13 @@ def test_diffusion_auto_runs_on_the_cpu_until_cuda_has_its_kernels(failing_gpu, 
             f"print(json.dumps([d.device, d.device_note, e]))")
     where, note, error = run_python(failing_gpu("alloc"), code)
     assert where == "cpu" and "no diffusion kernels" in note and "no diffusion kernels" in error
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not quanta._core.cuda_status()["available"], reason="needs a CUDA device")
+def test_auto_runs_on_a_real_gpu_and_agrees_with_the_cpu(tiny_gguf):
+    path = str(tiny_gguf("qwen2"))
+    gpu = quanta.LLM(path, n_ctx=64, n_threads=1)
+    assert gpu.device == "cuda" and gpu.device_note == ""
+    cpu = quanta.LLM(path, n_ctx=64, n_threads=1, device="cpu")
+    assert gpu.generate("Hello", max_tokens=8, temperature=0) == cpu.generate("Hello", max_tokens=8, temperature=0)

@@ -29,7 +29,7 @@ QUANTA_CUDA=ON python -m pip install -q --no-build-isolation --no-deps . 2>&1 | 
 step "engine status"
 python -c "import quanta; print(quanta._core.cuda_status())" 2>&1 | tee -a "$out/log.txt"
 step "pytest -m cuda"
-tests="tests/test_cuda_ops.py tests/test_cuda_wiring.py"
+tests="tests/test_cuda_ops.py tests/test_cuda_wiring.py tests/test_device_fallback.py"
 if ls ~/.cache/quanta/models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf ~/.cache/quanta/models/gemma-3-270m-q4_k_m.gguf \
         > /dev/null 2>&1; then
     tests="$tests tests/test_cuda_models.py"
