@@ -343,12 +343,9 @@ quanta_status quanta_model_load_on(const char* path, const char* device, int32_t
         quanta::BackendOptions options;
         options.n_threads = n_threads;
         // The model first, as quanta.LLM: a file that is no LLM is named by its architecture, not its tokenizer.
-        std::string note;
-        core->llm = quanta::backends::load_on(
-            where, options,
-            [&](std::shared_ptr<quanta::Backend> b) { return quanta::models::LlmModel::load_checked(file, std::move(b)); },
-            &note);
-        core->llm->device_note = note;
+        core->llm = quanta::backends::load_on(where, options, [&](std::shared_ptr<quanta::Backend> b) {
+            return quanta::models::LlmModel::load_checked(file, std::move(b));
+        });
         core->device = core->llm->backend->device();
         core->tokenizer = quanta::text::Tokenizer::from_gguf(*file);
         *out = new quanta_model{std::move(core)};

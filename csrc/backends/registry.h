@@ -41,26 +41,27 @@ const CudaInfo& cuda_info();
 // `load(backend)` succeeds there, else on the CPU. A GPU attempt that fails
 // for want of memory, of a kernel, or of a working device (OutOfMemory,
 // Unsupported, Internal) falls back; the file's own faults (Format, Model)
-// are the caller's whichever backend read them. `note` is set to one line
-// saying why auto chose the CPU, and cleared otherwise.
+// are the caller's whichever backend read them. The model's `device_note`
+// is set to one line saying why auto chose the CPU, and left empty otherwise.
 template <class Load>
-auto load_on(const std::string& device, const BackendOptions& options, Load&& load, std::string* note)
+auto load_on(const std::string& device, const BackendOptions& options, Load&& load)
     -> decltype(load(std::shared_ptr<Backend>())) {
-    note->clear();
     if (device != "auto") return load(make_backend(device, options));
     const CudaInfo& cuda = cuda_info();
-    if (!cuda.available) {
-        *note = "no GPU in use: " + cuda.reason;
-        return load(make_backend("cpu", options));
+    std::string note = "no GPU in use: " + cuda.reason;
+    if (cuda.available) {
+        try {
+            return load(make_backend("cuda", options));
+        } catch (const Error& e) {
+            if (e.kind() != ErrorKind::OutOfMemory && e.kind() != ErrorKind::Unsupported &&
+                e.kind() != ErrorKind::Internal)
+                throw;
+            note = "the GPU (" + cuda.devices.front() + ") could not run it: " + e.what();
+        }
     }
-    try {
-        return load(make_backend("cuda", options));
-    } catch (const Error& e) {
-        if (e.kind() != ErrorKind::OutOfMemory && e.kind() != ErrorKind::Unsupported && e.kind() != ErrorKind::Internal)
-            throw;
-        *note = "the GPU (" + cuda.devices.front() + ") could not run it: " + e.what();
-    }
-    return load(make_backend("cpu", options));
+    auto model = load(make_backend("cpu", options));
+    model->device_note = note;
+    return model;
 }
 
 }  // namespace quanta::backends

@@ -92,12 +92,9 @@ void bind_llm(py::module_& m) {
         .def(py::init([](std::shared_ptr<gguf::File> file, const std::string& device, int n_threads) {
                  BackendOptions options;
                  options.n_threads = n_threads;
-                 std::string note;
-                 std::shared_ptr<LlmModel> model = backends::load_on(
-                     device, options, [&](std::shared_ptr<Backend> b) { return LlmModel::load_checked(file, std::move(b)); },
-                     &note);
-                 model->device_note = note;
-                 return model;
+                 return backends::load_on(device, options, [&](std::shared_ptr<Backend> b) {
+                     return LlmModel::load_checked(file, std::move(b));
+                 });
              }),
              py::arg("file"), py::arg("device") = "auto", py::arg("n_threads") = 0,
              py::call_guard<py::gil_scoped_release>())

@@ -81,13 +81,9 @@ void bind_sd(py::module_& m) {
                  options.n_threads = n_threads;
                  std::vector<models::LoraPatch> patches = lora_patches(loras);
                  py::gil_scoped_release release;
-                 std::string note;
-                 std::shared_ptr<SdModel> model = backends::load_on(
-                     device, options,
-                     [&](std::shared_ptr<Backend> b) { return SdModel::load(file, std::move(b), prediction_type, patches); },
-                     &note);
-                 model->device_note = note;
-                 return model;
+                 return backends::load_on(device, options, [&](std::shared_ptr<Backend> b) {
+                     return SdModel::load(file, std::move(b), prediction_type, patches);
+                 });
              }),
              py::arg("file"), py::arg("device") = "auto", py::arg("n_threads") = 0, py::arg("prediction_type") = "",
              py::arg("loras") = py::list(),

@@ -40,7 +40,7 @@ class LLM:
     device: "auto" (the default) runs on the first GPU when one is usable and the model runs there
     (checked at load by decoding one token), else on the CPU, with the reason in `device_note` and a
     RuntimeWarning when a GPU was present. "cpu" and "cuda" are taken as asked; "cuda" raises
-    quanta.UnsupportedError (no usable GPU), OutOfMemoryError or RuntimeError (a kernel failed) at load.
+    quanta.UnsupportedError (no usable GPU), MemoryError or RuntimeError (a kernel failed) at load.
     `device` tells where it runs. The CUDA kernels are a first, unoptimised set (issue 15).
     """
 
