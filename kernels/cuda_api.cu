@@ -5,6 +5,7 @@
 // supports() tells the truth about what it has today. cudart is
 // linked statically, so this library needs only the driver (libcuda.so.1),
 // which exists exactly where a GPU does.
+#include <algorithm>
 #include <cstdio>
 #include <initializer_list>
 
@@ -26,6 +27,8 @@ namespace {
 struct Instance {
     int device;
     cudaStream_t stream;
+    void* scratch = nullptr;  // Launch::scratch, grown to the largest graph's need and kept
+    size_t scratch_bytes = 0;
 };
 
 Instance* instance(void* b) { return static_cast<Instance*>(b); }
@@ -72,6 +75,7 @@ int create(int device, void** out) {
 void destroy(void* b) {
     if (!b) return;
     cudaStreamDestroy(instance(b)->stream);
+    cudaFree(instance(b)->scratch);
     delete instance(b);
 }
 
@@ -98,18 +102,37 @@ int read(void* b, const void* src, void* dst, size_t bytes) {
     return check(cudaStreamSynchronize(instance(b)->stream), "copy to host");
 }
 
+// Scratch of at least `bytes` on the instance (cudaFree waits for kernels still using the old buffer).
+int reserve_scratch(Instance* in, size_t bytes) {
+    if (bytes <= in->scratch_bytes) return 0;
+    if (check(cudaFree(in->scratch), "cudaFree")) return 1;
+    in->scratch = nullptr;
+    in->scratch_bytes = 0;
+    if (check(cudaMalloc(&in->scratch, bytes), "scratch cudaMalloc")) return 1;
+    in->scratch_bytes = bytes;
+    return 0;
+}
+
 int compute(void* b, const quanta_cuda_tensor* nodes, int n) {
-    cudaStream_t stream = instance(b)->stream;
+    Instance* in = instance(b);
+    cudaStream_t stream = in->stream;
     bool reads_ids = false;
+    size_t scratch = 0;
     for (int i = 0; i < n; ++i) {
         if (is_leaf_or_view(nodes[i].op)) continue;
-        reads_ids = reads_ids || indexed_kernel(static_cast<Op>(nodes[i].op)).launch;
         const Kernel k = kernel_for(nodes[i].op);
         if (!k.launch) {
             std::snprintf(g_error, sizeof g_error, "no CUDA kernel for op %d", (int)nodes[i].op);
             return 1;
         }
-        if (k.launch(&nodes[i], stream)) return 1;
+        if (k.scratch_bytes) scratch = std::max(scratch, k.scratch_bytes(&nodes[i]));
+    }
+    if (reserve_scratch(in, scratch)) return 1;
+    const Launch launch{stream, in->scratch};
+    for (int i = 0; i < n; ++i) {
+        if (is_leaf_or_view(nodes[i].op)) continue;
+        reads_ids = reads_ids || indexed_kernel(static_cast<Op>(nodes[i].op)).launch;
+        if (kernel_for(nodes[i].op).launch(&nodes[i], launch)) return 1;
     }
     if (check(cudaStreamSynchronize(stream), "compute")) return 1;
     bool bad = false;

@@ -60,7 +60,8 @@ bool copy_supports(const quanta_cuda_tensor* n) {
     return float_type(n->type) && float_type(n->src[0]->type) && n_elements(n) == n_elements(n->src[0]);
 }
 
-int copy_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int copy_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     const int64_t count = n_elements(n);
     if (count == 0) return 0;
     copy_kernel<<<blocks_for(count, 256), 256, 0, s>>>(static_cast<uint8_t*>(n->data), strided(n),
@@ -75,7 +76,8 @@ bool binary_supports(const quanta_cuda_tensor* n) {
     return contiguous_f32(n) && contiguous_f32(n->src[0]) && contiguous_f32(n->src[1]) && same_shape(n, n->src[0]);
 }
 
-int binary_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int binary_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     const int64_t count = n_elements(n);
     if (count == 0) return 0;
     binary_f32<<<blocks_for(count, 256), 256, 0, s>>>(static_cast<float*>(n->data),
@@ -106,7 +108,8 @@ bool unary_supports(const quanta_cuda_tensor* n) {
 }
 
 template <Op OP>
-int unary_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int unary_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     const int64_t count = n_elements(n);
     if (count == 0) return 0;
     unary_f32<OP><<<blocks_for(count, 256), 256, 0, s>>>(static_cast<float*>(n->data),

@@ -39,7 +39,8 @@ bool get_rows_supports(const quanta_cuda_tensor* n) {
            ids->ne[0] >= n->ne[1];
 }
 
-int get_rows_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int get_rows_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     if (n->ne[1] == 0) return 0;
     const quanta_cuda_tensor* table = n->src[0];
     get_rows_kernel<<<(unsigned)n->ne[1], kThreads, 0, s>>>(
@@ -71,7 +72,8 @@ bool set_rows_supports(const quanta_cuda_tensor* n) {
            rows->ne[2] == n->ne[2] && rows->ne[3] == n->ne[3];
 }
 
-int set_rows_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int set_rows_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     const quanta_cuda_tensor* rows = n->src[1];
     if (n_rows(rows) == 0) return 0;
     set_rows_kernel<<<(unsigned)n_rows(rows), kThreads, 0, s>>>(
@@ -150,7 +152,8 @@ bool attention_supports(const quanta_cuda_tensor* n) {
            contiguous(cells, 4) && cells->ne[0] * 4 <= kMaxListBytes;
 }
 
-int attention_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int attention_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     const quanta_cuda_tensor *q = n->src[0], *k = n->src[1], *v = n->src[2], *cells = n->src[3];
     if (n_elements(n) == 0) return 0;
     const AttentionArgs a{static_cast<const float*>(q->data), q->ne[0], q->ne[1], q->ne[1] / k->ne[2],

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 
 #include "core/op_ids.h"
@@ -19,9 +20,18 @@ namespace quanta_cuda {
 
 using quanta::Op;
 
+// What a launch gets besides its node: the instance's stream and `scratch`, device memory of at least the
+// bytes the op's scratch_bytes() asked for, which the node may use until the next node runs. compute() sizes it
+// for the whole graph before launching anything (so nothing allocates between kernels).
+struct Launch {
+    cudaStream_t stream;
+    void* scratch;
+};
+
 struct Kernel {
     bool (*supports)(const quanta_cuda_tensor* node);
-    int (*launch)(const quanta_cuda_tensor* node, cudaStream_t stream);
+    int (*launch)(const quanta_cuda_tensor* node, const Launch& launch);
+    size_t (*scratch_bytes)(const quanta_cuda_tensor* node);  // nullptr: none
 };
 
 // 0 on success; otherwise records `what` and CUDA's message for last_error() and returns 1 (cuda_api.cu).

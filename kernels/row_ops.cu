@@ -27,7 +27,8 @@ __global__ void rms_norm_f32(float* y, const float* x, int64_t n0, float eps) {
     for (int64_t j = threadIdx.x; j < n0; j += kThreads) yr[j] = xr[j] * s;
 }
 
-int rms_norm_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int rms_norm_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     if (n_elements(n) == 0) return 0;
     rms_norm_f32<<<(unsigned)n_rows(n), kThreads, 0, s>>>(static_cast<float*>(n->data),
                                                           static_cast<const float*>(n->src[0]->data), n->ne[0], n->f[0]);
@@ -67,7 +68,8 @@ bool softmax_supports(const quanta_cuda_tensor* n) {
            (!m || (m->type == kF32 && m->nb[0] == 4 && m->nb[1] % 4 == 0 && m->ne[0] == n->ne[0] && m->ne[1] >= n->ne[1]));
 }
 
-int softmax_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int softmax_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     if (n_elements(n) == 0) return 0;
     const quanta_cuda_tensor* m = n->src[1];
     softmax_f32<<<(unsigned)n_rows(n), kThreads, 0, s>>>(
@@ -116,7 +118,8 @@ bool rope_supports(const quanta_cuda_tensor* n) {
            (!factors || (contiguous_f32(factors) && factors->ne[0] >= n_rot / 2));
 }
 
-int rope_launch(const quanta_cuda_tensor* n, cudaStream_t s) {
+int rope_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const cudaStream_t s = l.stream;
     if (n_elements(n) == 0) return 0;
     const quanta_cuda_tensor* factors = n->src[2];
     rope_f32<<<(unsigned)n_rows(n), kThreads, 0, s>>>(

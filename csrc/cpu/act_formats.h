@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "quant/act_flat.h"
 #include "quant/types.h"
 
 namespace quanta::cpu {
@@ -38,32 +39,8 @@ inline ActBlock32Ref act_block32(const void* row, int64_t b) {
 }
 
 // Flat: the k-quant row kernels (q4_k, q5_k, q6_k) and every prefill GEMM
-// (panel.h). A row of k elements is
-//   int8 q[k] | float d per block | float d * (sum of q) per block | int16 sum of q per 16 elements
-// 1.375 bytes per element against the paired format's 2.25, so a few rows of
-// activations stay in L1 while a weight row streams past them; the kernels
-// spread a block's d over its lanes themselves. A k-quant's sub-blocks (32
-// elements for q4_k/q5_k, 16 for q6_k) lie inside one activation block, so
-// each sub-block's integer sum is scaled by its own block's d: one outlier
-// costs the precision of 31 neighbours, not of a whole 256-element super-block
-// (as with ggml's q8_K).
-inline size_t flat_act_d(int64_t k) { return (size_t)k; }
-inline size_t flat_act_dsum(int64_t k) { return (size_t)k + (size_t)k / 8; }
-inline size_t flat_act_qsum(int64_t k) { return (size_t)k + (size_t)k / 4; }
-inline size_t flat_act_row_bytes(int64_t k) { return flat_act_qsum(k) + (size_t)k / 8; }
-
-struct FlatActRow {
-    const int8_t* q;
-    const float* d;
-    const float* dsum;
-    const int16_t* qsum;
-};
-inline FlatActRow flat_act_row(const void* row, int64_t k) {
-    const auto* p = static_cast<const uint8_t*>(row);
-    return {reinterpret_cast<const int8_t*>(p), reinterpret_cast<const float*>(p + flat_act_d(k)),
-            reinterpret_cast<const float*>(p + flat_act_dsum(k)),
-            reinterpret_cast<const int16_t*>(p + flat_act_qsum(k))};
-}
+// (panel.h); its layout, shared with the GPU, is in quant/act_flat.h. The
+// kernels spread a block's d over their lanes themselves.
 
 enum class ActFormat { None, Paired, Flat };
 

@@ -1,16 +1,19 @@
 // Every quantized block type read as groups of 16 consecutive elements, each
 // element w = a * q + b with q an int8 code and a, b floats of the group:
 // q4_0 a = d, q = nibble - 8; q4_k a = d * scale, b = -dmin * min; q6_k
-// a = d * scale, q = code - 32; and so on. The CUDA decode kernels are to dot
-// these codes with 8-bit activations (dp4a), which needs only a * da * sum(q * qa)
-// + b * da * sum(qa) per group, whatever the type. Host and device code
-// (QUANTA_HD), so tests/cpp/kernel_check.cpp checks on the CPU that a * q + b
-// is, bit for bit, what quant/block_dequant.h dequantizes (with fused
-// multiply-adds off, as both are built).
+// a = d * scale, q = code - 32; and so on. The CUDA decode kernels dot these
+// codes with the flat 8-bit activations of quant/act_flat.h (dp4a), which
+// needs only da * (a * sum(q * qa) + b * sum(qa)) per group, whatever the
+// type. Host and device code (QUANTA_HD), so tests/cpp/kernel_check.cpp checks
+// on the CPU that a * q + b is, bit for bit, what quant/block_dequant.h
+// dequantizes (with fused multiply-adds off, as both are built), and that the
+// groups' shares add up to the row's dot product.
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
+#include "quant/act_flat.h"
 #include "quant/block_dequant.h"
 #include "quant/types.h"
 
@@ -19,7 +22,7 @@ namespace quanta::block {
 constexpr int kGroup = 16;  // the k-quants' smallest scale group; every block is a whole number of them
 
 struct Int8Group {
-    int8_t q[kGroup];
+    alignas(16) int8_t q[kGroup];  // aligned: the dot below reads them as four 32-bit words
     float a, b;
 };
 
@@ -107,6 +110,41 @@ QUANTA_HD static inline Int8Group int8_group(DType type, const uint8_t* b, int g
         }
         default: return out;
     }
+}
+
+// c plus the sum of the four products of the int8 lanes of x and y: dp4a on the GPU, its definition here.
+QUANTA_HD static inline int32_t dot4_i8(int32_t x, int32_t y, int32_t c) {
+#if defined(__CUDA_ARCH__)
+    return __dp4a(x, y, c);
+#else
+    for (int i = 0; i < 4; ++i) c += (int32_t)(int8_t)(x >> 8 * i) * (int32_t)(int8_t)(y >> 8 * i);
+    return c;
+#endif
+}
+
+// Group j of a flat activation row (quant/act_flat.h): its 16 levels as four words, its block's scale d and
+// the levels' sum. The levels must be 16-byte aligned (rows whose stride is a multiple of 16).
+struct ActGroup {
+    int32_t q[4];
+    float d;
+    int32_t sum;
+};
+QUANTA_HD static inline ActGroup act_group(const FlatActRow& a, int64_t j) {
+    ActGroup g;
+    std::memcpy(g.q, __builtin_assume_aligned(a.q + kGroup * j, 16), sizeof g.q);
+    g.d = a.d[j / 2];
+    g.sum = a.qsum[j];
+    return g;
+}
+
+// A group's share of a weight row . activation row: d * (a * sum(q * qa) + b * sum(qa)), whatever the
+// weight type.
+QUANTA_HD static inline float int8_group_dot(const Int8Group& w, const ActGroup& x) {
+    int32_t wq[4];
+    std::memcpy(wq, w.q, sizeof wq);
+    int32_t sum = 0;
+    for (int i = 0; i < 4; ++i) sum = dot4_i8(wq[i], x.q[i], sum);
+    return x.d * (w.a * (float)sum + w.b * (float)x.sum);
 }
 
 }  // namespace quanta::block

@@ -508,6 +508,51 @@ void check_int8_groups() {
     }
 }
 
+// The CUDA decode kernel's arithmetic on the CPU: a weight row of each type as int8 groups (int8_groups.h)
+// against flat activation rows, the groups' shares summed, agrees with the exact dot of the dequantized values.
+// Rows of random bytes (their f16 scales made finite and small) and, where the type quantizes, real rows.
+void check_int8_group_dots(const Kernels& ref) {
+    struct Scales {
+        DType type;
+        std::vector<int> f16_at;  // byte offsets of the block's f16 fields
+    };
+    const Scales types[] = {{DType::Q4_0, {0}}, {DType::Q4_1, {0, 2}}, {DType::Q5_0, {0}}, {DType::Q5_1, {0, 2}},
+                            {DType::Q8_0, {0}}, {DType::Q2_K, {80, 82}}, {DType::Q3_K, {108}},
+                            {DType::Q4_K, {0, 2}}, {DType::Q5_K, {0, 2}}, {DType::Q6_K, {208}}};
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_real_distribution<float> scale(0.001f, 0.1f);
+    const int64_t n = 4096 + 256;
+    const Acts acts = make_acts(ref, DType::Q4_K, 4, n);  // the flat format
+    for (const Scales& t : types) {
+        const size_t rb = row_bytes(t.type, n), block = type_info(t.type).block_bytes;
+        const int per_block = block::groups_per_block(t.type);
+        std::vector<uint8_t> rows(rb * 8);
+        for (auto& b : rows) b = (uint8_t)byte(g_rng);
+        for (size_t at = 0; at < rows.size(); at += block)
+            for (int f : t.f16_at) {
+                const uint16_t h = f32_to_f16(scale(g_rng));
+                std::memcpy(&rows[at + f], &h, 2);
+            }
+        if (can_quantize(t.type)) std::memcpy(rows.data() + 4 * rb, weights_of(t.type, n).bytes.data(), 4 * rb);
+        for (int r = 0; r < 8; ++r) {
+            const uint8_t* w = rows.data() + r * rb;
+            std::vector<float> wv(n);
+            dequantize_row(t.type, w, wv.data(), n);
+            for (int j = 0; j < 4; ++j) {
+                const FlatActRow a = flat_act_row(acts.bytes.data() + j * acts.stride, n);
+                float got = 0;
+                for (int64_t g = 0; g < n / block::kGroup; ++g)
+                    got += block::int8_group_dot(block::int8_group(t.type, w + (g / per_block) * block, (int)(g % per_block)),
+                                                 block::act_group(a, g));
+                const Exact e = exact_dot(wv.data(), &acts.values[(size_t)j * n], n);
+                close(got, e.dot, e.scale, kSumTol,
+                      std::string("int8 group dot ") + type_name(t.type) + " row " + std::to_string(r) + " act " +
+                          std::to_string(j));
+            }
+        }
+    }
+}
+
 int main() {
     const Kernels& ref = kernels_for(Level::Scalar);
     std::printf("cpu features: %s\n", cpu_features().c_str());
@@ -530,6 +575,7 @@ int main() {
     check_quant_dots(ref, ref);
     check_float_tile(ref);
     check_int8_groups();
+    check_int8_group_dots(ref);
     std::printf("scalar: %s\n", g_failures == before ? "ok" : "MISMATCH");
     return g_failures ? 1 : 0;
 }
