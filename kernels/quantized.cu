@@ -66,26 +66,28 @@ __host__ __device__ constexpr size_t flat_stride(int64_t k) { return (flat_act_r
 // and rint per level), so the levels and scales are the CPU's bits.
 __global__ void quantize_flat_kernel(const uint8_t* x, uint64_t nb1, uint64_t nb2, uint64_t nb3, int64_t k,
                                      int64_t m, int64_t b2, int64_t rows, uint8_t* out) {
-    const int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32, blocks = k / 32;
+    const int64_t blocks = k / 32, warps = (int64_t)gridDim.x * blockDim.x / 32;
     const int lane = threadIdx.x % 32;
-    const int64_t r = warp / blocks, b = warp % blocks;
-    if (r >= rows) return;  // whole warps: rows * blocks warps do the work
-    const int64_t i1 = r % m, i2 = (r / m) % b2, i3 = r / (m * b2);
-    const float v = *reinterpret_cast<const float*>(x + i3 * nb3 + i2 * nb2 + i1 * nb1 + (32 * b + lane) * 4);
-    float amax = fabsf(v);
-    for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    const int level = flat_act_level(v, id);
-    int half_sum = level;  // over lanes 0-15 or 16-31
-    for (int o = 8; o > 0; o >>= 1) half_sum += __shfl_xor_sync(0xffffffffu, half_sum, o);
-    const int other = __shfl_xor_sync(0xffffffffu, half_sum, 16);
-    uint8_t* row = out + r * flat_stride(k);
-    reinterpret_cast<int8_t*>(row)[32 * b + lane] = (int8_t)level;
-    if (lane % 16 == 0) reinterpret_cast<int16_t*>(row + flat_act_qsum(k))[2 * b + lane / 16] = (int16_t)half_sum;
-    if (lane == 0) {
-        const float d = amax / 127.0f;
-        reinterpret_cast<float*>(row + flat_act_d(k))[b] = d;
-        reinterpret_cast<float*>(row + flat_act_dsum(k))[b] = d * (float)(half_sum + other);
+    // Grid-stride over whole warps, so every lane of a warp takes part in its shuffles.
+    for (int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32; warp < rows * blocks; warp += warps) {
+        const int64_t r = warp / blocks, b = warp % blocks;
+        const int64_t i1 = r % m, i2 = (r / m) % b2, i3 = r / (m * b2);
+        const float v = *reinterpret_cast<const float*>(x + i3 * nb3 + i2 * nb2 + i1 * nb1 + (32 * b + lane) * 4);
+        float amax = fabsf(v);
+        for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+        const int level = flat_act_level(v, id);
+        int half_sum = level;  // over lanes 0-15 or 16-31
+        for (int o = 8; o > 0; o >>= 1) half_sum += __shfl_xor_sync(0xffffffffu, half_sum, o);
+        const int other = __shfl_xor_sync(0xffffffffu, half_sum, 16);
+        uint8_t* row = out + r * flat_stride(k);
+        reinterpret_cast<int8_t*>(row)[32 * b + lane] = (int8_t)level;
+        if (lane % 16 == 0) reinterpret_cast<int16_t*>(row + flat_act_qsum(k))[2 * b + lane / 16] = (int16_t)half_sum;
+        if (lane == 0) {
+            const float d = amax / 127.0f;
+            reinterpret_cast<float*>(row + flat_act_d(k))[b] = d;
+            reinterpret_cast<float*>(row + flat_act_dsum(k))[b] = d * (float)(half_sum + other);
+        }
     }
 }
 
