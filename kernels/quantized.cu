@@ -1,12 +1,14 @@
 // MatMul on the GPU for weights in any supported storage type (dequantize.cuh)
 // against f32 activation rows. Two paths (issue 15):
-// - decode (at most kMaxInt8Rows activation rows, quantized weights): the rows
-//   are quantized to the flat 8-bit format the CPU uses (quant/act_flat.h, the
-//   same levels bit for bit) in scratch memory, then a warp per weight row
-//   reads it as int8 groups (quant/int8_groups.h) and dots them with dp4a;
-// - otherwise (prefill, float weights): a block of threads per weight row
-//   dequantizes it into shared memory once and dots it with every activation
-//   row in float. Correct for every type, not yet fast (no tensor cores).
+// - quantized weights: the activation rows are quantized to the flat 8-bit
+//   format the CPU uses (quant/act_flat.h, the same levels bit for bit) in
+//   scratch memory, then a warp per weight row reads it as int8 groups
+//   (quant/int8_groups.h) and dots them with dp4a against up to kRowsPerWarp
+//   activation rows at a time: the CPU's arithmetic, so both backends' logits
+//   differ by float summation order only, at decode and at prefill alike;
+// - float weights: a block of threads per weight row dequantizes it into
+//   shared memory once and dots it with every activation row in float.
+// Correct for every type, not yet fast (no tensor cores for prefill).
 // The int8 arithmetic is host and device code, checked on the CPU by
 // tests/cpp/kernel_check.cpp; tests/test_cuda_ops.py checks both paths here.
 #include "dequantize.cuh"
@@ -25,7 +27,7 @@ using quanta::flat_act_row_bytes;
 
 constexpr int kThreads = 128;
 
-// ---- out[i3][i2][m][n] = w[i3 / r3][i2 / r2] row n . x[i3][i2] row m; prefill: rows dequantized, float dots
+// ---- out[i3][i2][m][n] = w[i3 / r3][i2 / r2] row n . x[i3][i2] row m; float weights: rows in float
 
 struct MatmulArgs {
     const uint8_t* w;
@@ -53,9 +55,9 @@ __global__ void matmul_kernel(MatmulArgs a) {
     }
 }
 
-// ---- decode: 8-bit activations and int8 weight groups ---------------------------------------------------------
+// ---- quantized weights: 8-bit activations and int8 weight groups ---------------------------------------------------------
 
-constexpr int kMaxInt8Rows = 8;  // activation rows one warp dots each weight group with (registers: 8 sums)
+constexpr int kRowsPerWarp = 8;  // activation rows one warp dots each weight group with (registers: 8 sums)
 constexpr int kWarpsPerBlock = 4;
 
 // Flat rows in scratch, 16-byte aligned so act_group reads each group's levels as one 16-byte load.
@@ -101,8 +103,9 @@ struct Int8Args {
     int64_t k, n, m, b2, r2, r3;
 };
 
-// A warp per weight row n: lane l takes the row's groups l, l + 32, ... (adjacent lanes read adjacent bytes),
-// dots each with every activation row, and the warp adds its lanes' sums.
+// A warp per weight row n and chunk z of kRowsPerWarp activation rows: lane l takes the row's groups l,
+// l + 32, ... (adjacent lanes read adjacent bytes), dots each with the chunk's rows, and the warp adds its
+// lanes' sums. Chunks after the first read the weight row again, from L2 while the rows fit there.
 __global__ void matmul_int8_kernel(Int8Args a) {
     using namespace quanta::block;
     const int64_t n = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
@@ -110,20 +113,21 @@ __global__ void matmul_int8_kernel(Int8Args a) {
     const int lane = threadIdx.x % 32;
     const int64_t i2 = blockIdx.y % a.b2, i3 = blockIdx.y / a.b2;
     const uint8_t* w = a.w + (i3 / a.r3) * a.w_nb[3] + (i2 / a.r2) * a.w_nb[2] + n * a.w_nb[1];
-    const uint8_t* act = a.act + (size_t)blockIdx.y * a.m * flat_stride(a.k);
+    const int64_t m0 = (int64_t)blockIdx.z * kRowsPerWarp, rows = min((int64_t)kRowsPerWarp, a.m - m0);
+    const uint8_t* act = a.act + ((size_t)blockIdx.y * a.m + m0) * flat_stride(a.k);
     const DType type = static_cast<DType>(a.w_type);
     const int per_block = groups_per_block(type);
-    float sum[kMaxInt8Rows] = {};
+    float sum[kRowsPerWarp] = {};
     for (int64_t j = lane; j < a.k / kGroup; j += 32) {
         const Int8Group g = int8_group(type, w + (j / per_block) * a.block_bytes, (int)(j % per_block));
 #pragma unroll
-        for (int r = 0; r < kMaxInt8Rows; ++r)
-            if (r < a.m) sum[r] += int8_group_dot(g, act_group(flat_act_row(act + r * flat_stride(a.k), a.k), j));
+        for (int r = 0; r < kRowsPerWarp; ++r)
+            if (r < rows) sum[r] += int8_group_dot(g, act_group(flat_act_row(act + r * flat_stride(a.k), a.k), j));
     }
-    float* out = a.out + (blockIdx.y * a.m) * a.n + n;
+    float* out = a.out + (blockIdx.y * a.m + m0) * a.n + n;
 #pragma unroll
-    for (int r = 0; r < kMaxInt8Rows; ++r) {
-        if (r >= a.m) break;
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+        if (r >= rows) break;
         float v = sum[r];
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
         if (lane == 0) out[r * a.n] = v;
@@ -131,7 +135,7 @@ __global__ void matmul_int8_kernel(Int8Args a) {
 }
 
 bool int8_path(const quanta_cuda_tensor* d) {
-    return quanta::block::groups_per_block(static_cast<DType>(d->src[0]->type)) > 0 && d->src[1]->ne[1] <= kMaxInt8Rows;
+    return quanta::block::groups_per_block(static_cast<DType>(d->src[0]->type)) > 0;
 }
 
 size_t matmul_scratch_bytes(const quanta_cuda_tensor* d) {
@@ -149,7 +153,9 @@ int matmul_int8_launch(const quanta_cuda_tensor* d, const Launch& l) {
                      geometry(w->type).bytes, act, static_cast<float*>(d->data), w->ne[0], d->ne[0], d->ne[1],
                      d->ne[2], x->ne[2] / w->ne[2], x->ne[3] / w->ne[3]};
     const unsigned row_blocks = (unsigned)((d->ne[0] + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    matmul_int8_kernel<<<dim3(row_blocks, (unsigned)(d->ne[2] * d->ne[3])), 32 * kWarpsPerBlock, 0, l.stream>>>(a);
+    const unsigned chunks = (unsigned)((d->ne[1] + kRowsPerWarp - 1) / kRowsPerWarp);
+    matmul_int8_kernel<<<dim3(row_blocks, (unsigned)(d->ne[2] * d->ne[3]), chunks), 32 * kWarpsPerBlock, 0,
+                         l.stream>>>(a);
     return check(cudaGetLastError(), "int8 matmul launch");
 }
 
@@ -160,8 +166,8 @@ constexpr int64_t kMaxRowBytes = 64 << 10;  // shared memory for one dequantized
 bool matmul_supports(const quanta_cuda_tensor* d) {
     const quanta_cuda_tensor *w = d->src[0], *x = d->src[1];
     return contiguous_f32(d) && rows_of_blocks(w) && x->type == kF32 && x->nb[0] == 4 && x->ne[0] == w->ne[0] &&
-           w->ne[0] * 4 <= kMaxRowBytes && d->ne[0] == w->ne[1] && d->ne[1] == x->ne[1] && d->ne[2] == x->ne[2] &&
-           d->ne[3] == x->ne[3] && x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0;
+           d->ne[0] == w->ne[1] && d->ne[1] == x->ne[1] && d->ne[2] == x->ne[2] && d->ne[3] == x->ne[3] &&
+           x->ne[2] % w->ne[2] == 0 && x->ne[3] % w->ne[3] == 0 && (int8_path(d) || w->ne[0] * 4 <= kMaxRowBytes);
 }
 
 int matmul_launch(const quanta_cuda_tensor* d, const Launch& l) {

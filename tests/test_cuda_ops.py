@@ -121,17 +121,13 @@ def test_get_rows_rejects_out_of_range_ids(rng):
     np.testing.assert_array_equal(rows, table[[3]])
 
 
-MAX_INT8_ROWS = 8  # kernels/quantized.cu: up to this many activation rows take the 8-bit decode path (test_ops.py's
-# dequantized_activations: what it reads)
-
-
 @pytest.mark.parametrize("wtype", ["f32", "f16", "bf16"] + WEIGHT_TYPES)
-@pytest.mark.parametrize("m", [1, 5, MAX_INT8_ROWS, MAX_INT8_ROWS + 1, 33])
+@pytest.mark.parametrize("m", [1, 5, 8, 9, 33])  # 8 activation rows a warp: one chunk, two, five
 @pytest.mark.parametrize("k", [512, 4864])  # 4864: Qwen2.5-0.5B's ffn_down, 304 groups of 16 over 32 lanes
 def test_matmul_against_float64(rng, wtype, m, k):
-    # The GPU dots exactly dequantized weights with float activations, or, on the decode path (quantized
-    # weights, few rows), with the activations' 8-bit levels; either way it is held to the float64 product of
-    # what it reads, up to float summation.
+    # The GPU dots exactly dequantized float weights with float activations, and quantized weights with the
+    # activations' 8-bit levels (test_ops.dequantized_activations, the CPU's); either way it is held to the
+    # float64 product of what it reads, up to float summation.
     n = 19
     w = rng.standard_normal((n, k), dtype=np.float32)
     x = rng.standard_normal((m, k), dtype=np.float32)
@@ -140,7 +136,7 @@ def test_matmul_against_float64(rng, wtype, m, k):
     w_deq = (w if wtype == "f32" else quanta.dequantize(blocks, wtype, w.shape)).astype(np.float64)
     (y,) = cuda_run(lambda g: [g.matmul(g.constant(blocks, wtype) if wtype != "f32" else g.constant(blocks),
                                         g.constant(x))])
-    x_read = dequantized_activations(x) if wtype in WEIGHT_TYPES and m <= MAX_INT8_ROWS else x.astype(np.float64)
+    x_read = dequantized_activations(x) if wtype in WEIGHT_TYPES else x.astype(np.float64)
     scale = np.abs(x_read) @ np.abs(w_deq).T
     np.testing.assert_allclose(y, x_read @ w_deq.T, rtol=0, atol=1e-5 * scale.max())
 

@@ -11,8 +11,8 @@
 # Benchmarks (pp512/tg128 against llama.cpp's CUDA build, bytes per second
 # over the measured copy bandwidth) belong here too, once the kernels are
 # fast: today's (kernels/) are a first correct set, one block per weight row
-# or per head (a warp per row with 8-bit activations and dp4a for decode),
-# with no tensor cores or CUDA graphs. The
+# or per head (a warp per row with 8-bit activations and dp4a for quantized
+# weights), with no tensor cores or CUDA graphs. The
 # model tests (tests/test_cuda_models.py) need the two real models in
 # quanta's cache, which tests/conftest.py fetches with pip: they run where
 # the cache has them or the index can be reached, and are left out (said
