@@ -42,25 +42,35 @@ QUANTA_HD static inline FlatActRow flat_act_row(const void* row, int64_t k) {
 // The levels of one value given its block's inverse scale id = 127 / amax: one multiply, round half to even.
 QUANTA_HD static inline int flat_act_level(float x, float id) { return (int)rintf(x * id); }
 
-// Block b of a flat row: the 32 values at x quantized into row (of k elements). The SIMD and GPU
+// Symmetric 8-bit levels of the n values at x into q: returns the scale d = amax / 127, *total = the sum of
+// the levels. Both activation formats (cpu/act_formats.h) take their levels from it, and the SIMD and GPU
 // quantizers compute exactly this (the max is exact; one division, one multiply, one rounding).
+QUANTA_HD static inline float quantize_levels(const float* x, int n, int8_t* q, int32_t* total) {
+    float amax = 0.0f;
+    for (int i = 0; i < n; ++i) amax = fmaxf(amax, fabsf(x[i]));
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int32_t sum = 0;
+    for (int i = 0; i < n; ++i) {
+        const int v = flat_act_level(x[i], id);
+        q[i] = (int8_t)v;
+        sum += v;
+    }
+    *total = sum;
+    return amax / 127.0f;
+}
+
+// Block b of a flat row: the 32 values at x quantized into row (of k elements).
 QUANTA_HD static inline void quantize_flat_block(const float* x, void* row, int64_t k, int64_t b) {
     auto* base = static_cast<uint8_t*>(row);
     int8_t* q = reinterpret_cast<int8_t*>(base) + 32 * b;
-    float amax = 0.0f;
-    for (int i = 0; i < 32; ++i) amax = fmaxf(amax, fabsf(x[i]));
-    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int32_t sum[2] = {0, 0};
-    for (int i = 0; i < 32; ++i) {
-        const int v = flat_act_level(x[i], id);
-        q[i] = (int8_t)v;
-        sum[i / 16] += v;
-    }
-    const float d = amax / 127.0f;
+    int32_t total;
+    const float d = quantize_levels(x, 32, q, &total);
+    int32_t first = 0;  // the first 16 levels' sum
+    for (int i = 0; i < 16; ++i) first += q[i];
     reinterpret_cast<float*>(base + flat_act_d(k))[b] = d;
-    reinterpret_cast<float*>(base + flat_act_dsum(k))[b] = d * (float)(sum[0] + sum[1]);
-    reinterpret_cast<int16_t*>(base + flat_act_qsum(k))[2 * b] = (int16_t)sum[0];
-    reinterpret_cast<int16_t*>(base + flat_act_qsum(k))[2 * b + 1] = (int16_t)sum[1];
+    reinterpret_cast<float*>(base + flat_act_dsum(k))[b] = d * (float)total;
+    reinterpret_cast<int16_t*>(base + flat_act_qsum(k))[2 * b] = (int16_t)first;
+    reinterpret_cast<int16_t*>(base + flat_act_qsum(k))[2 * b + 1] = (int16_t)(total - first);
 }
 
 }  // namespace quanta

@@ -1,7 +1,7 @@
 // Every quantized block type read as groups of 16 consecutive elements, each
 // element w = a * q + b with q an int8 code and a, b floats of the group:
 // q4_0 a = d, q = nibble - 8; q4_k a = d * scale, b = -dmin * min; q6_k
-// a = d * scale, q = code - 32; and so on. The CUDA decode kernels dot these
+// a = d * scale, q = code - 32; and so on. The CUDA matmul kernel dots these
 // codes with the flat 8-bit activations of quant/act_flat.h (dp4a), which
 // needs only da * (a * sum(q * qa) + b * sum(qa)) per group, whatever the
 // type. Host and device code (QUANTA_HD), so tests/cpp/kernel_check.cpp checks

@@ -508,7 +508,7 @@ void check_int8_groups() {
     }
 }
 
-// The CUDA decode kernel's arithmetic on the CPU: a weight row of each type as int8 groups (int8_groups.h)
+// The CUDA matmul kernel's arithmetic on the CPU: a weight row of each type as int8 groups (int8_groups.h)
 // against flat activation rows, the groups' shares summed, agrees with the exact dot of the dequantized values.
 // Rows of random bytes (their f16 scales made finite and small) and, where the type quantizes, real rows.
 void check_int8_group_dots(const Kernels& ref) {
