@@ -2,10 +2,12 @@
 // against f32 activation rows. Two paths (issue 15):
 // - quantized weights: the activation rows are quantized to the flat 8-bit
 //   format the CPU uses (quant/act_flat.h, the same levels bit for bit) in
-//   scratch memory, then a warp per weight row reads it as int8 groups
-//   (quant/int8_groups.h) and dots them with dp4a against up to kRowsPerWarp
-//   activation rows at a time: the CPU's arithmetic, so both backends' logits
-//   differ by float summation order only, at decode and at prefill alike;
+//   scratch memory, then one to four warps per weight row read it as pairs of
+//   int8 groups (quant/int8_groups.h: each weight byte once, 16-byte loads
+//   where the type's layout allows) and dot them with dp4a against up to
+//   kRowsPerWarp activation rows at a time: the CPU's arithmetic, so both
+//   backends' logits differ by float summation order only, at decode and at
+//   prefill alike;
 // - float weights: a block of threads per weight row dequantizes it into
 //   shared memory once and dots it with every activation row in float.
 // Correct for every type, not yet fast (no tensor cores for prefill).
@@ -18,6 +20,7 @@
 namespace quanta_cuda {
 namespace {
 
+using quanta::FlatActRow;
 using quanta::flat_act_d;
 using quanta::flat_act_dsum;
 using quanta::flat_act_level;
@@ -57,7 +60,7 @@ __global__ void matmul_kernel(MatmulArgs a) {
 
 // ---- quantized weights: 8-bit activations and int8 weight groups ---------------------------------------------------------
 
-constexpr int kRowsPerWarp = 8;  // activation rows one warp dots each weight group with (registers: 8 sums)
+constexpr int kRowsPerWarp = 8;  // activation rows one warp dots each weight pair with (registers: 8 sums)
 constexpr int kWarpsPerBlock = 4;
 
 // Flat rows in scratch, 16-byte aligned so act_group reads each group's levels as one 16-byte load.
@@ -96,46 +99,72 @@ __global__ void quantize_flat_kernel(const uint8_t* x, uint64_t nb1, uint64_t nb
 struct Int8Args {
     const uint8_t* w;
     uint64_t w_nb[4];
-    uint32_t w_type;
-    int block_bytes;
     const uint8_t* act;  // flat rows, flat_stride(k) apart: m per batch, batch after batch
     float* out;
     int64_t k, n, m, b2, r2, r3;
+    int warps_per_row;  // 1, 2 or 4 (kWarpsPerBlock / warps_per_row rows a block)
 };
 
-// A warp per weight row n and chunk z of kRowsPerWarp activation rows: lane l takes the row's groups l,
-// l + 32, ... (adjacent lanes read adjacent bytes), dots each with the chunk's rows, and the warp adds its
-// lanes' sums. Chunks after the first read the weight row again, from L2 while the rows fit there.
+// Warps that share a weight row: enough for every lane to get a pair (of the row's k / 32), at most a whole
+// block. At decode a 896 x 4864 matrix is 896 rows, a few warps an SM if each row had one warp; splitting
+// the row's k over 4 raises the loads in flight fourfold, and the fixed order of the block's sum keeps the
+// result deterministic, unlike atomics.
+int warps_per_row(int64_t k) { return k / 32 >= 128 ? 4 : k / 32 >= 64 ? 2 : 1; }
+
+// Block x: kWarpsPerBlock / W weight rows, W warps each; warp s of a row takes its pairs s * 32 + lane,
+// s * 32 + lane + 32 W, ... (adjacent lanes read adjacent 16-byte runs), dots each with chunk z's
+// kRowsPerWarp activation rows, and the row's warps add their lanes' sums in a fixed order. Chunks after the
+// first read the weight row again, from L2 while the rows fit there.
+template <DType T, int ALIGN>
 __global__ void matmul_int8_kernel(Int8Args a) {
     using namespace quanta::block;
-    const int64_t n = (int64_t)blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-    if (n >= a.n) return;  // a whole warp
-    const int lane = threadIdx.x % 32;
+    constexpr int kPairs = pairs_per_block(T), kGroups = 2 * kPairs;
+    constexpr int64_t kBlockBytes = geometry(static_cast<uint32_t>(T)).bytes;
+    __shared__ float partial[kWarpsPerBlock][kRowsPerWarp];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, per_row = a.warps_per_row;
+    const int64_t n = (int64_t)blockIdx.x * (kWarpsPerBlock / per_row) + warp / per_row;
     const int64_t i2 = blockIdx.y % a.b2, i3 = blockIdx.y / a.b2;
-    const uint8_t* w = a.w + (i3 / a.r3) * a.w_nb[3] + (i2 / a.r2) * a.w_nb[2] + n * a.w_nb[1];
     const int64_t m0 = (int64_t)blockIdx.z * kRowsPerWarp, rows = min((int64_t)kRowsPerWarp, a.m - m0);
     const uint8_t* act = a.act + ((size_t)blockIdx.y * a.m + m0) * flat_stride(a.k);
-    const DType type = static_cast<DType>(a.w_type);
-    const int per_block = groups_per_block(type);
     float sum[kRowsPerWarp] = {};
-    for (int64_t j = lane; j < a.k / kGroup; j += 32) {
-        const Int8Group g = int8_group(type, w + (j / per_block) * a.block_bytes, (int)(j % per_block));
+    if (n < a.n) {  // no return before the barrier: the block's other rows need it
+        const uint8_t* w = a.w + (i3 / a.r3) * a.w_nb[3] + (i2 / a.r2) * a.w_nb[2] + n * a.w_nb[1];
+        for (int64_t j = (warp % per_row) * 32 + lane; j < a.k / 32; j += 32 * per_row) {
+            const int64_t blk = j / kPairs;
+            const Int8Pair pair = int8_pair<T, ALIGN>(w + blk * kBlockBytes, (int)(j % kPairs));
 #pragma unroll
-        for (int r = 0; r < kRowsPerWarp; ++r)
-            if (r < rows) sum[r] += int8_group_dot(g, act_group(flat_act_row(act + r * flat_stride(a.k), a.k), j));
+            for (int r = 0; r < kRowsPerWarp; ++r) {
+                if (r >= rows) break;
+                const FlatActRow x = flat_act_row(act + r * flat_stride(a.k), a.k);
+                sum[r] += int8_group_dot<T>(pair, 0, act_group(x, blk * kGroups + pair.g[0]));
+                sum[r] += int8_group_dot<T>(pair, 1, act_group(x, blk * kGroups + pair.g[1]));
+            }
+        }
     }
-    float* out = a.out + (blockIdx.y * a.m + m0) * a.n + n;
 #pragma unroll
     for (int r = 0; r < kRowsPerWarp; ++r) {
-        if (r >= rows) break;
         float v = sum[r];
         for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) out[r * a.n] = v;
+        if (lane == 0) partial[warp][r] = v;
+    }
+    __syncthreads();
+    if (n < a.n && warp % per_row == 0 && lane < rows) {
+        float total = 0;
+        for (int s = 0; s < per_row; ++s) total += partial[warp + s][lane];
+        a.out[(blockIdx.y * a.m + m0 + lane) * a.n + n] = total;
     }
 }
 
+// Whether the weights' rows keep every pair field at its natural alignment (pair_alignment), as GGUF's
+// 32-byte tensor alignment and whole-block rows give; a file with a smaller alignment takes byte loads.
+bool aligned_for(const quanta_cuda_tensor* w, int alignment) {
+    uint64_t bits = reinterpret_cast<uintptr_t>(w->data);
+    for (int i = 1; i < 4; ++i) bits |= w->nb[i];
+    return bits % (uint64_t)alignment == 0;
+}
+
 bool int8_path(const quanta_cuda_tensor* d) {
-    return quanta::block::groups_per_block(static_cast<DType>(d->src[0]->type)) > 0;
+    return quanta::block::pairs_per_block(static_cast<DType>(d->src[0]->type)) > 0;
 }
 
 size_t matmul_scratch_bytes(const quanta_cuda_tensor* d) {
@@ -149,13 +178,18 @@ int matmul_int8_launch(const quanta_cuda_tensor* d, const Launch& l) {
     quantize_flat_kernel<<<blocks_for(warps * 32, 256), 256, 0, l.stream>>>(
         static_cast<const uint8_t*>(x->data), x->nb[1], x->nb[2], x->nb[3], x->ne[0], x->ne[1], x->ne[2], rows, act);
     if (check(cudaGetLastError(), "quantize activations launch")) return 1;
-    const Int8Args a{static_cast<const uint8_t*>(w->data), {w->nb[0], w->nb[1], w->nb[2], w->nb[3]}, w->type,
-                     geometry(w->type).bytes, act, static_cast<float*>(d->data), w->ne[0], d->ne[0], d->ne[1],
-                     d->ne[2], x->ne[2] / w->ne[2], x->ne[3] / w->ne[3]};
-    const unsigned row_blocks = (unsigned)((d->ne[0] + kWarpsPerBlock - 1) / kWarpsPerBlock);
-    const unsigned chunks = (unsigned)((d->ne[1] + kRowsPerWarp - 1) / kRowsPerWarp);
-    matmul_int8_kernel<<<dim3(row_blocks, (unsigned)(d->ne[2] * d->ne[3]), chunks), 32 * kWarpsPerBlock, 0,
-                         l.stream>>>(a);
+    const Int8Args a{static_cast<const uint8_t*>(w->data), {w->nb[0], w->nb[1], w->nb[2], w->nb[3]}, act,
+                     static_cast<float*>(d->data), w->ne[0], d->ne[0], d->ne[1], d->ne[2], x->ne[2] / w->ne[2],
+                     x->ne[3] / w->ne[3], warps_per_row(w->ne[0])};
+    const int64_t rows_per_block = kWarpsPerBlock / a.warps_per_row;
+    const dim3 grid((unsigned)((d->ne[0] + rows_per_block - 1) / rows_per_block), (unsigned)(d->ne[2] * d->ne[3]),
+                    (unsigned)((d->ne[1] + kRowsPerWarp - 1) / kRowsPerWarp));
+    quanta::block::with_pair_type(static_cast<DType>(w->type), [&](auto type) {
+        constexpr DType T = decltype(type)::value;
+        constexpr int kAlign = quanta::block::pair_alignment(T);
+        if (aligned_for(w, kAlign)) matmul_int8_kernel<T, kAlign><<<grid, 32 * kWarpsPerBlock, 0, l.stream>>>(a);
+        else matmul_int8_kernel<T, 1><<<grid, 32 * kWarpsPerBlock, 0, l.stream>>>(a);
+    });
     return check(cudaGetLastError(), "int8 matmul launch");
 }
 

@@ -90,6 +90,9 @@ Exact exact_dot(const float* w, const float* a, int64_t n) {
 
 const DType kQuantTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
                              DType::Q4_K, DType::Q5_K, DType::Q6_K};
+// The types the CUDA kernels read as int8 pairs (quant/int8_groups.h): those, and q2_k and q3_k.
+const DType kPairTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
+                            DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
 // Activation rows as the kernels see them, and the values they stand for.
 struct Acts {
@@ -475,82 +478,100 @@ void check_convolution(const Kernels& k, const Kernels& ref) {
 
 }  // namespace
 
-// quant/int8_groups.h, which the CUDA decode kernels are to read: every group's a * q + b equals what the
-// reference dequantizes (NaN where it is NaN), on random bytes (every code and scale, q2_k and q3_k too,
-// which have no quantizer) and on quantized rows.
-void check_int8_groups() {
-    const DType types[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0,
-                           DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K};
-    std::uniform_int_distribution<int> byte(0, 255);
-    for (DType t : types) {
-        const int64_t n = 1024;
-        const size_t rb = row_bytes(t, n), block = type_info(t).block_bytes;
-        std::vector<uint8_t> row(rb);
-        for (int r = 0; r < 40; ++r) {
-            if (r < 32 || !can_quantize(t))
-                for (auto& b : row) b = (uint8_t)byte(g_rng);
-            else
-                std::memcpy(row.data(), weights_of(t, n).bytes.data() + (r - 32) * rb, rb);
-            std::vector<float> want(n);
-            dequantize_row(t, row.data(), want.data(), n);
-            const int groups = block::groups_per_block(t);
-            for (int64_t e = 0; e < n; e += block::kGroup) {
-                const int64_t blk = e / type_info(t).block_size;
-                const block::Int8Group g = block::int8_group(t, row.data() + blk * block, (int)(e / block::kGroup % groups));
-                for (int i = 0; i < block::kGroup; ++i) {
-                    const float got = g.a * (float)g.q[i] + g.b, w = want[e + i];
-                    check(got == w || (std::isnan(got) && std::isnan(w)),
-                          std::string("int8_group ") + type_name(t) + " element " + std::to_string(e + i) + ": " +
-                              std::to_string(got) + " != " + std::to_string(w));
-                }
-            }
-        }
-    }
+// Group j of pair `pair`'s element i as a * (q + offset) + b.
+template <DType T>
+float pair_value(const block::Int8Pair& pair, int j, int i) {
+    const int q = (int8_t)(pair.q[4 * j + i / 4] >> (8 * (i % 4)));
+    return pair.a[j] * (float)(q + block::code_offset(T)) + pair.b[j];
 }
 
-// The CUDA matmul kernel's arithmetic on the CPU: a weight row of each type as int8 groups (int8_groups.h)
+// quant/int8_groups.h, which the CUDA matmul kernels read: the pairs of each block cover its groups once, and
+// every element's a * (q + offset) + b equals what the reference dequantizes (NaN where it is NaN), on random
+// bytes (every code and scale, q2_k and q3_k too, which have no quantizer) and on quantized rows.
+void check_int8_pairs() {
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (DType t : kPairTypes) block::with_pair_type(t, [&](auto type) {
+        constexpr DType T = decltype(type)::value;
+        const int64_t n = 1024, per_block = type_info(T).block_size;
+        const size_t rb = row_bytes(T, n), block = type_info(T).block_bytes;
+        std::vector<uint8_t> row(rb);
+        for (int r = 0; r < 40; ++r) {
+            if (r < 32 || !can_quantize(T))
+                for (auto& b : row) b = (uint8_t)byte(g_rng);
+            else
+                std::memcpy(row.data(), weights_of(T, n).bytes.data() + (r - 32) * rb, rb);
+            std::vector<float> want(n);
+            dequantize_row(T, row.data(), want.data(), n);
+            for (int64_t blk = 0; blk < n / per_block; ++blk) {
+                std::vector<int> seen(per_block / block::kGroup, 0);
+                for (int p = 0; p < block::pairs_per_block(T); ++p) {
+                    const block::Int8Pair pair = block::int8_pair<T, block::pair_alignment(T)>(row.data() + blk * block, p);
+                    for (int j = 0; j < 2; ++j) {
+                        ++seen.at(pair.g[j]);
+                        for (int i = 0; i < block::kGroup; ++i) {
+                            const int64_t e = blk * per_block + block::kGroup * pair.g[j] + i;
+                            const float got = pair_value<T>(pair, j, i), w = want[e];
+                            check(got == w || (std::isnan(got) && std::isnan(w)),
+                                  std::string("int8_pair ") + type_name(T) + " element " + std::to_string(e) + ": " +
+                                      std::to_string(got) + " != " + std::to_string(w));
+                        }
+                    }
+                }
+                for (int c : seen) check(c == 1, std::string("int8_pair ") + type_name(T) + ": a group not covered once");
+            }
+        }
+    });
+}
+
+// The CUDA matmul kernel's arithmetic on the CPU: a weight row of each type as int8 pairs (int8_groups.h)
 // against flat activation rows, the groups' shares summed, agrees with the exact dot of the dequantized values.
 // Rows of random bytes (their f16 scales made finite and small) and, where the type quantizes, real rows.
-void check_int8_group_dots(const Kernels& ref) {
-    struct Scales {
-        DType type;
-        std::vector<int> f16_at;  // byte offsets of the block's f16 fields
+void check_int8_pair_dots(const Kernels& ref) {
+    const auto f16_fields = [](DType t) -> std::vector<int> {  // byte offsets of a block's f16 fields
+        switch (t) {
+            case DType::Q4_0: case DType::Q5_0: case DType::Q8_0: return {0};
+            case DType::Q2_K: return {80, 82};
+            case DType::Q3_K: return {108};
+            case DType::Q6_K: return {208};
+            default: return {0, 2};  // q4_1, q5_1, q4_k, q5_k
+        }
     };
-    const Scales types[] = {{DType::Q4_0, {0}}, {DType::Q4_1, {0, 2}}, {DType::Q5_0, {0}}, {DType::Q5_1, {0, 2}},
-                            {DType::Q8_0, {0}}, {DType::Q2_K, {80, 82}}, {DType::Q3_K, {108}},
-                            {DType::Q4_K, {0, 2}}, {DType::Q5_K, {0, 2}}, {DType::Q6_K, {208}}};
     std::uniform_int_distribution<int> byte(0, 255);
     std::uniform_real_distribution<float> scale(0.001f, 0.1f);
     const int64_t n = 4096 + 256;
     const Acts acts = make_acts(ref, DType::Q4_K, 4, n);  // the flat format
-    for (const Scales& t : types) {
-        const size_t rb = row_bytes(t.type, n), block = type_info(t.type).block_bytes;
-        const int per_block = block::groups_per_block(t.type);
+    for (DType t : kPairTypes) block::with_pair_type(t, [&](auto type) {
+        constexpr DType T = decltype(type)::value;
+        constexpr int kPairs = block::pairs_per_block(T);
+        const size_t rb = row_bytes(T, n), block = type_info(T).block_bytes;
         std::vector<uint8_t> rows(rb * 8);
         for (auto& b : rows) b = (uint8_t)byte(g_rng);
         for (size_t at = 0; at < rows.size(); at += block)
-            for (int f : t.f16_at) {
+            for (int f : f16_fields(T)) {
                 const uint16_t h = f32_to_f16(scale(g_rng));
                 std::memcpy(&rows[at + f], &h, 2);
             }
-        if (can_quantize(t.type)) std::memcpy(rows.data() + 4 * rb, weights_of(t.type, n).bytes.data(), 4 * rb);
+        if (can_quantize(T)) std::memcpy(rows.data() + 4 * rb, weights_of(T, n).bytes.data(), 4 * rb);
         for (int r = 0; r < 8; ++r) {
             const uint8_t* w = rows.data() + r * rb;
             std::vector<float> wv(n);
-            dequantize_row(t.type, w, wv.data(), n);
+            dequantize_row(T, w, wv.data(), n);
             for (int j = 0; j < 4; ++j) {
                 const FlatActRow a = flat_act_row(acts.bytes.data() + j * acts.stride, n);
                 float got = 0;
-                for (int64_t g = 0; g < n / block::kGroup; ++g)
-                    got += block::int8_group_dot(block::int8_group(t.type, w + (g / per_block) * block, (int)(g % per_block)),
-                                                 block::act_group(a, g));
+                for (int64_t i = 0; i < n / 32; ++i) {
+                    const int64_t blk = i / kPairs;
+                    const block::Int8Pair pair = block::int8_pair<T, block::pair_alignment(T)>(w + blk * block, (int)(i % kPairs));
+                    for (int g = 0; g < 2; ++g)
+                        got += block::int8_group_dot<T>(pair, g, block::act_group(a, blk * 2 * kPairs + pair.g[g]));
+                }
                 const Exact e = exact_dot(wv.data(), &acts.values[(size_t)j * n], n);
                 close(got, e.dot, e.scale, kSumTol,
-                      std::string("int8 group dot ") + type_name(t.type) + " row " + std::to_string(r) + " act " +
+                      std::string("int8 pair dot ") + type_name(T) + " row " + std::to_string(r) + " act " +
                           std::to_string(j));
             }
         }
-    }
+    });
 }
 
 int main() {
@@ -574,8 +595,8 @@ int main() {
     const int before = g_failures;
     check_quant_dots(ref, ref);
     check_float_tile(ref);
-    check_int8_groups();
-    check_int8_group_dots(ref);
+    check_int8_pairs();
+    check_int8_pair_dots(ref);
     std::printf("scalar: %s\n", g_failures == before ? "ok" : "MISMATCH");
     return g_failures ? 1 : 0;
 }
