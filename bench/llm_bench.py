@@ -15,9 +15,12 @@ AVX-512:
 
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
       -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF -DGGML_AVX_VNNI=OFF" \
-      pip install --no-deps --target /tmp/lcp-avx2 llama-cpp-python==0.3.36
+      pip install --no-cache-dir --no-deps --target /tmp/lcp-avx2 llama-cpp-python==0.3.36
     python bench/llm_bench.py --level avx2 --llama-cpp-python /tmp/lcp-avx2
     python bench/llm_bench.py            # and the best level, natively built
+
+(--no-cache-dir: otherwise a second build of the same version, for another
+level, reuses pip's cached wheel of the first whatever CMAKE_ARGS say.)
 """
 
 import argparse
