@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include "base/error.h"
@@ -34,11 +35,17 @@ void CpuBackend::reserve(const Graph& graph) {
         if (k.shared_bytes)
             for (Level level : available_levels()) shared = std::max(shared, k.shared_bytes(*t, kernels_for(level)));
     }
+    // On 64-byte boundaries (host_alloc), like every arena: std::vector's large blocks come from mmap 16 bytes
+    // past a page, where the GEMM's 32- and 64-byte panel loads split cache lines (all of avx512's, half of
+    // avx2's). Prefill of 512 tokens before -> after, alternating builds (Sapphire Rapids-class Xeon, 2
+    // threads): avx512 Gemma 2186 -> 2525 t/s, k-quant model 1572 -> 1715; avx2 Gemma 1345 -> 1406, k-quant
+    // model 933 -> 991; Qwen within 1%, its blocks' placement having been luckier.
     if (scratch > scratch_per_thread_) {
         scratch_per_thread_ = (scratch + 15) / 16 * 16;  // each thread's scratch on its own cache lines
-        scratch_.assign(scratch_per_thread_ * (size_t)pool_.size(), 0.0f);
+        scratch_ = host_alloc(scratch_per_thread_ * (size_t)pool_.size() * sizeof(float));
+        std::memset(scratch_->base(), 0, scratch_->size());
     }
-    if (shared > shared_.size()) shared_.resize(shared);
+    if (!shared_ || shared > shared_->size()) shared_ = host_alloc(shared);
 }
 
 std::unique_ptr<Buffer> CpuBackend::pack_weight(const Tensor& w, const CopiedFn& copied) {
@@ -107,8 +114,8 @@ void CpuBackend::compute(const Graph& graph) {
         ctx.ith = ith;
         ctx.nth = nth;
         ctx.k = k;
-        ctx.scratch = scratch_.empty() ? nullptr : scratch_.data() + (size_t)ith * scratch_per_thread_;
-        ctx.shared = shared_.data();
+        ctx.scratch = scratch_ ? reinterpret_cast<float*>(scratch_->base()) + (size_t)ith * scratch_per_thread_ : nullptr;
+        ctx.shared = shared_ ? reinterpret_cast<uint8_t*>(shared_->base()) : nullptr;
         ctx.pool = &pool_;
         ctx.bad_row_id = &bad_row_id_;
         using Clock = std::chrono::steady_clock;

@@ -33,9 +33,9 @@ protected:
 
 private:
     ThreadPool pool_;
-    std::vector<float> scratch_;  // n_threads * scratch_per_thread_
+    std::unique_ptr<Buffer> scratch_;  // n_threads * scratch_per_thread_ floats
     size_t scratch_per_thread_ = 0;
-    std::vector<uint8_t> shared_;  // work memory all threads of a node share
+    std::unique_ptr<Buffer> shared_;  // work memory all threads of a node share
     std::atomic<bool> bad_row_id_{false};
 };
 
