@@ -151,6 +151,20 @@ void bench_octets_stream(const Kernels& k, DType t, int64_t n, std::mt19937& rng
                 (long long)rows, (long long)n, (double)octets.size() / s / 1e9);
 }
 
+// Quantizing a prompt's activations (every matmul's first phase): m rows of n floats into the flat format,
+// as float elements a second.
+void bench_quantize(const Kernels& k, int64_t n, int m, std::mt19937& rng) {
+    std::normal_distribution<float> normal;
+    Buffer<float> x((size_t)m * n);
+    for (float& v : x) v = normal(rng);
+    const size_t as = act_row_bytes(ActFormat::Flat, n);
+    Buffer<uint8_t> act(as * m);
+    const double s = best_of(30, 1, [&] {
+        for (int j = 0; j < m; ++j) k.quantize_act_flat(x.data() + j * n, act.data() + j * as, n);
+    });
+    std::printf("%s quantize %d x %lld floats: %.2f G elements/s\n", k.name, m, (long long)n, (double)m * n / s / 1e9);
+}
+
 // A prompt's attention task: nq consecutive tokens (lists of n - nq + 1 .. n cells) x g heads of hd, f16 cells.
 void bench_attend(const Kernels& k, int nq, int g, int64_t hd, int n, std::mt19937& rng) {
     std::normal_distribution<float> normal;
@@ -189,5 +203,6 @@ int main(int argc, char** argv) {
     for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) bench_octets_stream(k, t, 4096, rng);
     for (int hd : {64, 128, 256}) bench_attend(k, kAttendQueries, 8, hd, 512, rng);
     bench_attend(k, 1, 8, 64, 512, rng);  // decode: one token
+    bench_quantize(k, 1024, 512, rng);
     return 0;
 }

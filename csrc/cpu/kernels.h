@@ -44,12 +44,13 @@ inline size_t dense_attend_work(int64_t d, int64_t dv, int nq) {
     return rows * (size_t)(d + dv + 1) + (size_t)kDenseMaxKeys * (size_t)(d + dv + kDenseMaxRows) + (size_t)d;
 }
 
-// attend's cells per dot product step and per widening (attend_impl.inc), tokens per call, and the work
-// floats it needs.
-constexpr int kAttendCells = 4, kAttendRows = 64, kAttendQueries = 8;
-static_assert(kAttendRows % kAttendCells == 0, "attend pads a block of rows to whole steps");
+// attend's widened rows per block of cells (attend_impl.inc), tokens per call, query rows padded to whole
+// vectors of every level, and the work floats it needs: the transposed queries, the scores (cell-major) and
+// the widened rows.
+constexpr int kAttendRows = 64, kAttendQueries = 8, kAttendPadRows = 16;
 inline size_t attend_work(int nq, int64_t g, int64_t n, int64_t hd, int64_t hdv) {
-    return (size_t)(nq * g * n + kAttendRows * (hd > hdv ? hd : hdv));
+    const int64_t rs = (nq * g + kAttendPadRows - 1) / kAttendPadRows * kAttendPadRows;
+    return (size_t)(rs * (hd + n) + kAttendRows * (hd > hdv ? hd : hdv));
 }
 
 // conv_tile's output channels per call, at every level.
