@@ -1,7 +1,7 @@
 // Element-wise ops on the GPU: Copy between f32, f16 and bf16 through any
 // strides, Add and Mul with the CPU backend's broadcast (each index of src[1]
 // taken modulo its extent), Scale, and the activations silu, gelu (tanh),
-// gelu_erf and quick_gelu, f32 and contiguous. One thread per element in a
+// gelu_erf and quick_gelu, and Glu (silu or gelu of the gate times up), f32 and contiguous. One thread per element in a
 // grid-stride loop; the math is the op table's reference formula in float,
 // so results agree with the CPU backend to float rounding, and conversions
 // round to nearest even as the CPU's do.
@@ -26,6 +26,16 @@ __global__ void binary_f32(float* y, const float* a, const float* b, Dims d, Dim
         const int64_t i2 = r % d.ne[2], i3 = r / d.ne[2];
         const int64_t j = ((i3 % bd.ne[3] * bd.ne[2] + i2 % bd.ne[2]) * bd.ne[1] + i1 % bd.ne[1]) * bd.ne[0] + i0 % bd.ne[0];
         y[i] = mul ? a[i] * b[j] : a[i] + b[j];
+    }
+}
+
+// act(gate) * up, act by GluAct, as the op table's reference formulas in float.
+__global__ void glu_f32(float* y, const float* gate, const float* up, int64_t n, bool silu) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        const float x = gate[i];
+        const float a = silu ? x / (1.0f + expf(-x))
+                             : 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+        y[i] = a * up[i];
     }
 }
 
@@ -87,6 +97,20 @@ int binary_launch(const quanta_cuda_tensor* n, const Launch& l) {
     return check(cudaGetLastError(), "add/mul launch");
 }
 
+bool glu_supports(const quanta_cuda_tensor* n) {
+    return contiguous_f32(n) && contiguous_f32(n->src[0]) && contiguous_f32(n->src[1]) && same_shape(n, n->src[0]);
+}
+
+int glu_launch(const quanta_cuda_tensor* n, const Launch& l) {
+    const int64_t count = n_elements(n);
+    if (count == 0) return 0;
+    glu_f32<<<blocks_for(count, 256), 256, 0, l.stream>>>(static_cast<float*>(n->data),
+                                                           static_cast<const float*>(n->src[0]->data),
+                                                           static_cast<const float*>(n->src[1]->data), count,
+                                                           n->i[0] == (int32_t)GluAct::Silu);
+    return check(cudaGetLastError(), "glu launch");
+}
+
 // The op table's unary_value, in float.
 template <Op OP>
 __device__ float unary(float x, float f0) {
@@ -128,6 +152,7 @@ Kernel elementwise_kernel(Op op) {
         case Op::Gelu: return {unary_supports, unary_launch<Op::Gelu>};
         case Op::GeluErf: return {unary_supports, unary_launch<Op::GeluErf>};
         case Op::QuickGelu: return {unary_supports, unary_launch<Op::QuickGelu>};
+        case Op::Glu: return {glu_supports, glu_launch};
         default: return {nullptr, nullptr};
     }
 }

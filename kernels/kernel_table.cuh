@@ -19,6 +19,7 @@
 namespace quanta_cuda {
 
 using quanta::Op;
+using quanta::GluAct;
 
 // What a launch gets besides its node: the instance's stream and `scratch`, device memory of at least the
 // bytes the op's scratch_bytes() asked for, which the node may use until the next node runs. compute() sizes it
@@ -38,7 +39,7 @@ struct Kernel {
 int check(cudaError_t err, const char* what);
 
 // The rows of each file's ops; {nullptr, nullptr} for ops the file does not have.
-Kernel elementwise_kernel(Op op);  // elementwise.cu: Copy, Add, Mul, Scale and the activations
+Kernel elementwise_kernel(Op op);  // elementwise.cu: Copy, Add, Mul, Scale, the activations and Glu
 Kernel row_kernel(Op op);          // row_ops.cu: RmsNorm, SoftMax, Rope
 Kernel quantized_kernel(Op op);    // quantized.cu: MatMul over any storage type
 Kernel indexed_kernel(Op op);      // indexed.cu: GetRows, SetRows, Attention (ids in device memory)

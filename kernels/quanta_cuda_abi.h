@@ -16,7 +16,7 @@
 extern "C" {
 #endif
 
-#define QUANTA_CUDA_ABI_VERSION 5
+#define QUANTA_CUDA_ABI_VERSION 6
 
 /* A node or leaf as the kernels see it; `data` is a device address. */
 typedef struct quanta_cuda_tensor {

@@ -52,6 +52,7 @@ def cases(g, rng):
         "softmax": g.softmax(g.reshape(x, [3, 5, 96]), mask, 0.5),
         "silu": g.silu(x),
         "gelu": g.gelu(x),
+        "glu": g.glu(x, g.scale(x, -0.7), "silu"),
         "get_rows": g.get_rows(w16, g.constant(np.array([8, 0, 3], dtype=np.int32))),
         "set_rows": g.set_rows(cache, g.view(g.scale(x, 2.0), [3, 96], [96 * 4], 0),
                                g.constant(np.array([7, 2, 4], dtype=np.int32))),

@@ -48,6 +48,12 @@ def test_unary_ops(rng):
                             g.quick_gelu(g.constant(x)), g.scale(g.constant(x), -0.25)])
 
 
+def test_glu(rng):
+    gate = rng.standard_normal((7, 129), dtype=np.float32) * 4
+    up = rng.standard_normal((7, 129), dtype=np.float32)
+    assert_match(lambda g: [g.glu(g.constant(gate), g.constant(up), act) for act in ("silu", "gelu")])
+
+
 @pytest.mark.parametrize("shape", [(4, 6, 896), (3, 1, 5), (2, 2000)])  # rows shorter and longer than a block
 def test_rms_norm(rng, shape):
     x = rng.standard_normal(shape, dtype=np.float32)
@@ -87,7 +93,7 @@ def test_chain_stays_on_the_device(rng):
 
     def build(g):
         h = g.mul(g.rms_norm(g.constant(x), 1e-6), g.constant(w))
-        return [g.add(g.mul(g.silu(h), g.constant(up)), g.constant(x))]
+        return [g.add(g.glu(h, g.constant(up)), g.constant(x))]
 
     assert_match(build)
 

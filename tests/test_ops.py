@@ -47,6 +47,26 @@ def test_unary_ops(cpu_level, rng):
     np.testing.assert_allclose(scaled, x * -0.25, **F32_TOL)
 
 
+def test_glu(cpu_level, rng):
+    # The gated feed-forward's act(gate) * up, both activations, against numpy; rows longer than a vector.
+    gate = rng.standard_normal((3, 2, 133), dtype=np.float32) * 4
+    up = rng.standard_normal((3, 2, 133), dtype=np.float32)
+    g = _core.Graph()
+    silu, gelu = run(g, [g.glu(g.constant(gate), g.constant(up), act) for act in ("silu", "gelu")])
+    np.testing.assert_allclose(silu, gate / (1 + np.exp(-gate)) * up, rtol=1e-5, atol=1e-6)
+    ref_gelu = 0.5 * gate * (1 + np.tanh(np.sqrt(2 / np.pi) * (gate + 0.044715 * gate**3)))
+    np.testing.assert_allclose(gelu, ref_gelu * up, rtol=1e-5, atol=1e-6)
+
+
+def test_glu_rejects_bad_input(rng):
+    g = _core.Graph()
+    a = g.constant(rng.standard_normal((2, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match="differ in shape"):
+        g.glu(a, g.constant(rng.standard_normal((1, 8), dtype=np.float32)))
+    with pytest.raises(ValueError, match="activation must be"):
+        g.glu(a, a, "relu")
+
+
 def test_rms_norm(cpu_level, rng):
     x = rng.standard_normal((4, 6, 896), dtype=np.float32)
     g = _core.Graph()

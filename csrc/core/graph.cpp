@@ -77,6 +77,9 @@ Tensor* Graph::add(Tensor* a, Tensor* b) { return node(Op::Add, {a, b}); }
 Tensor* Graph::mul(Tensor* a, Tensor* b) { return node(Op::Mul, {a, b}); }
 Tensor* Graph::silu(Tensor* a) { return node(Op::Silu, {a}); }
 Tensor* Graph::gelu(Tensor* a) { return node(Op::Gelu, {a}); }
+Tensor* Graph::glu(Tensor* gate, Tensor* up, GluAct act) {
+    return node(Op::Glu, {gate, up}, [&](Tensor& t) { t.i[0] = (int32_t)act; });
+}
 Tensor* Graph::scale(Tensor* a, float s) { return node(Op::Scale, {a}, [&](Tensor& t) { t.f[0] = s; }); }
 Tensor* Graph::matmul(Tensor* w, Tensor* x) { return node(Op::MatMul, {w, x}); }
 Tensor* Graph::rms_norm(Tensor* x, float eps) { return node(Op::RmsNorm, {x}, [&](Tensor& t) { t.f[0] = eps; }); }

@@ -32,6 +32,9 @@ public:
     Tensor* scale(Tensor* a, float s);
     Tensor* silu(Tensor* a);
     Tensor* gelu(Tensor* a);
+    // act(gate) * up (same shapes) in one pass: the gated feed-forward's middle, whose separate activation
+    // and product each went through memory once more.
+    Tensor* glu(Tensor* gate, Tensor* up, GluAct act);
     // Writes rows of `rows` (f32 [K, T, ...]) into rows ids[t] (i32 [T]) of `dst`
     // (a view of an External buffer, f32/f16/bf16 [K, N, ...]); returns a node that
     // aliases dst. The KV cache's writes: slots come from an input, so one graph

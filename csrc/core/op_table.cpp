@@ -53,6 +53,21 @@ void shape_binary(Tensor& n) {
     same_shape_as(n, a);
 }
 
+void shape_glu(Tensor& n) {
+    const Tensor *gate = n.src[0], *up = n.src[1];
+    check_f32(gate, "glu");
+    check_f32(up, "glu");
+    check_rows_contiguous(gate, "glu");
+    check_rows_contiguous(up, "glu");
+    QUANTA_CHECK_ARG(n.i[0] == (int32_t)GluAct::Silu || n.i[0] == (int32_t)GluAct::Gelu,
+                     "glu: unknown activation " + std::to_string(n.i[0]));
+    for (int d = 0; d < kMaxDims; ++d)
+        QUANTA_CHECK_ARG(gate->ne[d] == up->ne[d], "glu: gate " + gate->describe() + " and up " + up->describe() +
+                                                       " differ in shape");
+    n.type = DType::F32;
+    same_shape_as(n, gate);
+}
+
 void shape_matmul(Tensor& n) {
     const Tensor *w = n.src[0], *x = n.src[1];
     check_f32(x, "matmul");
@@ -376,6 +391,16 @@ bool ref_binary(const Tensor& d) {
         const float x = load_float(a->type, at(a, i0, i1, i2, i3));
         const float y = load_float(b->type, at(b, i0 % b->ne[0], i1 % b->ne[1], i2 % b->ne[2], i3 % b->ne[3]));
         store_float(d.type, at(&d, i0, i1, i2, i3), d.op == Op::Add ? x + y : x * y);
+    });
+    return true;
+}
+
+bool ref_glu(const Tensor& d) {
+    const Tensor *gate = d.src[0], *up = d.src[1];
+    const Op act = d.i[0] == (int32_t)GluAct::Silu ? Op::Silu : Op::Gelu;
+    for_each(d, [&](int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+        const float g = unary_value(act, load_float(gate->type, at(gate, i0, i1, i2, i3)), d);
+        store_float(d.type, at(&d, i0, i1, i2, i3), g * load_float(up->type, at(up, i0, i1, i2, i3)));
     });
     return true;
 }
@@ -738,6 +763,7 @@ constexpr OpInfo kOps[kOpCount] = {
     /* Conv2d  */ {"conv2d", 2, 3, shape_conv2d, ref_conv2d},
     /* DenseAttention */ {"dense_attention", 3, 3, shape_dense_attention, ref_dense_attention},
     /* GroupMoments */ {"group_moments", 2, 2, shape_group_moments, ref_group_moments},
+    /* Glu     */ {"glu", 2, 2, shape_glu, ref_glu},
 };
 
 }  // namespace

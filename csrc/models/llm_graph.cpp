@@ -87,8 +87,9 @@ private:
 
     Tensor* feed_forward(Tensor* h, const LayerWeights& l) {
         Tensor* gate = linear(h, l.ffn_gate);
-        gate = c_.traits->activation == Activation::Silu ? g_.silu(gate) : g_.gelu(gate);
-        return linear(g_.mul(gate, linear(h, l.ffn_up)), l.ffn_down);
+        Tensor* up = linear(h, l.ffn_up);
+        const GluAct act = c_.traits->activation == Activation::Silu ? GluAct::Silu : GluAct::Gelu;
+        return linear(g_.glu(gate, up, act), l.ffn_down);
     }
 
     const LlmModel& m_;

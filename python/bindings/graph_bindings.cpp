@@ -137,6 +137,13 @@ void bind_graph(py::module_& m) {
         .def("scale", [](PyGraph& g, Tensor* a, float s) { return g.graph.scale(a, s); }, ref)
         .def("silu", [](PyGraph& g, Tensor* a) { return g.graph.silu(a); }, ref)
         .def("gelu", [](PyGraph& g, Tensor* a) { return g.graph.gelu(a); }, ref)
+        .def(
+            "glu",
+            [](PyGraph& g, Tensor* gate, Tensor* up, const std::string& act) {
+                if (act != "silu" && act != "gelu") throw py::value_error("glu: activation must be 'silu' or 'gelu'");
+                return g.graph.glu(gate, up, act == "silu" ? GluAct::Silu : GluAct::Gelu);
+            },
+            py::arg("gate"), py::arg("up"), py::arg("act") = "silu", ref)
         .def("matmul", [](PyGraph& g, Tensor* w, Tensor* x) { return g.graph.matmul(w, x); }, ref)
         .def("rms_norm", [](PyGraph& g, Tensor* x, float eps) { return g.graph.rms_norm(x, eps); }, ref)
         .def("rope", [](PyGraph& g, Tensor* x, Tensor* pos, int n_rot, const std::string& mode, float base, float scale,
