@@ -38,7 +38,8 @@ enum class Op : int32_t {
     Conv2d,     // 2-d convolution of images src[0] with kernels src[1], plus bias src[2]
     DenseAttention,  // softmax(q . k * f[0]) . v over every key, per head (diffusion's self- and cross-attention)
     GroupMoments,    // count, mean and squared deviations of each of i[0] channel groups of src[0] in a window src[1]
-    Glu,        // act(src[0]) * src[1], same shapes, act by i[0] (GluAct): a gated feed-forward's gate and up in one pass
+    Glu,        // act(src[0]) * src[1], same shapes, act by i[0] (GluAct): a gated feed-forward's gate and up
+                // in one pass
     Count
 };
 
