@@ -99,7 +99,7 @@ void bench_tile(const Kernels& k, DType t, int64_t n, int m, std::mt19937& rng) 
     std::vector<const void*> rows(kPanelRows);
     for (int r = 0; r < kPanelRows; ++r) rows[r] = w.data() + r * row_bytes(t, n);
     Buffer<uint8_t> panel(panel_bytes(t, n));
-    unpack_panel(t, rows.data(), kPanelRows, n, panel.data());
+    unpack_panel(t, rows.data(), kPanelRows, n, k.panel_scales, panel.data());
     Buffer<float> out((size_t)m * kPanelRows);
     const int calls = std::max(1, 800 / m);
     const double s = best_of(30, calls, [&] {

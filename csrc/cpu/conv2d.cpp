@@ -198,7 +198,7 @@ void unpack_panels(const Tensor& dst, const OpContext& c, const Geometry& g) {
         const void* rows[kPanelRows];
         const int n = (int)std::min<int64_t>(kPanelRows, g.cout - p * kPanelRows);
         for (int i = 0; i < n; ++i) rows[i] = static_cast<const char*>(w->data) + (p * kPanelRows + i) * g.w_row;
-        unpack_panel(w->type, rows, n, g.k, c.shared + p * bytes);
+        unpack_panel(w->type, rows, n, g.k, c.k->panel_scales, c.shared + p * bytes);
     }
     c.pool->barrier();
 }

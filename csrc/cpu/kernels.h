@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/moments.h"
+#include "cpu/panel.h"
 #include "quant/types.h"
 
 namespace quanta::cpu {
@@ -88,6 +89,8 @@ struct Kernels {
     QuantDotFn dot_q4_0, dot_q4_1, dot_q5_0, dot_q5_1, dot_q8_0, dot_q4_k, dot_q5_k, dot_q6_k;
     // Null where the level has no tiled GEMM, one per panel kind.
     GemmTileFn gemm_tile32, gemm_tile256;
+    // The sub-block scales gemm_tile256 reads from its panels.
+    PanelScales panel_scales;
     // Null where the level has no octet kernels; else one for every octet_type.
     OctetDotFn dot_octets;
     // f32/f16/bf16 weights: 4 rows (w, ws bytes apart; nw used) x na (1..4)

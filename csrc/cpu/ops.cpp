@@ -332,11 +332,11 @@ void matmul_gemm(const Tensor& dst, const OpContext& c) {
     for_each_tile(dst, c, kPanelRows, M, [&](int64_t n0, int nw, int64_t i2, int64_t i3, int64_t, int64_t) {
         if (w->packed) {
             unpack_panel_octets(w->type, static_cast<const uint8_t*>(w->packed) + (size_t)(n0 / kOctetRows) *
-                                octet_bytes(w->type, K), nw, K, panel);
+                                octet_bytes(w->type, K), nw, K, c.k->panel_scales, panel);
         } else {
             const void* rows[kPanelRows];
             for (int i = 0; i < nw; ++i) rows[i] = at(w, 0, n0 + i, i2 / r2, i3 / r3);
-            unpack_panel(w->type, rows, nw, K, panel);
+            unpack_panel(w->type, rows, nw, K, c.k->panel_scales, panel);
         }
         const uint8_t* act = c.shared + (size_t)(M * (i2 + x->ne[2] * i3)) * arow;
         for (int64_t m = 0; m < M; m += 4) {

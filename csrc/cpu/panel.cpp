@@ -161,14 +161,22 @@ void spread_levels(DType type, const Lanes* L4, int half, uint8_t* out) {
 }
 
 // Spreads one row's scales and offsets over lane `lane` of a 16-row group's block.
-void spread_fields(DType type, const Decoded& b, int lane, uint8_t* out) {
+void spread_fields(DType type, const Decoded& b, int lane, PanelScales scales, uint8_t* out) {
     if (panel_kind(type) == PanelKind::Block32) {
         set_lane(out + kB32Scale, lane, b.d);
         set_lane(out + kB32Min, lane, b.m);
         return;
     }
     const int sub = panel_sub_block(type);
-    for (int h = 0; h < 256 / sub; ++h) set_lane(out + kS256Scales + 64 * h, lane, b.sc[h]);
+    for (int h = 0; h < 256 / sub; ++h) {
+        uint8_t* sc = out + kS256Scales + 64 * h;
+        if (scales == PanelScales::Int32) {
+            set_lane(sc, lane, b.sc[h]);
+        } else {  // q4_k/q5_k's 6 bits and q6_k's int8 fit int16
+            set_lane(sc, 2 * lane, (int16_t)b.sc[h]);
+            set_lane(sc, 2 * lane + 1, (int16_t)b.sc[h]);
+        }
+    }
     for (int p = 0; p < 8; ++p) {
         uint8_t* m = out + s256_mins(sub) + 64 * p;
         if (sub == 32) {
@@ -183,7 +191,7 @@ void spread_fields(DType type, const Decoded& b, int lane, uint8_t* out) {
 
 }  // namespace
 
-void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t* panel) {
+void unpack_panel(DType type, const void* const* rows, int n, int64_t k, PanelScales scales, uint8_t* panel) {
     const size_t bytes = type_info(type).block_bytes, block_bytes = panel_block_bytes(type);
     const size_t group_bytes = panel_group_bytes(type, k);
     if (n < kPanelRows) std::memset(panel, 0, kPanelGroups * group_bytes);  // missing rows: zero lanes
@@ -196,14 +204,14 @@ void unpack_panel(DType type, const void* const* rows, int n, int64_t k, uint8_t
             decode_levels(type, v, L4);
             spread_levels(type, L4, r % kPanelLanes, group + b * block_bytes);
             decode_fields(type, v, &fields);
-            spread_fields(type, fields, r % kPanelLanes, group + b * block_bytes);
+            spread_fields(type, fields, r % kPanelLanes, scales, group + b * block_bytes);
         }
     }
 }
 
 // Each octet fills one half of a 16-row group: its levels 8 lanes at a time, its scales lane by lane. The
 // octets' rows past the matrix are zero blocks (octets.h), so lanes past n come out as zero rows' levels.
-void unpack_panel_octets(DType type, const uint8_t* octets, int n, int64_t k, uint8_t* panel) {
+void unpack_panel_octets(DType type, const uint8_t* octets, int n, int64_t k, PanelScales scales, uint8_t* panel) {
     const size_t ob = octet_bytes(type, k), block = kOctetRows * type_info(type).block_bytes;
     const size_t block_bytes = panel_block_bytes(type), group_bytes = panel_group_bytes(type, k);
     if (n < kPanelRows) std::memset(panel, 0, kPanelGroups * group_bytes);
@@ -218,7 +226,7 @@ void unpack_panel_octets(DType type, const uint8_t* octets, int n, int64_t k, ui
             spread_levels(type, L4, o % 2, out);
             for (int lane = 0; lane < kOctetRows && kOctetRows * o + lane < n; ++lane) {
                 decode_fields(type, OctetBlock{octet + b * block, lane}, &fields);
-                spread_fields(type, fields, kOctetRows * (o % 2) + lane, out);
+                spread_fields(type, fields, kOctetRows * (o % 2) + lane, scales, out);
             }
         }
     }

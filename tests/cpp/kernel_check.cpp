@@ -190,9 +190,9 @@ void check_octets(const Kernels& k, DType t, int64_t n, const Weights& weights, 
         std::vector<const void*> ptrs(kPanelRows);
         for (int r = 0; r < kPanelRows; ++r) ptrs[r] = weights.bytes.data() + r * rb;
         std::vector<uint8_t> panel(panel_bytes(t, n));
-        unpack_panel(t, ptrs.data(), kPanelRows, n, panel.data());
+        unpack_panel(t, ptrs.data(), kPanelRows, n, k.panel_scales, panel.data());
         std::vector<uint8_t> from_octets(panel.size());
-        unpack_panel_octets(t, octets.data(), kPanelRows, n, from_octets.data());
+        unpack_panel_octets(t, octets.data(), kPanelRows, n, k.panel_scales, from_octets.data());
         check(from_octets == panel, "octets " + name + ": the panel unpacked from octets differs");
         tile(n, panel.data(), panel_group_bytes(t, n), flat.bytes.data(), flat.stride, 4, gemm.data(), kPanelRows,
              kPanelRows, t);
@@ -254,7 +254,7 @@ void check_quant_dots(const Kernels& k, const Kernels& ref) {
                 for (int r = 0; r < nw; ++r) ptrs[r] = w.data() + r * rb;
                 const Acts flat = make_acts(k, DType::Q4_K, 4, n);  // the GEMM reads the flat format
                 std::vector<uint8_t> panel(panel_bytes(t, n));
-                unpack_panel(t, ptrs.data(), nw, n, panel.data());
+                unpack_panel(t, ptrs.data(), nw, n, k.panel_scales, panel.data());
                 for (int na = 1; na <= 4; ++na) {
                     std::vector<float> out((size_t)na * kPanelRows, NAN);
                     tile(n, panel.data(), panel_group_bytes(t, n), flat.bytes.data(), flat.stride, na, out.data(),
