@@ -44,8 +44,8 @@ enum class PanelKind { Block32, Super256 };
 // How a Super256 panel holds its sub-block scales, as the level's tile reads them (Kernels::panel_scales):
 // Int32 for the tiles that multiply int32 sums by them; Int16Pairs, the scale in both int16 halves of its
 // lane, for avx2's, whose vpmaddwd widens int16 pair sums and applies the scale in one step (a plain load
-// instead of load, shift and blend: tiles of 32 x 4 x 1024 on a Sapphire Rapids-class Xeon, one thread, q4_k
-// 131.8 -> 134 GMAC/s, q6_k 97.2 -> 100.7).
+// instead of load, shift and blend: tiles of 32 x 4 x 1024 on a Sapphire Rapids-class Xeon, one thread, best
+// of 3 alternating runs, q4_k 114.4 -> 117.6 GMAC/s, q6_k 81.3 -> 83.7).
 enum class PanelScales { Int32, Int16Pairs };
 
 constexpr PanelKind panel_kind(DType weight) {
