@@ -200,6 +200,7 @@ int main(int argc, char** argv) {
         for (DType t : {DType::Q4_0, DType::Q4_K}) bench_tile(k, t, n, 512, rng);
     for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K})
         for (int na : {4, 1}) bench_octets(k, t, 1024, na, rng);
+    for (DType t : {DType::Q4_K, DType::Q6_K}) bench_octets(k, t, 4096, 1, rng);
     for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) bench_octets_stream(k, t, 4096, rng);
     for (int hd : {64, 128, 256}) bench_attend(k, kAttendQueries, 8, hd, 512, rng);
     bench_attend(k, 1, 8, 64, 512, rng);  // decode: one token
